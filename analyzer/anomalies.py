@@ -1,0 +1,81 @@
+"""The one catalogue of things the parsers found odd or had to skip.
+
+Every stage (sources, decode, flows, tls, engine) reports problems with input as a code
+from :class:`Anomaly`; records list the codes (``HandshakeRecord.anomalies``) and the CLI
+reports file-level ones. Codes are stable strings: they appear in JSONL/CSV output.
+Nothing here raises.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Anomaly(StrEnum):
+    """Named anomalies, grouped by the stage that reports them."""
+
+    # sources: the capture file itself
+    FILE_TRUNCATED = "file_truncated"
+    """The file ends in the middle of a packet or block."""
+    FILE_BAD_MAGIC = "file_bad_magic"
+    """Not a pcap, pcapng or gzip file."""
+    FILE_CORRUPT_BLOCK = "file_corrupt_block"
+    """A pcapng block or pcap record header with impossible lengths; the rest is skipped."""
+    FILE_UNKNOWN_INTERFACE = "file_unknown_interface"
+    """A pcapng packet refers to an interface that was never described."""
+    FILE_READ_ERROR = "file_read_error"
+    """The operating system or decompressor failed while reading."""
+    TIME_BACKWARDS = "time_backwards"
+    """A packet's timestamp is earlier than its predecessor's."""
+
+    # decode: link, network and transport headers
+    UNKNOWN_LINKTYPE = "unknown_linktype"
+    SNAPLEN_TRUNCATED = "snaplen_truncated"
+    """The packet was cut by the capture's snaplen; payload bytes are missing."""
+    BAD_IP_HEADER = "bad_ip_header"
+    BAD_TCP_HEADER = "bad_tcp_header"
+    IP_FRAGMENT = "ip_fragment"
+    """An IP fragment; fragments are counted, not reassembled."""
+
+    # flows: TCP reassembly
+    OVERLAP_MISMATCH = "overlap_mismatch"
+    """Two copies of the same TCP bytes differ; the first copy was kept."""
+    OOO_BUFFER_LIMIT = "ooo_buffer_limit"
+    """Too many out-of-order bytes buffered for one direction; treated as a gap."""
+    FLOW_TABLE_LIMIT = "flow_table_limit"
+    """Too many live connections; the oldest (by packet time) was evicted."""
+    MIDSTREAM = "midstream"
+    """The capture started after the connection's SYN."""
+    DATA_AFTER_CLOSE = "data_after_close"
+
+    # tls: record and handshake layers
+    NOT_TLS = "not_tls"
+    """Bytes that do not start a TLS record where one was expected."""
+    RECORD_TOO_LONG = "record_too_long"
+    """A record length beyond 2^14 + 2048 (RFC 8446 §5.2)."""
+    BAD_RECORD_VERSION = "bad_record_version"
+    HANDSHAKE_TOO_LONG = "handshake_too_long"
+    """A handshake message longer than the buffer limit."""
+    MALFORMED_HANDSHAKE = "malformed_handshake"
+    """A handshake message whose fields do not add up; the message was skipped."""
+    TRAILING_BYTES = "trailing_bytes"
+    """A length-prefixed block with bytes left over after its fields."""
+    DUPLICATE_EXTENSION = "duplicate_extension"
+    BAD_ALERT = "bad_alert"
+    """An alert record that is not two bytes."""
+    MALFORMED_CERTIFICATE = "malformed_certificate"
+    """A certificate the X.509 parser rejected."""
+    UNEXPECTED_MESSAGE = "unexpected_message"
+    """A handshake message that the state machine does not expect at this point."""
+    SSLV2_HELLO = "sslv2_hello"
+    """An SSLv2-compatible ClientHello (not itself an error, noted for the record)."""
+    UNKNOWN_CONTENT_TYPE = "unknown_content_type"
+    MALFORMED_EXTENSION = "malformed_extension"
+    """An extension whose body does not parse; its typed field stays empty, the rest of
+    the hello is kept (the raw extension too)."""
+    INTERLEAVED_RECORD = "interleaved_record"
+    """A non-handshake record arrived while a handshake message was split across records
+    (RFC 8446 §5.1 forbids interleaving)."""
+    CHAIN_TOO_LONG = "chain_too_long"
+    """A Certificate message with more certificates than ``MAX_CHAIN_CERTS``; the rest
+    were dropped."""

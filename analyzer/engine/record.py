@@ -1,0 +1,224 @@
+"""The handshake record: one per TLS-relevant TCP connection (SPEC §3).
+
+Field names are the product contract for JSONL, CSV, Parquet and the DataFrame. The
+engine fills the facts; :mod:`analyzer.diagnosis` fills the judgement (``outcome``,
+``failure``, ``failure_side``, ``reason``, ``remedy``, ``inferred``, ``cert_status``,
+``warnings``) with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+Side = Literal["client", "server"]
+
+OUTCOMES = ("established", "failed", "incomplete", "not_tls")
+FAILURES = (
+    "version_mismatch",
+    "cipher_mismatch",
+    "certificate_expired",
+    "certificate_untrusted",
+    "certificate_invalid",
+    "sni_mismatch",
+    "client_certificate_required",
+    "alpn_mismatch",
+    "proxy_error",
+    "not_tls",
+    "tcp_refused",
+    "tcp_no_answer",
+    "reset_during_handshake",
+    "no_server_response",
+    "handshake_aborted",
+    "protocol_error",
+    "other_alert",
+)
+FAILURE_SIDES = ("client", "server", "proxy", "network")
+STAGES = (
+    "tcp_syn",
+    "tcp_open",
+    "client_hello",
+    "server_hello",
+    "server_certificate",
+    "server_done",
+    "client_finished",
+    "established",
+    "application_data",
+)
+CLOSES = ("fin", "rst_client", "rst_server", "idle_timeout", "capture_end", "open")
+VERSIONS = ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+CERT_STATUSES = (
+    "ok",
+    "expired",
+    "not_yet_valid",
+    "self_signed",
+    "incomplete_chain",
+    "untrusted",
+    "hostname_mismatch",
+)
+STARTTLS = ("smtp", "imap", "pop3", "ftp", "xmpp", "irc", "ldap", "postgres")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertInfo:
+    """One alert seen on the connection."""
+
+    sender: Side
+    """``from`` in outputs (a Python keyword)."""
+    level: str | None
+    """``warning`` or ``fatal``; None when encrypted (or an unknown level code)."""
+    description: str | None
+    """IANA name such as ``handshake_failure``; None when encrypted."""
+    code: int | None
+    encrypted: bool
+    ts: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.sender,
+            "level": self.level,
+            "description": self.description,
+            "code": self.code,
+            "encrypted": self.encrypted,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimelineEntry:
+    """One step of the connection, for ``tlsa show``: seconds since the first packet."""
+
+    t: float
+    sender: Literal["client", "server", "-"]
+    what: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeRecord:
+    """Everything known about one TLS-relevant TCP connection (SPEC §3)."""
+
+    uid: str
+    """Stable id: short hash of capture, 4-tuple and first packet time."""
+    capture: str
+    """Source file's base name, or the interface for live capture."""
+    ts: float
+    """First packet of the connection (seconds since the epoch)."""
+    ts_end: float
+    """Last packet of the connection."""
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    proxy_target: str | None = None
+    """``host:port`` of an HTTP CONNECT, if the TLS runs inside one."""
+    proxy_status: int | None = None
+    """The proxy's HTTP status for the CONNECT."""
+    starttls: str | None = None
+    """``smtp``, ``imap``, ... when TLS started inside a plaintext protocol."""
+    sni: str | None = None
+    offered_versions: list[str] = field(default_factory=list)
+    version: str | None = None
+    offered_ciphers: list[str] = field(default_factory=list)
+    cipher: str | None = None
+    group: str | None = None
+    alpn_offered: list[str] = field(default_factory=list)
+    alpn: str | None = None
+    resumed: bool = False
+    hrr: bool = False
+    history: str = ""
+    """Zeek's ``ssl_history`` letters."""
+    stage: str = "tcp_syn"
+    established: bool = False
+    alerts: list[AlertInfo] = field(default_factory=list)
+    last_alert: str | None = None
+    cert_subject: str | None = None
+    cert_issuer: str | None = None
+    cert_sans: list[str] = field(default_factory=list)
+    cert_not_before: float | None = None
+    cert_not_after: float | None = None
+    cert_chain_sha256: list[str] = field(default_factory=list)
+    cert_status: str | None = None
+    sni_matches_cert: bool | None = None
+    ja3: str | None = None
+    ja3s: str | None = None
+    ja4: str | None = None
+    close: str = "capture_end"
+    client_bytes: int = 0
+    server_bytes: int = 0
+    packets: int = 0
+    tcp_rtt: float | None = None
+    handshake_time: float | None = None
+    retransmits: int = 0
+    gap_bytes: int = 0
+    outcome: str = "incomplete"
+    failure: str | None = None
+    failure_side: str | None = None
+    reason: str | None = None
+    remedy: str | None = None
+    inferred: bool = False
+    warnings: list[str] = field(default_factory=list)
+    anomalies: list[str] = field(default_factory=list)
+
+    # Extra facts (SPEC §3 welcomes extra fields). Written to outputs too, except those
+    # listed in INTERNAL_FIELDS.
+    ja3_string: str | None = None
+    ja3s_string: str | None = None
+    offered_groups: list[str] = field(default_factory=list)
+    offered_sigalgs: list[str] = field(default_factory=list)
+    key_share_groups: list[str] = field(default_factory=list)
+    cert_key: str | None = None
+    """Leaf public key, e.g. ``RSA-2048``, ``EC-256``."""
+    cert_signature_hash: str | None = None
+    cert_self_issued: bool | None = None
+    cert_error: str | None = None
+    client_hello_segments: int = 0
+    """TCP segments the (first) ClientHello spanned."""
+    client_hello_acked: bool = False
+    """The server's TCP acknowledged the whole first ClientHello."""
+    syn_count: int = 0
+    """SYNs sent by the client (retransmissions included)."""
+    synack: bool = False
+    ts_client_hello: float | None = None
+    ts_server_hello: float | None = None
+    ts_close: float | None = None
+    """Time of the FIN or RST that closed the connection (first one)."""
+    close_by: str | None = None
+    """``client`` or ``server``: who sent the first FIN or RST."""
+    client_retransmits: int = 0
+    server_retransmits: int = 0
+    server_first_bytes: str | None = None
+    """Evidence when the server answered with something that is not TLS (e.g. an HTTP
+    status line), printable text only."""
+    client_first_bytes: str | None = None
+    """Evidence when the client sent something that is not TLS."""
+    proxy_status_line: str | None = None
+    client_encrypted_after_server_flight: list[int] = field(default_factory=list)
+    """TLS 1.3: sizes of the client's encrypted records after the server's flight (the
+    evidence behind ``established`` and inferred rejections)."""
+    server_encrypted_after_client_flight: list[int] = field(default_factory=list)
+    """TLS 1.3: sizes of the server's encrypted records after the client's flight."""
+    capture_end: float | None = None
+    """Last packet time of the whole capture (for the ``incomplete`` rule)."""
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    cert_chain: tuple[bytes, ...] = field(default=(), repr=False)
+    """DER certificates the server sent (not written to outputs)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON-ready values (SPEC §3 names; internal fields left out)."""
+        out: dict[str, Any] = {}
+        for f in RECORD_FIELDS:
+            value = getattr(self, f)
+            if f == "alerts":
+                value = [a.as_dict() for a in value]
+            elif f == "timeline":
+                value = [[round(e.t, 6), e.sender, e.what] for e in value]
+            elif isinstance(value, list):
+                value = list(value)
+            out[f] = value
+        return out
+
+
+INTERNAL_FIELDS = frozenset({"cert_chain"})
+RECORD_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(HandshakeRecord) if f.name not in INTERNAL_FIELDS
+)
+"""Output column order."""
