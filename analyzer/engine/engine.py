@@ -1,0 +1,240 @@
+"""The engine: frames in, handshake records out, as connections end.
+
+One :class:`Engine` per capture (a file, or a live interface). It decodes each frame,
+finds or creates the connection, hands TCP events to its tracker, and returns the
+records of connections that ended (both FINs, a RST, idle expiry by packet time, table
+limit, or end of capture). It does no I/O and never reads the clock: time comes from
+packets (and from :meth:`Engine.tick` in live capture).
+
+Fast path: a connection whose handshake is settled is only counted (packets, bytes,
+FIN/RST) — its payload is neither reassembled nor parsed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from analyzer.decode import decode_frame
+from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, Segment
+from analyzer.engine.preamble import DEFAULT_TLS_PORTS
+from analyzer.engine.record import HandshakeRecord
+from analyzer.engine.tracker import Connection
+from analyzer.flows.table import FlowTable
+from analyzer.sources.base import Frame
+
+QUIC_PORTS = frozenset({443, 8443})
+"""UDP ports whose traffic is counted as QUIC (not analyzed yet, SPEC §5)."""
+DTLS_PORTS = frozenset({443, 4433, 5061, 5684, 3478})
+_EXPIRY_INTERVAL = 1.0
+"""Seconds of packet time between two scans for idle connections."""
+
+
+@dataclass(slots=True, kw_only=True)
+class CaptureStats:
+    """What the engine saw besides TLS connections, for the summary."""
+
+    frames: int = 0
+    tcp_segments: int = 0
+    udp_quic: int = 0
+    """UDP datagrams to or from port 443 (likely QUIC): counted, not analyzed."""
+    udp_other: int = 0
+    other: int = 0
+    connections: int = 0
+    """TCP connections tracked."""
+    records: int = 0
+    """TLS-relevant connections reported."""
+    first_ts: float | None = None
+    last_ts: float | None = None
+    anomalies: Counter[str] = field(default_factory=Counter)
+
+
+class Engine:
+    """Stateful, I/O-free analysis of one capture."""
+
+    def __init__(
+        self,
+        capture: str,
+        *,
+        tls_ports: Iterable[int] = (),
+        report_at_settle: bool = False,
+        table: FlowTable[Connection] | None = None,
+    ) -> None:
+        self.capture = capture
+        self.tls_ports = DEFAULT_TLS_PORTS | frozenset(tls_ports)
+        self.report_at_settle = report_at_settle
+        """Live mode: report a record as soon as its handshake settles (close ``open``)."""
+        self.table: FlowTable[Connection] = table if table is not None else FlowTable()
+        self.stats = CaptureStats()
+        self._next_expiry = 0.0
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, frame: Frame) -> list[HandshakeRecord]:
+        """Process one frame; return the records of connections that ended."""
+        st = self.stats
+        st.frames += 1
+        ts = frame.ts
+        if st.first_ts is None:
+            st.first_ts = ts
+            self._next_expiry = ts + _EXPIRY_INTERVAL
+        if st.last_ts is None or ts > st.last_ts:
+            st.last_ts = ts
+        seg = decode_frame(ts, frame.linktype, frame.data, frame.wirelen)
+        out: list[HandshakeRecord] = []
+        if type(seg) is Segment:
+            st.tcp_segments += 1
+            self._segment(seg, out)
+        elif type(seg) is Datagram:
+            if seg.sport in QUIC_PORTS or seg.dport in QUIC_PORTS:
+                st.udp_quic += 1
+            else:
+                st.udp_other += 1
+        else:
+            st.other += 1
+            if seg.anomaly is not None:  # type: ignore[union-attr]
+                st.anomalies[str(seg.anomaly)] += 1  # type: ignore[union-attr]
+        if ts >= self._next_expiry:
+            self._next_expiry = ts + _EXPIRY_INTERVAL
+            self._expire(ts, out)
+        return out
+
+    def tick(self, ts: float) -> list[HandshakeRecord]:
+        """Packet time advanced with no packet (live capture): expire idle connections."""
+        out: list[HandshakeRecord] = []
+        if self.stats.last_ts is None or ts > self.stats.last_ts:
+            self.stats.last_ts = ts
+        self._expire(ts, out)
+        return out
+
+    def finish(self) -> list[HandshakeRecord]:
+        """End of capture: report every connection still open."""
+        out: list[HandshakeRecord] = []
+        for conn in self.table.drain():
+            self._report(conn, "capture_end", out)
+        return out
+
+    def run(self, frames: Iterable[Frame]) -> Iterator[HandshakeRecord]:
+        """Feed every frame, then finish; yield records as connections end."""
+        feed = self.feed
+        for frame in frames:
+            records = feed(frame)
+            if records:
+                yield from records
+        yield from self.finish()
+
+    # ------------------------------------------------------------------ TCP
+
+    def _segment(self, seg: Segment, out: list[HandshakeRecord]) -> None:
+        key = (seg.src, seg.sport, seg.dst, seg.dport)
+        conn = self.table.get(key)
+        flags = seg.flags
+        if conn is not None and flags & SYN and not flags & ACK:
+            from_client = conn.key[0] == seg.src and conn.key[1] == seg.sport
+            if not from_client or (conn.client.rx.next_seq not in (None, (seg.seq + 1) & 0xFFFFFFFF)):
+                # A new SYN on a known 4-tuple: port reuse; the old connection ends.
+                self.table.remove(conn)
+                self._report(conn, conn_close(conn), out)
+                conn = None
+        if conn is None:
+            conn = self._new(seg, key)
+            if conn is None:
+                return
+        conn.packets += 1
+        ts = seg.ts
+        if ts > conn.last_ts:
+            conn.last_ts = ts
+        from_client = seg.src == conn.key[0] and seg.sport == conn.key[1]
+        payload = seg.payload
+        if conn.settled:
+            # Fast path: count only.
+            if payload:
+                if from_client:
+                    conn.client.bytes += len(payload)
+                else:
+                    conn.server.bytes += len(payload)
+            if flags & (FIN | RST):
+                self._close_flags(conn, seg, from_client, out)
+            return
+        if flags & SYN:
+            if flags & ACK:
+                if not from_client:
+                    conn.tcp_synack(ts, seg.seq)
+            elif from_client:
+                conn.tcp_syn(ts, seg.seq)
+        if payload:
+            conn.tcp_data(ts, from_client, seg.seq, payload)
+        if flags & ACK and not flags & SYN:
+            conn.peer_ack(from_client, seg.ack)
+        if conn.settled:
+            self.table.mark_settled(conn)
+            if self.report_at_settle and not conn.reported and conn.relevant():
+                conn.reported = True
+                out.append(conn.record(self.capture, "open", None))
+        if flags & (FIN | RST):
+            self._close_flags(conn, seg, from_client, out)
+
+    def _new(self, seg: Segment, key: tuple[bytes, int, bytes, int]) -> Connection | None:
+        flags = seg.flags
+        if flags & RST or (not seg.payload and not flags & SYN):
+            return None  # a stray ACK/FIN/RST of a connection we never saw (or reported)
+        if flags & SYN and flags & ACK:
+            key = (seg.dst, seg.dport, seg.src, seg.sport)  # SYN-ACK: the sender is the server
+        elif not flags & SYN and seg.payload:
+            # Mid-stream: guess that the side on a known TLS port, else the lower port, is
+            # the server; the tracker swaps sides if the guess is proved wrong.
+            if seg.sport in self.tls_ports or (
+                seg.dport not in self.tls_ports and seg.sport < seg.dport
+            ):
+                key = (seg.dst, seg.dport, seg.src, seg.sport)
+        conn = Connection(key, seg.ts, tls_port=key[3] in self.tls_ports)
+        self.stats.connections += 1
+        self.table.add(conn)
+        for old in self.table.over_limit():
+            old.anomaly("flow_table_limit")
+            self._report(old, "idle_timeout", [])
+            self.stats.anomalies["flow_table_limit"] += 1
+        return conn
+
+    def _close_flags(
+        self, conn: Connection, seg: Segment, from_client: bool, out: list[HandshakeRecord]
+    ) -> None:
+        if seg.flags & RST:
+            conn.tcp_rst(seg.ts, from_client)
+            self.table.remove(conn)
+            self._report(conn, "rst_client" if conn.rst_by == "client" else "rst_server", out)
+            return
+        conn.tcp_fin(seg.ts, from_client, seg.seq, len(seg.payload))
+        if conn.client.fin and conn.server.fin:
+            self.table.remove(conn)
+            self._report(conn, "fin", out)
+
+    # ------------------------------------------------------------------ output
+
+    def _expire(self, now: float, out: list[HandshakeRecord]) -> None:
+        for conn in self.table.expired(now):
+            self._report(conn, conn_close(conn, idle=True), out)
+
+    def _report(self, conn: Connection, close: str, out: list[HandshakeRecord]) -> None:
+        conn.closed = True
+        if conn.reported and not self.report_at_settle:
+            return
+        if conn.reported:
+            return  # live mode already reported it when it settled
+        if not conn.relevant():
+            return
+        for d in (conn.client, conn.server):
+            d.rx.flush()
+        conn.reported = True
+        self.stats.records += 1
+        out.append(conn.record(self.capture, close, self.stats.last_ts))
+
+
+def conn_close(conn: Connection, *, idle: bool = False) -> str:
+    """How a connection ended when no RST/FIN-pair closed it."""
+    if conn.rst_by is not None:
+        return "rst_client" if conn.rst_by == "client" else "rst_server"
+    if conn.close_by is not None:
+        return "fin"
+    return "idle_timeout" if idle else "capture_end"

@@ -1,0 +1,109 @@
+"""Plaintext before TLS: HTTP CONNECT tunnels and STARTTLS upgrades (SPEC §2).
+
+A connection whose client does not start with a TLS record may still carry TLS later:
+inside an HTTP CONNECT tunnel (the proxy answers ``HTTP/1.1 200``), or after a STARTTLS
+command in SMTP, IMAP, POP3, FTP, XMPP, IRC, LDAP or PostgreSQL. These helpers classify
+the first client bytes and find where the ClientHello starts in a plaintext prefix. They
+do no I/O and keep no state.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal
+
+STARTTLS_PORTS: Final[dict[int, str]] = {
+    25: "smtp",
+    587: "smtp",
+    2525: "smtp",
+    143: "imap",
+    110: "pop3",
+    21: "ftp",
+    5222: "xmpp",
+    5269: "xmpp",
+    6667: "irc",
+    389: "ldap",
+    5432: "postgres",
+}
+"""Server ports whose protocol has a STARTTLS upgrade, and the protocol's name."""
+
+DEFAULT_TLS_PORTS: Final = frozenset(
+    {443, 465, 563, 636, 853, 989, 990, 992, 993, 995, 5061, 5223, 8443}
+)
+"""SPEC §2 known TLS ports (user-configurable with ``--tls-port``)."""
+
+# A TLS ClientHello record header: handshake(22), version 3.x, length, then msg type 1.
+_CLIENT_HELLO = re.compile(rb"\x16\x03[\x00-\x04][\x00-\xff]{2}\x01", re.DOTALL)
+
+_STARTTLS_COMMANDS = re.compile(
+    rb"(?im)^(?:[a-z0-9.]+ )?(?:starttls|stls|auth tls|auth ssl)\r?$|<starttls\b"
+)
+_LDAP_STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
+_POSTGRES_SSLREQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
+
+Start = Literal["tls", "sslv2", "connect", "plaintext", "need_more"]
+
+
+def classify_client_start(data: bytes) -> Start:
+    """What the first bytes a client sent look like."""
+    if len(data) < 3:
+        if data and data[0] not in (0x16, 0x80) and not (data[0] & 0x80) and data[:1] != b"C":
+            return "plaintext"
+        return "need_more"
+    if data[0] == 0x16 and data[1] == 0x03:
+        return "tls"
+    if data[0] & 0x80 and data[2] == 0x01:
+        return "sslv2"
+    if data[0] in (0x14, 0x15, 0x17) and data[1] == 0x03:
+        return "tls"  # a record without a hello (mid-stream); the TLS parser decides
+    if data.startswith(b"CONNECT "[: len(data)]):
+        return "connect" if len(data) >= 8 else "need_more"
+    return "plaintext"
+
+
+def find_client_hello(data: bytes) -> int:
+    """Offset of the first TLS ClientHello record in a plaintext prefix, or -1."""
+    m = _CLIENT_HELLO.search(data)
+    return m.start() if m else -1
+
+
+def starttls_command(data: bytes) -> bool:
+    """Whether client plaintext contains a STARTTLS-style upgrade request."""
+    return bool(
+        _STARTTLS_COMMANDS.search(data)
+        or _LDAP_STARTTLS_OID in data
+        or data.startswith(_POSTGRES_SSLREQUEST)
+    )
+
+
+def connect_target(data: bytes) -> str | None:
+    """``host:port`` of an HTTP CONNECT request line, once the line is complete."""
+    end = data.find(b"\r\n")
+    if end < 0:
+        return None
+    parts = data[:end].split()
+    return printable(parts[1]) if len(parts) >= 2 else ""
+
+
+def http_status(data: bytes) -> tuple[int, str] | None:
+    """Status code and status line of an HTTP response, once the line is complete."""
+    end = data.find(b"\n")
+    if end < 0 or not data.startswith(b"HTTP/"):
+        return None
+    line = data[:end].rstrip(b"\r")
+    parts = line.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    return int(parts[1]), printable(line)
+
+
+def first_line(data: bytes, limit: int = 120) -> str:
+    """The first line of some bytes as printable text (evidence for a reason)."""
+    line = data.split(b"\n", 1)[0].rstrip(b"\r")[:limit]
+    return printable(line)
+
+
+def printable(data: bytes) -> str:
+    """Bytes as text with anything non-printable escaped (safe for logs and terminals)."""
+    text = data.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
