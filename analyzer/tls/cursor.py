@@ -1,0 +1,145 @@
+"""A bounds-checked reader over one complete TLS structure (RFC 8446 §3 presentation language).
+
+What it does: reads big-endian integers (``uint8``..``uint32``), fixed-size byte strings
+and length-prefixed vectors from ``bytes``/``memoryview`` without copying the input.
+:meth:`Cursor.vector` returns a sub-cursor over exactly the vector's bytes; used as a
+context manager it checks on exit that every byte was read, so leftovers inside a
+length-prefixed block are caught where they occur.
+
+What it does not do: buffering or "need more" (the input is always a whole structure;
+running past its end means the structure is malformed). Errors are the exceptions
+:class:`Malformed` and its kinds :class:`Truncated` and :class:`Leftover`: they never
+leave :mod:`analyzer.tls`, whose public functions catch them (:func:`total`) and return
+:class:`analyzer.tls.events.ParseAnomaly` values instead.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar
+
+from analyzer.anomalies import Anomaly
+from analyzer.tls.events import ParseAnomaly
+
+T = TypeVar("T")
+
+
+
+class Malformed(Exception):
+    """A structure whose fields do not add up."""
+
+
+class Truncated(Malformed):
+    """A field or vector runs past the end of its enclosing block."""
+
+
+class Leftover(Malformed):
+    """A length-prefixed block with bytes left after its fields."""
+
+
+class Cursor:
+    """Reads forward through ``data``; every read is bounds-checked."""
+
+    __slots__ = ("_data", "_end", "_pos", "_what")
+
+    def __init__(self, data: builtins.bytes | memoryview, what: str = "message") -> None:
+        self._data = memoryview(data)
+        self._pos = 0
+        self._end = len(self._data)
+        self._what = what
+
+    @property
+    def remaining(self) -> int:
+        return self._end - self._pos
+
+    @property
+    def at_end(self) -> bool:
+        return self._pos == self._end
+
+    def _take(self, n: int) -> memoryview:
+        if n > self._end - self._pos:
+            raise Truncated(f"{self._what}: {n} bytes wanted, {self._end - self._pos} left")
+        view = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return view
+
+    def uint(self, size: int) -> int:
+        """A big-endian unsigned integer of ``size`` bytes."""
+        return int.from_bytes(self._take(size), "big")
+
+    def u8(self) -> int:
+        return self.uint(1)
+
+    def u16(self) -> int:
+        return self.uint(2)
+
+    def u24(self) -> int:
+        return self.uint(3)
+
+    def u32(self) -> int:
+        return self.uint(4)
+
+    def bytes(self, n: int) -> builtins.bytes:
+        """Exactly ``n`` bytes."""
+        return self._take(n).tobytes()
+
+    def rest(self) -> builtins.bytes:
+        """Every byte not read yet."""
+        return self._take(self.remaining).tobytes()
+
+    def vector(self, len_bytes: int, what: str | None = None) -> Cursor:
+        """A sub-cursor over a vector whose length is in the next ``len_bytes`` bytes.
+
+        Use it as ``with cur.vector(2) as v: ...`` to require that ``v`` is consumed
+        exactly (otherwise :class:`Leftover` is raised on leaving the block).
+        """
+        length = self.uint(len_bytes)
+        return Cursor(self._take(length), what or self._what)
+
+    def opaque(self, len_bytes: int) -> builtins.bytes:
+        """The contents of a length-prefixed opaque vector."""
+        return self._take(self.uint(len_bytes)).tobytes()
+
+    def uint_list(self, len_bytes: int, item_size: int) -> tuple[int, ...]:
+        """A length-prefixed vector of fixed-size integers (e.g. ``CipherSuite<2..2^16-2>``)."""
+        with self.vector(len_bytes) as v:
+            if v.remaining % item_size:
+                raise Malformed(f"{self._what}: {v.remaining} bytes, items of {item_size}")
+            return tuple(v.uint(item_size) for _ in range(v.remaining // item_size))
+
+    def expect_end(self) -> None:
+        """Raise :class:`Leftover` unless every byte was read."""
+        if self._pos != self._end:
+            raise Leftover(f"{self._what}: {self._end - self._pos} bytes left over")
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.expect_end()
+
+
+def total(
+    read: Callable[[Cursor], T],
+    data: builtins.bytes,
+    what: str,
+    malformed: Anomaly = Anomaly.MALFORMED_HANDSHAKE,
+) -> T | ParseAnomaly:
+    """Run ``read`` over all of ``data``: its value, or the anomaly if ``data`` does not
+    parse (``malformed``) or is not consumed exactly (``trailing_bytes``)."""
+    cur = Cursor(data, what)
+    try:
+        with cur:
+            return read(cur)
+    except Leftover as exc:
+        return ParseAnomaly(anomaly=Anomaly.TRAILING_BYTES, detail=str(exc))
+    except Malformed as exc:
+        return ParseAnomaly(anomaly=malformed, detail=str(exc))

@@ -1,0 +1,134 @@
+"""One direction of a TLS connection: reassembled TCP bytes in, TLS events out (sans-IO).
+
+What it does: :class:`TLSStream` joins the record layer (:mod:`analyzer.tls.records`) and
+the handshake layer (:mod:`analyzer.tls.handshake`) and turns the other content types
+into events: ChangeCipherSpec (RFC 5246 §7.1), Alert (RFC 8446 §6), application_data
+lengths, Heartbeat (RFC 6520). Events come in wire order, and the same bytes give the
+same events however they are split across calls.
+
+Rules:
+- The first bytes must start a TLS record (or, from the client, an SSLv2-compatible
+  ClientHello); otherwise one :class:`NotTLS` and the stream is ``dead``.
+- Once the stream's framing is lost (unknown content type, bad record version, absurd
+  record length, handshake message over the limit) it reports why and is ``dead``.
+- ``encrypted`` is set by the caller (the engine) after this direction's
+  ChangeCipherSpec in TLS ≤ 1.2; from then on handshake records are only counted
+  (:class:`EncryptedHandshake`). In TLS 1.3 the caller leaves it unset: encrypted
+  records travel as application_data.
+- An alert record of two bytes is a plaintext alert; any other length is an encrypted
+  one (level and description unknown).
+
+What it does not do: decrypt, judge the order of messages (the engine does), or touch
+the other direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from analyzer.anomalies import Anomaly
+from analyzer.tls.enums import AlertLevel, ContentType
+from analyzer.tls.events import (
+    Alert,
+    ApplicationData,
+    ChangeCipherSpec,
+    EncryptedHandshake,
+    HandshakeMsg,
+    Heartbeat,
+    ParseAnomaly,
+    TLSEvent,
+)
+from analyzer.tls.handshake import HandshakeReassembler
+from analyzer.tls.hello import parse_sslv2_client_hello
+from analyzer.tls.records import Record, RecordReader, SSLv2Record
+
+ALERT_LENGTH = 2
+"""A plaintext alert: AlertLevel (1) + AlertDescription (1)."""
+
+
+def parse_alert(fragment: bytes) -> Alert | ParseAnomaly:
+    """The alert an alert record carries (RFC 8446 §6).
+
+    Two bytes: a plaintext alert, whose level must be warning or fatal. Any other
+    non-zero length: an encrypted alert. An empty record is ``bad_alert``.
+    """
+    length = len(fragment)
+    if length == ALERT_LENGTH:
+        level, description = fragment[0], fragment[1]
+        if level not in (AlertLevel.warning, AlertLevel.fatal):
+            return ParseAnomaly(anomaly=Anomaly.BAD_ALERT, detail=f"alert level {level}")
+        return Alert(level=level, description=description, encrypted=False, length=length)
+    if length == 0:
+        return ParseAnomaly(anomaly=Anomaly.BAD_ALERT, detail="empty alert record")
+    return Alert(level=None, description=None, encrypted=True, length=length)
+
+
+class TLSStream:
+    """The TLS parser of one direction of one connection."""
+
+    __slots__ = ("_handshake", "_records", "encrypted", "is_client")
+
+    def __init__(self, is_client: bool) -> None:
+        self.is_client = is_client
+        self.encrypted = False
+        """Set by the caller after this direction's TLS ≤ 1.2 ChangeCipherSpec."""
+        self._records = RecordReader(is_client=is_client)
+        self._handshake = HandshakeReassembler()
+
+    @property
+    def dead(self) -> bool:
+        """Parsing stopped for good (not TLS, lost framing, or a limit hit)."""
+        return self._records.dead or self._handshake.dead
+
+    def feed(self, data: bytes) -> Iterator[TLSEvent]:
+        """Buffer ``data`` and yield the events it completes, in wire order.
+
+        Events are produced as the iterator advances, so setting ``encrypted`` while
+        handling a ChangeCipherSpec applies to the very next record, even one that came
+        in the same call. Records the iterator did not reach stay buffered and are
+        parsed by the next call; consume each iterator before feeding again.
+        """
+        self._records.feed(data)
+        return self._events()
+
+    def _events(self) -> Iterator[TLSEvent]:
+        while not self.dead:
+            item = self._records.next()
+            if item is None:
+                return
+            if isinstance(item, Record):
+                yield from self._record(item)
+            elif isinstance(item, SSLv2Record):
+                yield from self._sslv2(item)
+            else:  # NotTLS or the anomaly that stopped the record layer
+                yield item
+
+    def _record(self, record: Record) -> Iterator[TLSEvent]:
+        ctype, fragment = record.content_type, record.fragment
+        if ctype == ContentType.handshake:
+            if not self.encrypted:
+                yield from self._handshake.add(fragment)
+                return
+            self._handshake.discard()  # a message cut by the ChangeCipherSpec never completes
+            yield EncryptedHandshake(length=len(fragment))
+            return
+        if self._handshake.pending:
+            detail = f"content type {ctype} inside a handshake message"
+            yield ParseAnomaly(anomaly=Anomaly.INTERLEAVED_RECORD, detail=detail)
+        if ctype == ContentType.change_cipher_spec:
+            yield ChangeCipherSpec()
+        elif ctype == ContentType.alert:
+            yield parse_alert(fragment)
+        elif ctype == ContentType.application_data:
+            yield ApplicationData(length=len(fragment))
+        else:  # the record layer lets through content types 20..24 only
+            yield Heartbeat(length=len(fragment))
+
+    def _sslv2(self, record: SSLv2Record) -> Iterator[TLSEvent]:
+        hello = parse_sslv2_client_hello(record.data)
+        length = len(record.data) - 3  # after the 2-byte header and msg_type
+        if isinstance(hello, ParseAnomaly):
+            yield hello
+            yield HandshakeMsg(msg_type=1, length=length)
+        else:
+            yield HandshakeMsg(msg_type=1, length=length, parsed=hello)
