@@ -1,0 +1,29 @@
+"""tls-handshake-analyzer: why TLS handshakes fail, from a capture or a live interface.
+
+Public API::
+
+    analyzer.analyze(paths, **options)   # iterator of HandshakeRecord
+    analyzer.read_pcap(paths, **options) # pandas DataFrame (SPEC §3 columns)
+
+pandas, matplotlib and pyshark are imported only by the functions that need them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from analyzer.api import CaptureError, analyze
+from analyzer.engine.record import AlertInfo, HandshakeRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["AlertInfo", "CaptureError", "HandshakeRecord", "analyze", "read_pcap"]
+__version__ = "0.1.0"
+
+
+def read_pcap(paths: Any, **options: Any) -> pd.DataFrame:
+    """All records of the inputs as a pandas DataFrame (see :func:`analyzer.frame.read_pcap`)."""
+    from analyzer.frame import read_pcap as _read_pcap
+
+    return _read_pcap(paths, **options)

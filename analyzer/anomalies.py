@@ -30,6 +30,9 @@ class Anomaly(StrEnum):
 
     # decode: link, network and transport headers
     UNKNOWN_LINKTYPE = "unknown_linktype"
+    BAD_LINK_HEADER = "bad_link_header"
+    """A link-layer header that is too short or malformed (runt frame, too many VLAN tags
+    or MPLS labels)."""
     SNAPLEN_TRUNCATED = "snaplen_truncated"
     """The packet was cut by the capture's snaplen; payload bytes are missing."""
     BAD_IP_HEADER = "bad_ip_header"
@@ -47,6 +50,18 @@ class Anomaly(StrEnum):
     MIDSTREAM = "midstream"
     """The capture started after the connection's SYN."""
     DATA_AFTER_CLOSE = "data_after_close"
+    """Data after the stream's end: bytes beyond its FIN, or a second FIN at another place."""
+    SEQ_OUT_OF_WINDOW = "seq_out_of_window"
+    """A segment or acknowledgement further from the stream than any TCP window (RFC 7323
+    §2.3: 2^30 bytes) could reach; it cannot belong to this stream and was ignored."""
+    CAPTURE_GAP = "capture_gap"
+    """The receiver acknowledged bytes the capture never had: the capture lost them."""
+    HANDSHAKE_LOST = "handshake_lost"
+    """A capture gap fell inside the handshake: its evidence is incomplete."""
+    NETWORK_LOSS = "network_loss"
+    """A hole the receiver never acknowledged, with data behind it: lost in the network."""
+    SERVER_FLIGHT_LOST = "server_flight_lost"
+    """The server's handshake flight was lost in the network (e.g. an MTU black hole)."""
 
     # tls: record and handshake layers
     NOT_TLS = "not_tls"

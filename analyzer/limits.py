@@ -67,3 +67,51 @@ EXPIRY_WARNING_DAYS = 30
 MAX_PREAMBLE = 16 * 1024
 """Plaintext bytes kept per direction before TLS starts (HTTP CONNECT request and
 response headers, a STARTTLS dialogue). Real preambles are a few hundred bytes."""
+
+# sources: capture files
+
+READ_CHUNK = 1 << 20
+"""Bytes read from a capture file at a time. Large enough that the per-read cost vanishes
+next to the per-packet cost, small enough to be irrelevant for memory."""
+
+GZIP_INPUT_CHUNK = 256 * 1024
+"""Compressed bytes handed to the decompressor at a time (its output is bounded by
+``READ_CHUNK`` per call, so a highly compressible file cannot blow up memory)."""
+
+MAX_CAPLEN = 256 * 1024
+"""A packet record claiming more captured bytes than this is corrupt. It is Wireshark's
+limit for ordinary link types (WTAP_MAX_PACKET_SIZE_STANDARD) and tcpdump's default snaplen."""
+
+MAX_PCAPNG_PARSED_BLOCK = 1 << 20
+"""A pcapng block we parse (section header, interface description, packet blocks) longer
+than this is corrupt: a packet is at most ``MAX_CAPLEN`` plus a few options."""
+
+MAX_PCAPNG_BLOCK = 128 << 20
+"""Any other pcapng block (name resolution, statistics, decryption secrets, custom) is
+skipped without being buffered; one longer than this is taken for a corrupt length
+(Wireshark's largest block size is of this order)."""
+
+MAX_PCAPNG_INTERFACES = 4096
+"""Interface descriptions kept per pcapng section; more is a corrupt or hostile file.
+Packets on interfaces beyond the limit are reported as on an unknown interface."""
+
+MAX_RESYNC_SCAN = 16 << 20
+"""After a corrupt record or block, bytes searched for the next plausible one before the
+rest of the file is given up."""
+
+MAX_FILE_ANOMALIES = 100
+"""File-level anomalies kept per capture: a file corrupt throughout says so in the first
+hundred, and memory stays bounded."""
+
+# decode: link, network and transport headers
+
+MAX_VLAN_TAGS = 8
+"""802.1Q/802.1ad tags peeled off one frame. QinQ uses two; more than a handful is a
+malformed or hostile frame."""
+
+MAX_MPLS_LABELS = 8
+"""MPLS labels peeled off one frame (real label stacks are two or three deep)."""
+
+MAX_IPV6_EXT_HEADERS = 8
+"""IPv6 extension headers followed before giving up. RFC 8200 §4.1 allows each at most
+once (destination options twice), so a legitimate chain is shorter."""

@@ -1,0 +1,69 @@
+"""Diagnosis: judgement over finished records (SPEC §3 judgement fields, §4 categories).
+
+:func:`diagnose` fills ``outcome``, ``failure``, ``failure_side``, ``reason``, ``remedy``,
+``inferred``, ``cert_status`` and ``warnings`` of one record from its facts, with the
+ordered rules of :mod:`analyzer.diagnosis.rules`. :func:`cross_connection` runs after all
+records of a run are complete and merged, and adds evidence from other connections (the
+same server's certificate or choices seen elsewhere), so results do not depend on how the
+work was split (SPEC §5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from analyzer.diagnosis.certs import cert_status
+from analyzer.diagnosis.cross import cross_connection
+from analyzer.diagnosis.rules import RULES, Facts, Verdict
+from analyzer.diagnosis.warnings import warnings_for
+from analyzer.engine.record import AlertInfo, HandshakeRecord
+
+__all__ = ["DiagnosisOptions", "cross_connection", "diagnose"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiagnosisOptions:
+    ca_bundle: str | None = None
+    """Extra trust anchors (PEM file) besides certifi's bundle."""
+    verify: bool = True
+    """Check the chain against the trust store (``--no-verify`` turns it off)."""
+
+
+def deciding_alert(r: HandshakeRecord) -> AlertInfo | None:
+    """The plaintext alert that ended the handshake: the first fatal one, else the last
+    plaintext alert seen before the handshake completed."""
+    plain = [a for a in r.alerts if not a.encrypted]
+    for a in plain:
+        if a.level == "fatal":
+            return a
+    if plain and not r.established:
+        return plain[-1]
+    return None
+
+
+def verdict_for(r: HandshakeRecord, facts: Facts) -> Verdict:
+    for rule in RULES:
+        v = rule(r, facts)
+        if v is not None:
+            return v
+    return Verdict(outcome="incomplete")  # unreachable: the last rule always answers
+
+
+def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -> HandshakeRecord:
+    """The record with its judgement fields filled in."""
+    opts = options or DiagnosisOptions()
+    status = cert_status(record, ca_bundle=opts.ca_bundle, verify=opts.verify)
+    facts = Facts(cert_status=status, alert=deciding_alert(record))
+    v = verdict_for(record, facts)
+    failed = v.outcome in ("failed", "not_tls")
+    return replace(
+        record,
+        outcome=v.outcome,
+        failure=v.failure if failed else None,
+        failure_side=v.side if failed and v.failure else None,
+        reason=v.reason,
+        remedy=v.remedy if failed else None,
+        inferred=v.inferred,
+        cert_status=status,
+        warnings=warnings_for(record, status),
+    )

@@ -224,8 +224,7 @@ class Engine:
             return  # live mode already reported it when it settled
         if not conn.relevant():
             return
-        for d in (conn.client, conn.server):
-            d.rx.flush()
+        conn.flush()
         conn.reported = True
         self.stats.records += 1
         out.append(conn.record(self.capture, close, self.stats.last_ts))

@@ -172,6 +172,9 @@ class HandshakeRecord:
     cert_error: str | None = None
     client_hello_segments: int = 0
     """TCP segments the (first) ClientHello spanned."""
+    client_certificates: int | None = None
+    """Certificates in the client's Certificate message (0: it sent an empty one), or
+    None when it sent none that was visible."""
     client_hello_acked: bool = False
     """The server's TCP acknowledged the whole first ClientHello."""
     syn_count: int = 0

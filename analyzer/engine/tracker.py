@@ -98,6 +98,7 @@ class Connection:
         "ch_segments",
         "client",
         "client_acked_ch",
+        "client_certs",
         "client_enc_after_flight",
         "close_by",
         "closed",
@@ -171,6 +172,7 @@ class Connection:
         self.sh_first: ServerHello | None = None
         self.hrr = False
         self.cert: CertificateChain | None = None
+        self.client_certs: int | None = None
         self.ske_curve: int | None = None
         self.alerts: list[AlertInfo] = []
         self.ccs_seen: dict[bool, bool] = {True: False, False: False}
@@ -270,9 +272,15 @@ class Connection:
     def peer_ack(self, from_client: bool, ack: int) -> None:
         """An ACK from one side: the other side's bytes before ``ack`` were delivered."""
         other = self.server if from_client else self.client
+        had_gap = other.rx.gap
         data = other.rx.peer_ack(ack)
         if data:
             self.stream(not from_client, data, self.last_ts)
+        if other.rx.gap and not had_gap:
+            self.anomaly(Anomaly.CAPTURE_GAP)
+            if not self.established:
+                self.anomaly(Anomaly.HANDSHAKE_LOST)
+            self.settle()
         if (
             not from_client
             and self.ch_end_seq is not None
@@ -293,7 +301,8 @@ class Connection:
         if data:
             self.stream(from_client, data, ts)
         if d.rx.gap:
-            self.anomaly(Anomaly.OOO_BUFFER_LIMIT) if Anomaly.OOO_BUFFER_LIMIT in d.rx.anomalies else None
+            if not self.established:
+                self.anomaly(Anomaly.HANDSHAKE_LOST)
             self.settle()
 
     # ------------------------------------------------------------------ byte streams
@@ -478,8 +487,10 @@ class Connection:
                 self.ts_sh = ts
             if not parsed.is_hrr or self.sh is None:
                 self.sh = parsed
-        elif isinstance(parsed, CertificateChain) and not from_client:
-            if self.cert is None:
+        elif isinstance(parsed, CertificateChain):
+            if from_client:
+                self.client_certs = len(parsed.certificates)
+            elif self.cert is None:
                 self.cert = parsed
         elif isinstance(parsed, ServerKeyExchange) and not from_client:
             self.ske_curve = parsed.named_curve
@@ -559,6 +570,17 @@ class Connection:
         elif self.established:
             self.settle()
 
+    def flush(self) -> None:
+        """The connection ended: holes still open with data behind them were never
+        delivered (the receiver never acknowledged them)."""
+        for d, is_server in ((self.client, False), (self.server, True)):
+            had_gap = d.rx.gap
+            d.rx.flush()
+            if d.rx.gap and not had_gap:
+                self.anomaly(Anomaly.NETWORK_LOSS)
+                if is_server and not self.established and self.sh is None:
+                    self.anomaly(Anomaly.SERVER_FLIGHT_LOST)
+
     # ------------------------------------------------------------------ the record
 
     def relevant(self) -> bool:
@@ -614,6 +636,7 @@ class Connection:
             )[: limits.MAX_ANOMALIES],
             "client_hello_segments": self.ch_segments if ch is not None else 0,
             "client_hello_acked": self.client_acked_ch,
+            "client_certificates": self.client_certs,
             "syn_count": self.syn_count,
             "synack": self.synack,
             "ts_client_hello": self.ts_ch,

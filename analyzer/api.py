@@ -1,0 +1,124 @@
+"""The Python API: capture files in, diagnosed handshake records out.
+
+:func:`analyze` wires the stages together (file source → engine → diagnosis) and yields
+records as connections end; :func:`analyze_files` is the same for callers that want the
+file-level errors, warnings and statistics too (the CLI). :func:`read_pcap` lives in
+:mod:`analyzer.frame` (it needs pandas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
+from analyzer.engine.engine import CaptureStats, Engine
+from analyzer.engine.record import HandshakeRecord
+from analyzer.sources import CaptureReader, expand_paths
+
+PathArg = str | Path | Sequence[str | Path]
+Progress = Callable[[str, int, int | None], None]
+"""Called with (capture name, bytes read, file size) while a file is read."""
+_PROGRESS_EVERY = 8192
+
+
+class CaptureError(Exception):
+    """One or more inputs could not be read; the message has one line per input."""
+
+
+@dataclass(slots=True, kw_only=True)
+class Run:
+    """Everything besides the records that a run found out about its inputs."""
+
+    errors: list[str] = field(default_factory=list)
+    """One line per input that could not be read at all."""
+    warnings: list[str] = field(default_factory=list)
+    """One line per file-level problem in an input that was read (e.g. truncated)."""
+    stats: dict[str, CaptureStats] = field(default_factory=dict)
+    """Per capture name."""
+
+
+def _paths(paths: PathArg) -> list[str | Path]:
+    if isinstance(paths, str | Path):
+        return [paths]
+    return list(paths)
+
+
+def analyze_files(
+    paths: PathArg,
+    run: Run,
+    *,
+    tls_ports: Iterable[int] = (),
+    options: DiagnosisOptions | None = None,
+    progress: Progress | None = None,
+) -> Iterator[HandshakeRecord]:
+    """Yield per-connection diagnosed records of every readable input, in file order and,
+    within a file, as connections end. Problems go to ``run``; nothing raises for bad
+    input."""
+    opts = options or DiagnosisOptions()
+    files, errors = expand_paths(_paths(paths))
+    run.errors.extend(errors)
+    ports = tuple(tls_ports)
+    for path in files:
+        reader = CaptureReader(path)
+        engine = Engine(path.name, tls_ports=ports)
+        run.stats[path.name] = engine.stats
+        frames = reader if progress is None else _with_progress(reader, path.name, progress)
+        for record in engine.run(frames):
+            yield diagnose(record, opts)
+        if reader.error:
+            run.errors.append(reader.error)
+        for anomaly, detail in reader.anomalies:
+            run.warnings.append(f"{path}: {detail or anomaly}")
+
+
+def _with_progress(reader: CaptureReader, name: str, progress: Progress) -> Iterator[object]:
+    n = 0
+    for frame in reader:
+        yield frame
+        n += 1
+        if n % _PROGRESS_EVERY == 0:
+            progress(name, reader.position(), reader.size)
+    progress(name, reader.position(), reader.size)
+
+
+def collect(
+    paths: PathArg,
+    run: Run,
+    *,
+    tls_ports: Iterable[int] = (),
+    options: DiagnosisOptions | None = None,
+    progress: Progress | None = None,
+) -> list[HandshakeRecord]:
+    """All records, with cross-connection evidence, sorted by ``(ts, uid)`` (SPEC §5)."""
+    opts = options or DiagnosisOptions()
+    records = list(analyze_files(paths, run, tls_ports=tls_ports, options=opts, progress=progress))
+    records = cross_connection(records, opts)
+    records.sort(key=lambda r: (r.ts, r.uid))
+    return records
+
+
+def analyze(
+    paths: PathArg,
+    *,
+    tls_ports: Iterable[int] = (),
+    ca_bundle: str | Path | None = None,
+    verify: bool = True,
+    cross: bool = False,
+) -> Iterator[HandshakeRecord]:
+    """Yield one diagnosed :class:`HandshakeRecord` per TLS-relevant TCP connection.
+
+    ``paths``: a file, directory or glob, or a list of them (pcap, pcapng, gzip).
+    Records come as connections end; with ``cross=True`` they come at the end, sorted by
+    ``(ts, uid)`` and with cross-connection evidence (same server seen elsewhere).
+    Inputs that cannot be read raise :class:`CaptureError` after every good record.
+    """
+    run = Run()
+    opts = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=verify)
+    if cross:
+        yield from collect(paths, run, tls_ports=tls_ports, options=opts)
+    else:
+        yield from analyze_files(paths, run, tls_ports=tls_ports, options=opts)
+    if run.errors:
+        raise CaptureError("\n".join(run.errors))

@@ -1,0 +1,372 @@
+"""The ``tlsa`` command line (typer + rich).
+
+Exit status (SPEC §5): 0 when every input was read (failed handshakes found are not an
+error; ``--fail-on-failure`` makes them exit 1); 2 on bad usage or any unreadable input,
+with one line per problem on stderr and every good record still written. No traceback
+reaches the user (set ``TLSA_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from analyzer.api import Progress, Run, collect
+from analyzer.diagnosis import DiagnosisOptions
+from analyzer.diagnosis.certs import load_ca_bundle
+from analyzer.engine.preamble import printable
+from analyzer.engine.record import HandshakeRecord
+
+app = typer.Typer(
+    name="tlsa",
+    help="Tell why TLS handshakes fail, from packet captures or a live interface.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+
+
+class Format(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class SummaryFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+PathsArg = Annotated[
+    list[str], typer.Argument(help="Capture files (pcap, pcapng, .gz), directories or globs.")
+]
+TlsPortOpt = Annotated[
+    list[int] | None,
+    typer.Option("--tls-port", help="Treat this TCP port as TLS too (repeatable)."),
+]
+CaBundleOpt = Annotated[
+    Path | None,
+    typer.Option("--ca-bundle", help="PEM file of extra trusted CAs (e.g. a private CA)."),
+]
+NoVerifyOpt = Annotated[
+    bool, typer.Option("--no-verify", help="Do not check certificate chains against a trust store.")
+]
+
+
+class Stop(Exception):
+    """A one-line error for the user; exit status 2."""
+
+
+def safe(value: object) -> str:
+    """Text for a terminal cell: control characters escaped (no ANSI injection)."""
+    if value is None:
+        return "-"
+    return printable(str(value).encode("utf-8", "surrogateescape"))
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Progress | None]:
+    """A rich progress bar on stderr while files are read (only on a terminal)."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TimeRemainingColumn
+
+    with Bar(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = int(bar.add_task(name, total=total))
+            bar.update(tasks[name], completed=done)  # type: ignore[arg-type]
+
+        yield update
+
+
+def run_inputs(
+    paths: Sequence[str],
+    *,
+    tls_ports: Sequence[int] | None,
+    ca_bundle: Path | None,
+    no_verify: bool,
+    progress: bool = True,
+) -> tuple[list[HandshakeRecord], Run]:
+    if ca_bundle is not None:
+        try:
+            load_ca_bundle(str(ca_bundle))
+        except (OSError, ValueError) as e:
+            raise Stop(f"--ca-bundle {ca_bundle}: cannot read it as PEM certificates ({e})") from e
+    run = Run()
+    options = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=not no_verify)
+    with progress_bar(progress) as bar:
+        records = collect(paths, run, tls_ports=tls_ports or (), options=options, progress=bar)
+    return records, run
+
+
+def report_problems(run: Run) -> None:
+    for w in run.warnings:
+        err.print(Text(f"tlsa: warning: {safe(w)}"))
+    for e in run.errors:
+        err.print(Text(f"tlsa: error: {safe(e)}"))
+
+
+def select(
+    records: list[HandshakeRecord], only_failed: bool, sni: str | None, server: str | None
+) -> list[HandshakeRecord]:
+    out = records
+    if only_failed:
+        out = [r for r in out if r.outcome in ("failed", "not_tls") and r.failure]
+    if sni:
+        out = [r for r in out if r.sni and (r.sni == sni or r.sni.endswith("." + sni.lstrip("*.")))]
+    if server:
+        host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+        out = [
+            r
+            for r in out
+            if (r.server_ip == host or r.sni == host)
+            and (not port or str(r.server_port) == port)
+        ]
+    return out
+
+
+def records_table(records: Sequence[HandshakeRecord]) -> Table:
+    table = Table(show_lines=False, header_style="bold")
+    for col in ("time (UTC)", "client → server", "SNI", "version", "stage", "outcome", "why"):
+        table.add_column(col, overflow="fold")
+    styles = {"established": "green", "failed": "red", "not_tls": "yellow", "incomplete": "dim"}
+    import time
+
+    for r in records:
+        when = time.strftime("%H:%M:%S", time.gmtime(r.ts)) + f".{int(r.ts % 1 * 1000):03d}"
+        outcome = r.outcome + (f": {r.failure}" if r.failure else "")
+        table.add_row(
+            when,
+            Text(f"{r.client_ip}:{r.client_port} → {r.server_ip}:{r.server_port}"),
+            Text(safe(r.sni)),
+            Text(safe(r.version)),
+            r.stage,
+            Text(outcome, style=styles.get(r.outcome, "")),
+            Text(safe(r.reason) if r.outcome != "established" else ""),
+        )
+    return table
+
+
+def write_records(records: list[HandshakeRecord], fmt: Format, output: Path | None) -> None:
+    from analyzer import output as out
+
+    if fmt is Format.parquet:
+        if output is None:
+            raise Stop("--format parquet needs -o FILE")
+        out.write_parquet(records, str(output))
+        return
+    stream: TextIO
+    with (
+        open(output, "w", encoding="utf-8", newline="") if output else _stdout()
+    ) as stream:
+        if fmt is Format.jsonl:
+            out.write_jsonl(records, stream)
+        elif fmt is Format.csv:
+            out.write_csv(records, stream)
+        else:
+            Console(file=stream, highlight=False, width=200 if output else None).print(
+                records_table(records)
+            )
+
+
+@contextmanager
+def _stdout() -> Iterator[TextIO]:
+    yield sys.stdout
+    sys.stdout.flush()
+
+
+def finish(run: Run, records: Sequence[HandshakeRecord], fail_on_failure: bool) -> None:
+    report_problems(run)
+    if run.errors:
+        raise typer.Exit(2)
+    if fail_on_failure and any(r.outcome == "failed" for r in records):
+        raise typer.Exit(1)
+
+
+@app.command()
+def analyze(
+    paths: PathsArg,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
+    tls_port: TlsPortOpt = None,
+    only_failed: Annotated[bool, typer.Option("--only-failed", help="Failed handshakes only.")] = False,
+    sni: Annotated[str | None, typer.Option("--sni", help="Only this server name (and its subdomains).")] = None,
+    server: Annotated[str | None, typer.Option("--server", help="Only this server: IP, IP:PORT or name.")] = None,
+    ca_bundle: CaBundleOpt = None,
+    no_verify: NoVerifyOpt = False,
+    fail_on_failure: Annotated[bool, typer.Option("--fail-on-failure", help="Exit 1 if any handshake failed.")] = False,
+) -> None:
+    """One record per TLS connection: how far the handshake got, and why it failed."""
+    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
+    shown = select(records, only_failed, sni, server)
+    write_records(shown, fmt, output)
+    finish(run, records, fail_on_failure)
+
+
+def summarize(records: Sequence[HandshakeRecord], run: Run) -> dict[str, object]:
+    outcomes = Counter(r.outcome for r in records)
+    failures = Counter(r.failure for r in records if r.failure)
+    examples = {}
+    for r in records:
+        if r.failure and r.failure not in examples:
+            examples[r.failure] = r.reason
+    servers = Counter(
+        f"{r.sni or r.server_ip}:{r.server_port}" for r in records if r.outcome == "failed"
+    )
+    quic = sum(s.udp_quic for s in run.stats.values())
+    return {
+        "connections": len(records),
+        "outcomes": dict(outcomes.most_common()),
+        "failures": [
+            {"failure": f, "count": n, "example": examples[f]} for f, n in failures.most_common()
+        ],
+        "worst_servers": [{"server": s, "failed": n} for s, n in servers.most_common(10)],
+        "versions": dict(Counter(r.version or "none" for r in records).most_common()),
+        "ciphers": dict(Counter(r.cipher for r in records if r.cipher).most_common(10)),
+        "udp_quic_datagrams": quic,
+        "captures": sorted(run.stats),
+    }
+
+
+@app.command()
+def summary(
+    paths: PathsArg,
+    fmt: Annotated[SummaryFormat, typer.Option("--format", "-f")] = SummaryFormat.table,
+    tls_port: TlsPortOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """Totals, outcomes, top failure causes with an example, worst servers."""
+    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
+    data = summarize(records, run)
+    if fmt is SummaryFormat.json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        print_summary(data)
+    finish(run, records, False)
+
+
+def print_summary(data: dict[str, object]) -> None:
+    con = Console(highlight=False)
+    outcomes = data["outcomes"]
+    assert isinstance(outcomes, dict)
+    head = ", ".join(f"{k} {v}" for k, v in outcomes.items())
+    con.print(Text(f"{data['connections']} TLS connections: {head}", style="bold"))
+    failures = data["failures"]
+    assert isinstance(failures, list)
+    if failures:
+        t = Table(title="Failure causes", header_style="bold")
+        t.add_column("cause")
+        t.add_column("count", justify="right")
+        t.add_column("example", overflow="fold")
+        for row in failures:
+            t.add_row(row["failure"], str(row["count"]), Text(safe(row["example"])))
+        con.print(t)
+    quic = data["udp_quic_datagrams"]
+    if quic:
+        con.print(
+            Text(f"{quic} UDP datagrams on port 443 (likely QUIC) were counted, not analyzed.")
+        )
+
+
+@app.command()
+def show(
+    uid: Annotated[str, typer.Argument(help="The record's uid (from analyze).")],
+    paths: PathsArg,
+    tls_port: TlsPortOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """Everything about one connection: timeline, alerts, certificate, diagnosis."""
+    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
+    match = [r for r in records if r.uid == uid]
+    if not match:
+        report_problems(run)
+        raise Stop(f"no connection with uid {uid} in {' '.join(paths)}")
+    r = match[0]
+    con = Console(highlight=False)
+    con.print(Text(f"{r.uid}  {r.client_ip}:{r.client_port} → {r.server_ip}:{r.server_port}", style="bold"))
+    con.print(Text(f"outcome: {r.outcome}" + (f" ({r.failure}, {r.failure_side})" if r.failure else "")))
+    if r.reason:
+        con.print(Text(f"why: {safe(r.reason)}" + (" [inferred]" if r.inferred else "")))
+    if r.remedy:
+        con.print(Text(f"fix: {safe(r.remedy)}"))
+    t = Table(title="Timeline", header_style="bold")
+    t.add_column("+ms", justify="right")
+    t.add_column("from")
+    t.add_column("what", overflow="fold")
+    for e in r.timeline:
+        t.add_row(f"{e.t * 1000:.1f}", e.sender, Text(safe(e.what)))
+    con.print(t)
+    facts = {
+        "sni": r.sni,
+        "offered versions": ", ".join(r.offered_versions),
+        "version": r.version,
+        "cipher": r.cipher,
+        "group": r.group,
+        "alpn": r.alpn,
+        "history": r.history,
+        "certificate": r.cert_subject,
+        "issuer": r.cert_issuer,
+        "SANs": ", ".join(r.cert_sans),
+        "cert status": r.cert_status,
+        "ja3": r.ja3,
+        "ja4": r.ja4,
+        "warnings": ", ".join(r.warnings),
+        "anomalies": ", ".join(r.anomalies),
+    }
+    for k, v in facts.items():
+        if v:
+            con.print(Text(f"{k}: {safe(v)}"))
+    finish(run, records, False)
+
+
+def main() -> None:
+    """Console entry point: no traceback for the user."""
+    try:
+        app(standalone_mode=False)
+    except Stop as e:
+        err.print(Text(f"tlsa: error: {e}"))
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print(Text("tlsa: interrupted"))
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the last line of defence for the CLI
+        import click
+
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
+        if os.environ.get("TLSA_DEBUG"):
+            raise
+        err.print(Text(f"tlsa: internal error: {type(e).__name__}: {e}"))
+        sys.exit(2)

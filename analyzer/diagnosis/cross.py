@@ -1,0 +1,98 @@
+"""Cross-connection evidence: what other connections in the same run say about a failure.
+
+Runs once over all complete, merged records (SPEC §5), so the result is the same whether
+one process or many produced them. It builds per-server summaries (what the server
+negotiated with the clients it accepted, what its certificate looked like where it was
+visible) and uses them to sharpen failures:
+
+- version and cipher mismatches name what the same server chose for other clients;
+- a TLS 1.3 rejection inferred from an encrypted alert takes the exact certificate
+  category when the same server's certificate is visible elsewhere (e.g. over TLS 1.2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from analyzer.diagnosis.rules import certificate_verdict
+from analyzer.engine.record import HandshakeRecord
+
+if TYPE_CHECKING:
+    from analyzer.diagnosis import DiagnosisOptions
+
+
+@dataclass(slots=True)
+class ServerSummary:
+    """What one server (IP and port) did across the run."""
+
+    versions: Counter[str] = field(default_factory=Counter)
+    ciphers: Counter[str] = field(default_factory=Counter)
+    cert: dict[str | None, HandshakeRecord] = field(default_factory=dict)
+    """A record with the certificate visible, by SNI (first seen)."""
+
+
+def _summaries(records: Sequence[HandshakeRecord]) -> dict[tuple[str, int], ServerSummary]:
+    out: dict[tuple[str, int], ServerSummary] = defaultdict(ServerSummary)
+    for r in sorted(records, key=lambda r: (r.ts, r.uid)):
+        s = out[(r.server_ip, r.server_port)]
+        if r.established and r.version and r.cipher:
+            s.versions[r.version] += 1
+            s.ciphers[r.cipher] += 1
+        if r.cert_chain and r.cert_status is not None:
+            s.cert.setdefault(r.sni, r)
+    return out
+
+
+def _top(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} ({n})" for k, n in counter.most_common(3))
+
+
+def cross_connection(
+    records: Sequence[HandshakeRecord], options: DiagnosisOptions | None = None
+) -> list[HandshakeRecord]:
+    """The records with cross-connection evidence added (order preserved)."""
+    summaries = _summaries(records)
+    out: list[HandshakeRecord] = []
+    for r in records:
+        s = summaries.get((r.server_ip, r.server_port))
+        if s is None or r.outcome != "failed":
+            out.append(r)
+            continue
+        out.append(_sharpen(r, s))
+    return out
+
+
+def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
+    if r.failure == "version_mismatch" and s.versions:
+        missing = [v for v in s.versions if v not in r.offered_versions]
+        if missing:
+            return replace(
+                r,
+                reason=f"{r.reason}; the same server negotiated {_top(s.versions)} with "
+                "other clients in this capture",
+            )
+    if r.failure == "cipher_mismatch" and s.ciphers:
+        not_offered = [c for c in s.ciphers if c not in r.offered_ciphers]
+        if not_offered:
+            return replace(
+                r,
+                reason=f"{r.reason}; the same server chose {_top(s.ciphers)} for other "
+                "clients, which this client did not offer",
+            )
+    if r.inferred and r.failure == "certificate_untrusted" and not r.cert_chain:
+        seen = s.cert.get(r.sni)
+        if seen is not None and seen.cert_status not in (None, "ok"):
+            exact = certificate_verdict(seen, seen.cert_status, inferred=True)
+            if exact is not None and exact.reason:
+                return replace(
+                    r,
+                    failure=exact.failure,
+                    failure_side=exact.side,
+                    reason=f"{r.reason}; the same server's certificate, visible in connection "
+                    f"{seen.uid}: {exact.reason}",
+                    remedy=exact.remedy,
+                )
+    return r

@@ -1,0 +1,72 @@
+"""Remedies: what to change, and the command that confirms it, filled in from the record.
+
+Every command is one a person can paste: host, port and server name come from the
+connection. Suggestions are worded as such; the diagnosis is evidence, not certainty.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from analyzer.engine.record import HandshakeRecord
+
+_OPENSSL_VERSION_FLAG = {
+    "SSLv3": "-ssl3",
+    "TLSv1.0": "-tls1",
+    "TLSv1.1": "-tls1_1",
+    "TLSv1.2": "-tls1_2",
+    "TLSv1.3": "-tls1_3",
+}
+
+
+def _host(r: HandshakeRecord) -> str:
+    ip = r.server_ip
+    return f"[{ip}]" if ":" in ip else ip
+
+
+def target(r: HandshakeRecord) -> str:
+    """``host:port`` of the TLS server (the CONNECT target inside a proxy tunnel)."""
+    if r.proxy_target:
+        return r.proxy_target
+    return f"{_host(r)}:{r.server_port}"
+
+
+def s_client(r: HandshakeRecord, *extra: str) -> str:
+    """An ``openssl s_client`` line for this connection."""
+    parts = ["openssl", "s_client", "-connect", target(r)]
+    if r.sni:
+        parts += ["-servername", r.sni]
+    if r.starttls in ("smtp", "imap", "pop3", "ftp", "xmpp", "irc", "ldap", "postgres"):
+        parts += ["-starttls", r.starttls]
+    if r.proxy_target:
+        parts += ["-proxy", f"{_host(r)}:{r.server_port}"]
+    parts += list(extra)
+    return " ".join(shlex.quote(p) for p in parts) + " </dev/null"
+
+
+def version_flag(version: str) -> str | None:
+    return _OPENSSL_VERSION_FLAG.get(version)
+
+
+def curl(r: HandshakeRecord, *extra: str) -> str:
+    """A ``curl -v`` line that reaches the same server with the same name."""
+    name = r.sni or r.server_ip
+    port = r.server_port
+    url_host = f"[{name}]" if ":" in name else name
+    parts = ["curl", "-v", *extra]
+    if r.sni and not r.proxy_target:
+        parts += ["--resolve", f"{r.sni}:{port}:{r.server_ip}"]
+    if r.proxy_target:
+        parts += ["-x", f"http://{_host(r)}:{r.server_port}"]
+        host, _, tport = r.proxy_target.rpartition(":")
+        url_host, port = host or r.proxy_target, int(tport) if tport.isdigit() else 443
+    parts.append(f"https://{url_host}:{port}/")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def show_certs(r: HandshakeRecord) -> str:
+    """Fetch the server's chain and print each certificate's subject, issuer and dates."""
+    return (
+        s_client(r, "-showcerts").removesuffix(" </dev/null")
+        + " </dev/null 2>/dev/null | openssl x509 -noout -subject -issuer -dates"
+    )

@@ -1,0 +1,858 @@
+"""The diagnosis rules: an ordered table over finished records (SPEC §4).
+
+How to read it: :data:`RULES` is tried top to bottom; the first rule that returns a
+:class:`Verdict` decides ``outcome``, ``failure``, ``failure_side``, ``reason``,
+``remedy`` and ``inferred``. Rules read only the record (facts) and the certificate status
+computed from it; they never reach back into parser state. Each reason cites at least two
+facts from the wire; each remedy says what to change and the command that confirms it,
+filled in with this connection's host, port and server name.
+
+Order matters: definitive evidence first (TCP refusal, proxy status, plaintext where TLS
+was expected, a plaintext alert), then heuristics over encrypted records and closes, then
+the capture-quality rule that blames nobody (``incomplete``), then who gave up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from analyzer.diagnosis import remedies as rm
+from analyzer.engine.record import AlertInfo, HandshakeRecord
+from analyzer.limits import INCOMPLETE_GRACE
+
+ALERT_SIZED = 24
+VERSION_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1.0": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}
+OLD_VERSIONS_MAX = 3
+"""Clients whose best offer ranks at most TLSv1.1 meet servers that require TLS 1.2+."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    outcome: str
+    failure: str | None = None
+    side: str | None = None
+    reason: str | None = None
+    remedy: str | None = None
+    inferred: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Facts:
+    """What the rules need besides the record: derived once per record."""
+
+    cert_status: str | None
+    alert: AlertInfo | None
+    """The plaintext alert that ended the handshake (first fatal, else the last one)."""
+
+
+Rule = Callable[[HandshakeRecord, Facts], Verdict | None]
+
+
+# --------------------------------------------------------------------------- wording
+
+
+def ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def when(epoch: float | None) -> str:
+    if epoch is None:
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+def rank(version: str) -> int:
+    if version in VERSION_RANK:
+        return VERSION_RANK[version]
+    return 5 if version.startswith(("0x7f", "0x7e")) else -1
+
+
+def versions_text(versions: list[str]) -> str:
+    if not versions:
+        return "no version"
+    ordered = sorted(versions, key=rank)
+    return ordered[0] if len(ordered) == 1 else f"{ordered[0]}–{ordered[-1]}"
+
+
+def server(r: HandshakeRecord) -> str:
+    name = f" ({r.sni})" if r.sni else ""
+    return f"{rm.target(r)}{name}"
+
+
+def alert_text(a: AlertInfo) -> str:
+    return f"{a.sender} sent {a.level or ''} {a.description}".replace("  ", " ")
+
+
+def after_ch(r: HandshakeRecord, ts: float | None) -> str:
+    if r.ts_client_hello is None or ts is None:
+        return ""
+    return f" {ms(ts - r.ts_client_hello)} after the ClientHello"
+
+
+def offered_ciphers_text(r: HandshakeRecord, limit: int = 4) -> str:
+    shown = [c for c in r.offered_ciphers if "SCSV" not in c]
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more if shown else "no cipher suites"
+
+
+def captured_to_end(r: HandshakeRecord) -> bool:
+    """The capture ended while this connection was still going, within the grace time,
+    with nobody having given up (SPEC §4 ``incomplete``)."""
+    return (
+        r.close == "capture_end"
+        and r.capture_end is not None
+        and r.capture_end - r.ts_end < INCOMPLETE_GRACE
+        and r.client_retransmits == 0
+    )
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if not r.established:
+        return None
+    client_alert = any(a.sender == "client" for a in r.alerts)
+    server_closed = r.close_by == "server" or r.close == "rst_server"
+    srv = r.server_encrypted_after_client_flight
+    if (
+        r.version == "TLSv1.3"
+        and srv
+        and srv[0] <= ALERT_SIZED
+        and server_closed
+        and r.stage != "application_data"
+    ):
+        what = (
+            "an empty client Certificate"
+            if r.client_certificates == 0
+            else "the client's encrypted flight"
+        )
+        return Verdict(
+            outcome="failed",
+            failure="client_certificate_required",
+            side="server",
+            inferred=True,
+            reason=(
+                f"TLS 1.3 with {server(r)}: right after {what} the server sent a "
+                f"{srv[0]}-byte encrypted record (alert-sized) and closed the connection; "
+                "inferred: the server requires a client certificate or rejected the one sent"
+            ),
+            remedy=(
+                "Configure the client with a certificate and key the server accepts; "
+                f"confirm: {rm.s_client(r, '-cert', 'client.pem', '-key', 'client.key')}"
+            ),
+        )
+    no_data = r.stage != "application_data"
+    if no_data and client_alert and r.close_by == "client":
+        status = f.cert_status
+        cert_verdict = certificate_verdict(r, status, inferred=True, after_handshake=True)
+        if cert_verdict is not None:
+            return cert_verdict
+        if r.version == "TLSv1.3" and r.client_encrypted_after_server_flight[-1:] and (
+            r.client_encrypted_after_server_flight[-1] <= ALERT_SIZED
+        ):
+            return Verdict(
+                outcome="failed",
+                failure="certificate_untrusted",
+                side="client",
+                inferred=True,
+                reason=(
+                    f"TLS 1.3 with {server(r)}: the client finished the handshake, then sent "
+                    "an alert-sized encrypted record and closed without sending data; "
+                    "inferred: it rejected the server after the handshake (certificate or "
+                    "host name check)"
+                ),
+                remedy=f"Inspect the server's certificate: {rm.show_certs(r)}",
+            )
+    return Verdict(outcome="established")
+
+
+def rule_tcp_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.syn_count == 0 or r.synack or r.close != "rst_server":
+        return None
+    delay = (r.ts_close - r.ts) if r.ts_close is not None else None
+    return Verdict(
+        outcome="failed",
+        failure="tcp_refused",
+        side="server",
+        reason=(
+            f"the SYN to {rm.target(r)} was answered by a RST after {ms(delay)} "
+            f"({r.syn_count} SYN sent): nothing listens on port {r.server_port}, or a "
+            "firewall rejects the connection (a firewall can forge this RST)"
+        ),
+        remedy=(
+            f"Check that the service listens on port {r.server_port} (on the server: "
+            f"ss -ltnp 'sport = :{r.server_port}') and that no firewall rejects it; "
+            f"confirm: nc -vz {r.server_ip} {r.server_port}"
+        ),
+    )
+
+
+def rule_tcp_no_answer(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.syn_count == 0 or r.synack or r.close.startswith("rst"):
+        return None
+    if r.syn_count == 1 and captured_to_end(r):
+        return Verdict(outcome="incomplete", reason="the capture ended while the SYN was pending")
+    return Verdict(
+        outcome="failed",
+        failure="tcp_no_answer",
+        side="network",
+        reason=(
+            f"{r.syn_count} SYN(s) to {rm.target(r)} over {ms(r.ts_end - r.ts)} got no "
+            "SYN-ACK: a firewall drops the traffic, or the host is down or unreachable"
+        ),
+        remedy=(
+            "Check firewall rules and security groups on the path to the server, and that "
+            f"the host is up; confirm: nc -vz -w 5 {r.server_ip} {r.server_port}"
+        ),
+    )
+
+
+_PROXY_MEANING = {
+    403: "the proxy's access rules deny this destination",
+    407: "the proxy requires authentication",
+    502: "the proxy could not reach the destination",
+    503: "the proxy could not reach the destination",
+    504: "the proxy timed out reaching the destination",
+}
+
+
+def _proxy_remedy(r: HandshakeRecord, status: int | None) -> str:
+    probe = rm.curl(r)
+    if status == 407:
+        return (
+            "Give the client proxy credentials (curl: -x http://USER:PASS@PROXY:PORT, or "
+            f"--proxy-user); confirm: {probe}"
+        )
+    if status == 403:
+        return (
+            f"Allow CONNECT to {r.proxy_target} in the proxy's rules (squid: http_access "
+            f"allow for this destination and its port in SSL_ports); confirm: {probe}"
+        )
+    return (
+        f"Check that {r.proxy_target} is reachable from the proxy host (DNS, routes, a "
+        f"service listening); confirm: {probe}"
+    )
+
+
+def rule_proxy_status(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.proxy_target is None or r.sni is not None:
+        return None
+    status = r.proxy_status
+    if status is not None and 200 <= status < 300:
+        return None
+    if status is None:
+        if r.close_by != "server" and not r.close.startswith("rst"):
+            return None
+        line = "closed the connection without answering"
+    else:
+        line = f"answered {r.proxy_status_line!r}"
+    meaning = _PROXY_MEANING.get(status or 0, "the tunnel was not opened")
+    return Verdict(
+        outcome="failed",
+        failure="proxy_error",
+        side="proxy",
+        reason=(
+            f"the proxy {r.server_ip}:{r.server_port} {line} to CONNECT {r.proxy_target}: "
+            f"{meaning}; no TLS was attempted"
+        ),
+        remedy=_proxy_remedy(r, status),
+    )
+
+
+def rule_client_not_tls(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.client_first_bytes is None or r.offered_versions:
+        return None
+    answer = f"; the server answered {r.server_first_bytes!r}" if r.server_first_bytes else ""
+    expected = r.proxy_target is None
+    return Verdict(
+        outcome="not_tls",
+        failure="not_tls" if expected else None,
+        side=(r.close_by or "server") if expected else None,
+        reason=(
+            f"the client sent {r.client_first_bytes!r} to {rm.target(r)}, which expects "
+            f"TLS{answer}"
+        ),
+        remedy=(
+            f"Use https:// (TLS) for port {r.server_port}, or send plaintext to the "
+            f"plaintext port; confirm: {rm.curl(r)}"
+        ),
+    )
+
+
+def rule_starttls_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.starttls is None or r.offered_versions:
+        return None
+    if captured_to_end(r):
+        return None
+    reply = r.server_first_bytes or "nothing"
+    return Verdict(
+        outcome="failed",
+        failure="not_tls",
+        side="server",
+        reason=(
+            f"the client asked {rm.target(r)} to start TLS ({r.starttls} STARTTLS) and "
+            f"the server answered {reply!r}; no ClientHello followed"
+        ),
+        remedy=(
+            "Enable STARTTLS on the server (for Postfix: smtpd_tls_security_level = may, "
+            "with smtpd_tls_cert_file/smtpd_tls_key_file); confirm: "
+            f"{rm.s_client(r)}"
+        ),
+    )
+
+
+def rule_server_not_tls(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.server_first_bytes is None or not r.offered_versions or r.starttls or r.version:
+        return None
+    return Verdict(
+        outcome="failed",
+        failure="not_tls",
+        side=r.close_by or "server",
+        reason=(
+            f"the client sent a TLS ClientHello to {server(r)} and the server answered "
+            f"{r.server_first_bytes!r}: that port speaks plaintext, not TLS"
+        ),
+        remedy=(
+            f"Point the client at the server's TLS port, or use http:// for port "
+            f"{r.server_port}; confirm: curl -v http://{rm.target(r)}/"
+        ),
+    )
+
+
+def certificate_verdict(
+    r: HandshakeRecord,
+    status: str | None,
+    *,
+    inferred: bool,
+    alert: AlertInfo | None = None,
+    after_handshake: bool = False,
+) -> Verdict | None:
+    """A certificate failure named from the certificate's own status, when it is bad."""
+    if status in (None, "ok"):
+        return None
+    said = f"; the {alert_text(alert)}" if alert is not None else ""
+    then = " after the handshake, before sending data" if after_handshake else ""
+    closing = f"; the client closed{then}" if alert is None or after_handshake else ""
+    leaf = f"the certificate of {server(r)} (subject {r.cert_subject}, issuer {r.cert_issuer})"
+    if status in ("expired", "not_yet_valid"):
+        word = "expired on" if status == "expired" else "is not valid before"
+        date = r.cert_not_after if status == "expired" else r.cert_not_before
+        return Verdict(
+            outcome="failed",
+            failure="certificate_expired",
+            side="client",
+            inferred=inferred,
+            reason=(
+                f"{leaf} {word} {when(date)}, and the connection was made on "
+                f"{when(r.ts)}{said}{closing}"
+            ),
+            remedy=(
+                "Renew or reinstall the server's certificate (and check the clocks of "
+                f"client and server); confirm the dates: {rm.show_certs(r)}"
+            ),
+        )
+    if status == "hostname_mismatch":
+        return Verdict(
+            outcome="failed",
+            failure="sni_mismatch",
+            side="client",
+            inferred=inferred,
+            reason=(
+                f"the client asked for {r.sni!r} but {leaf} covers "
+                f"{', '.join(r.cert_sans) or 'no DNS name'}{said}{closing}"
+            ),
+            remedy=(
+                f"Serve a certificate whose SANs include {r.sni} (or connect with a name the "
+                f"certificate covers); confirm: {rm.curl(r)}"
+            ),
+        )
+    detail = {
+        "self_signed": "is self-signed",
+        "incomplete_chain": (
+            f"was sent without the intermediate that issued it ({r.cert_issuer}): the "
+            "chain is incomplete"
+        ),
+        "untrusted": f"chains to an issuer the client does not trust ({r.cert_issuer})",
+    }[status]
+    if status == "untrusted" and any(
+        h in (r.cert_issuer or "").lower() for h in ("proxy", "inspection", "intercept")
+    ):
+        detail += ", which looks like a TLS-inspecting proxy"
+    fix = {
+        "self_signed": "Install a certificate issued by a CA the clients trust, or add this "
+        "certificate to the clients' trust store",
+        "incomplete_chain": "Configure the server to send the full chain (nginx: "
+        "ssl_certificate with the leaf followed by the intermediates)",
+        "untrusted": "Add the issuing CA to the clients' trust store (for an inspecting "
+        "proxy: its CA), or use a certificate from a CA the clients trust",
+    }[status]
+    return Verdict(
+        outcome="failed",
+        failure="certificate_untrusted",
+        side="client",
+        inferred=inferred,
+        reason=f"{leaf} {detail}{said}{closing}",
+        remedy=f"{fix}; confirm: {rm.show_certs(r)}",
+    )
+
+
+_PROTOCOL_ERRORS = {
+    "decode_error",
+    "illegal_parameter",
+    "unexpected_message",
+    "record_overflow",
+    "decompression_failure",
+    "bad_record_mac",
+    "decryption_failed",
+    "missing_extension",
+    "unsupported_extension",
+}
+_CERT_ALERTS = {
+    "bad_certificate",
+    "unsupported_certificate",
+    "certificate_revoked",
+    "certificate_expired",
+    "certificate_unknown",
+    "unknown_ca",
+    "decrypt_error",
+    "access_denied",
+}
+
+
+def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    a = f.alert
+    if a is None or a.description is None:
+        return None
+    desc = a.description
+    sender = a.sender
+    said = alert_text(a) + after_ch(r, a.ts)
+    offered = versions_text(r.offered_versions)
+    best = max((rank(v) for v in r.offered_versions), default=-1)
+    old_only = 0 <= best <= OLD_VERSIONS_MAX
+
+    def verdict(failure: str, side: str, reason: str, remedy: str) -> Verdict:
+        return Verdict(outcome="failed", failure=failure, side=side, reason=reason, remedy=remedy)
+
+    if desc in ("protocol_version", "inappropriate_fallback") or (
+        desc in ("handshake_failure", "internal_error", "insufficient_security")
+        and sender == "server"
+        and r.version is None
+        and old_only
+    ):
+        flag = rm.version_flag("TLSv1.2")
+        return verdict(
+            "version_mismatch",
+            sender,
+            f"the client offered {offered} to {server(r)}; the {said}",
+            (
+                "Enable TLS 1.2 or 1.3 on the client (or, if old clients must be served, "
+                "allow their version on the server, e.g. nginx ssl_protocols); confirm "
+                f"what the server accepts: {rm.s_client(r, flag or '-tls1_2')}"
+            ),
+        )
+    if desc in _CERT_ALERTS and sender == "client":
+        by_status = certificate_verdict(r, f.cert_status, inferred=False, alert=a)
+        if by_status is not None:
+            return by_status
+        if desc == "certificate_expired":
+            return Verdict(
+                outcome="failed",
+                failure="certificate_expired",
+                side="client",
+                reason=(
+                    f"the {said}: the server certificate of {server(r)} is expired or not "
+                    "yet valid"
+                    + (" (the certificate is encrypted in TLS 1.3)" if not r.cert_chain_sha256 else "")
+                ),
+                remedy=f"Renew the server's certificate; confirm the dates: {rm.show_certs(r)}",
+            )
+        if desc in ("unknown_ca", "certificate_unknown", "certificate_revoked", "access_denied") or (
+            desc == "bad_certificate" and not r.cert_chain_sha256
+        ):
+            issuer = f" (issuer {r.cert_issuer})" if r.cert_issuer else ""
+            return verdict(
+                "certificate_untrusted",
+                "client",
+                f"the {said}: it does not trust the certificate of {server(r)}{issuer}",
+                (
+                    "Install a certificate from a CA the client trusts and send the full "
+                    f"chain, or add the CA to the client's trust store; confirm: "
+                    f"{rm.show_certs(r)}"
+                ),
+            )
+        return verdict(
+            "certificate_invalid",
+            "client",
+            f"the {said}: the certificate of {server(r)} is unusable (malformed, bad "
+            "signature, wrong key usage or unsupported algorithm)",
+            f"Check the certificate's key usage and algorithms: {rm.show_certs(r)}",
+        )
+    if desc == "unrecognized_name":
+        return verdict(
+            "sni_mismatch",
+            sender,
+            f"the client asked {rm.target(r)} for {r.sni!r}; the {said}: the server does "
+            "not host that name",
+            (
+                f"Add a server block for {r.sni} on the server (nginx: server_name), or use a "
+                f"name it hosts; confirm: {rm.s_client(r)}"
+            ),
+        )
+    if desc == "certificate_required" or (
+        desc in ("handshake_failure", "bad_certificate", "access_denied")
+        and sender == "server"
+        and r.client_certificates is not None
+    ):
+        what = (
+            "an empty client Certificate"
+            if r.client_certificates == 0
+            else "the client's certificate"
+            if r.client_certificates
+            else "its encrypted flight"
+        )
+        return verdict(
+            "client_certificate_required",
+            "server",
+            f"{server(r)} asked for a client certificate and, after {what}, the {said}",
+            (
+                "Configure the client with a certificate and key the server accepts "
+                f"(or relax the server's client verification); confirm: "
+                f"{rm.s_client(r, '-cert', 'client.pem', '-key', 'client.key')}"
+            ),
+        )
+    if desc == "no_application_protocol":
+        return verdict(
+            "alpn_mismatch",
+            sender,
+            f"the client offered ALPN {r.alpn_offered or '[]'} to {server(r)}; the {said}",
+            (
+                "Offer an application protocol the server supports (or configure the server's "
+                f"ALPN list); confirm: {rm.s_client(r, '-alpn', 'h2,http/1.1')}"
+            ),
+        )
+    if desc in ("handshake_failure", "insufficient_security") and r.version is None:
+        groups = ", ".join(r.key_share_groups or r.offered_groups) or "none"
+        return verdict(
+            "cipher_mismatch",
+            sender,
+            (
+                f"the client offered {len(r.offered_ciphers)} cipher suites "
+                f"({offered_ciphers_text(r)}) and groups {groups} with {offered}; the "
+                f"{said} with no ServerHello: no common cipher suite, group or signature "
+                "algorithm"
+            ),
+            (
+                "Enable a modern suite on both sides (e.g. ECDHE with AES-GCM); compare with "
+                f"what the server accepts: {rm.s_client(r, '-cipher', 'ECDHE+AESGCM')}"
+            ),
+        )
+    if desc in _PROTOCOL_ERRORS:
+        return verdict(
+            "protocol_error",
+            sender,
+            f"the {said} at stage {r.stage} of the handshake with {server(r)}: one side "
+            "sent a message the other could not accept",
+            f"Update the TLS stack of the {sender}'s peer or look for a middlebox altering "
+            f"the handshake; reproduce: {rm.s_client(r, '-msg')}",
+        )
+    if desc in ("close_notify", "user_canceled"):
+        return verdict(
+            "handshake_aborted",
+            sender,
+            f"the {said} at stage {r.stage}: the {sender} gave up on the handshake with "
+            f"{server(r)}",
+            f"Look at the {sender}'s logs for why it gave up; reproduce: {rm.s_client(r)}",
+        )
+    if a.level != "fatal" and r.established:
+        return None
+    return verdict(
+        "other_alert",
+        sender,
+        f"the {said} at stage {r.stage} of the handshake with {server(r)}",
+        f"Look at the {sender}'s logs for the cause; reproduce: {rm.s_client(r, '-msg')}",
+    )
+
+
+def rule_tls13_inferred(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    sizes = r.client_encrypted_after_server_flight
+    if r.established or r.version != "TLSv1.3" or not sizes or sizes[0] > ALERT_SIZED:
+        return None
+    return Verdict(
+        outcome="failed",
+        failure="certificate_untrusted",
+        side="client",
+        inferred=True,
+        reason=(
+            f"TLS 1.3 with {server(r)}: right after the server's encrypted flight the client "
+            f"sent a {sizes[0]}-byte encrypted record (alert-sized) and "
+            f"{'closed' if r.close_by == 'client' else 'stopped'}: the client rejected the "
+            "server, most likely its certificate (inferred: TLS 1.3 encrypts the certificate "
+            "and the alert)"
+        ),
+        remedy=(
+            "Check the server's certificate chain, dates and names against the client's "
+            f"trust store: {rm.show_certs(r)}"
+        ),
+    )
+
+
+def rule_encrypted_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    enc = [a for a in r.alerts if a.encrypted]
+    if r.established or not enc or f.alert is not None:
+        return None
+    a = enc[0]
+    return Verdict(
+        outcome="failed",
+        failure="other_alert",
+        side=a.sender,
+        inferred=True,
+        reason=(
+            f"the {a.sender} sent an encrypted alert at stage {r.stage} of the handshake "
+            f"with {server(r)}; its content is not visible"
+        ),
+        remedy=f"Look at the {a.sender}'s logs; reproduce: {rm.s_client(r, '-msg')}",
+    )
+
+
+def rule_version_abort(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.version is None or not r.offered_versions or r.version in r.offered_versions:
+        return None
+    if r.established:
+        return None
+    return Verdict(
+        outcome="failed",
+        failure="version_mismatch",
+        side="client",
+        reason=(
+            f"the client offered {versions_text(r.offered_versions)} and {server(r)} chose "
+            f"{r.version}, which the client did not offer; the client "
+            f"{'reset' if r.close == 'rst_client' else 'closed'} the connection"
+        ),
+        remedy=(
+            "Align the versions enabled on client and server; confirm what the server "
+            f"negotiates: {rm.s_client(r)}"
+        ),
+    )
+
+
+def rule_reset(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.established or not r.offered_versions or not r.close.startswith("rst"):
+        return None
+    sender = "client" if r.close == "rst_client" else "server"
+    forged = sender == "server" and not r.client_hello_acked and r.version is None
+    segs = (
+        f"; the ClientHello spanned {r.client_hello_segments} TCP segments"
+        if r.client_hello_segments > 1
+        else ""
+    )
+    if forged:
+        return Verdict(
+            outcome="failed",
+            failure="reset_during_handshake",
+            side="network",
+            reason=(
+                f"a RST from the server's address arrived{after_ch(r, r.ts_close)} to "
+                f"{server(r)}, before any ServerHello and without the server acknowledging "
+                f"the ClientHello{segs}: it looks forged by a middlebox (firewall, IPS, SNI "
+                "filter)"
+            ),
+            remedy=(
+                "Find the middlebox that resets this SNI or this large ClientHello (it may "
+                "not handle a hello split over segments, e.g. with a post-quantum key "
+                f"share); compare with a small hello: {rm.s_client(r, '-groups', 'X25519')}"
+            ),
+        )
+    stage = "ServerHello" if r.version else "ClientHello"
+    return Verdict(
+        outcome="failed",
+        failure="reset_during_handshake",
+        side=sender,
+        reason=(
+            f"the {sender} reset the connection{after_ch(r, r.ts_close)} (stage {r.stage}, "
+            f"after the {stage}) with {server(r)}, without any alert{segs}"
+        ),
+        remedy=f"Check the {sender}'s logs for why it reset; reproduce: {rm.s_client(r)}",
+    )
+
+
+def rule_proxy_closed(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.proxy_target is None or r.established or r.version is not None:
+        return None
+    if r.close_by != "server":
+        return None
+    return Verdict(
+        outcome="failed",
+        failure="proxy_error",
+        side="proxy",
+        reason=(
+            f"the proxy {r.server_ip}:{r.server_port} answered "
+            f"{r.proxy_status_line!r} to CONNECT {r.proxy_target} and then closed the "
+            "tunnel before any ServerHello"
+        ),
+        remedy=_proxy_remedy(r, r.proxy_status),
+    )
+
+
+def rule_incomplete(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.established:
+        return None
+    if not r.offered_versions and "midstream" in r.anomalies:
+        return Verdict(
+            outcome="incomplete",
+            reason="the capture started after this connection's handshake began",
+        )
+    if r.gap_bytes and "handshake_lost" in r.anomalies:
+        return Verdict(
+            outcome="incomplete",
+            reason=f"the capture lost {r.gap_bytes} bytes of the handshake",
+        )
+    if captured_to_end(r) and r.close_by is None:
+        return Verdict(
+            outcome="incomplete",
+            reason=(
+                f"the capture ended {ms((r.capture_end or r.ts_end) - r.ts_end)} after the "
+                f"last packet, at stage {r.stage}, with the handshake still going"
+            ),
+        )
+    return None
+
+
+def rule_no_server_response(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if not r.offered_versions or r.version is not None or r.server_first_bytes is not None:
+        return None
+    if r.alerts:
+        return None
+    waited = ms(r.ts_end - (r.ts_client_hello or r.ts))
+    if r.server_bytes and "server_flight_lost" in r.anomalies:
+        return Verdict(
+            outcome="failed",
+            failure="no_server_response",
+            side="network",
+            reason=(
+                f"{server(r)} sent its handshake flight but the large segments never arrived "
+                f"(only {r.server_bytes} bytes did, with a hole before them); the client "
+                f"waited {waited}: an MTU black hole (ICMP 'fragmentation needed' blocked)"
+            ),
+            remedy=(
+                "Allow ICMP 'fragmentation needed' on the path, or clamp the MSS "
+                "(iptables ... -j TCPMSS --clamp-mss-to-pmtu); confirm with a smaller MTU: "
+                f"ping -M do -s 1472 {r.server_ip}"
+            ),
+        )
+    if not r.client_hello_acked:
+        return Verdict(
+            outcome="failed",
+            failure="no_server_response",
+            side="network",
+            reason=(
+                f"the ClientHello to {server(r)} was never acknowledged "
+                f"({r.client_retransmits} retransmission(s)); the client gave up after "
+                f"{waited}: the path drops it"
+            ),
+            remedy=(
+                "Look for a firewall or IPS dropping TLS to this server or this SNI; "
+                f"confirm: {rm.s_client(r)}"
+            ),
+        )
+    if r.close_by == "server":
+        return None  # the server closed: handshake_aborted
+    return Verdict(
+        outcome="failed",
+        failure="no_server_response",
+        side="server",
+        reason=(
+            f"{server(r)} acknowledged the ClientHello at the TCP level but sent nothing for "
+            f"{waited} until the client gave up ({r.close}): the service behind the port is "
+            "not answering TLS"
+        ),
+        remedy=(
+            "Check that the server process accepts and serves TLS on this port (hung "
+            f"process, wrong backend, load balancer health); confirm: {rm.s_client(r)}"
+        ),
+    )
+
+
+def rule_aborted(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.established or r.close_by is None:
+        return None
+    sender = r.close_by
+    if sender == "client" and r.cert_chain_sha256:
+        cert = certificate_verdict(r, f.cert_status, inferred=True)
+        if cert is not None:
+            return cert
+    if r.offered_versions:
+        what = f"at stage {r.stage}{after_ch(r, r.ts_close)}"
+    else:
+        what = "before any ClientHello"
+    return Verdict(
+        outcome="failed",
+        failure="handshake_aborted",
+        side=sender,
+        reason=(
+            f"the {sender} closed the connection with {server(r)} {what}, with no alert "
+            f"({r.client_bytes} bytes from the client, {r.server_bytes} from the server)"
+        ),
+        remedy=f"Look at the {sender}'s logs for why it gave up; reproduce: {rm.s_client(r)}",
+    )
+
+
+def rule_no_client_hello(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.offered_versions:
+        return None
+    if r.synack and r.client_bytes == 0:
+        return Verdict(
+            outcome="not_tls",
+            reason=(
+                f"the client opened TCP to {rm.target(r)} and sent nothing "
+                f"({r.close}); no TLS was attempted"
+            ),
+        )
+    return Verdict(
+        outcome="not_tls",
+        reason=f"no ClientHello was seen on this connection to {rm.target(r)} ({r.close})",
+    )
+
+
+def rule_fallback(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    if r.close == "capture_end":
+        return Verdict(
+            outcome="incomplete",
+            reason=f"the capture ended at stage {r.stage} with the handshake unfinished",
+        )
+    return Verdict(
+        outcome="failed",
+        failure="handshake_aborted",
+        side="client",
+        reason=(
+            f"the handshake with {server(r)} stopped at stage {r.stage} and the connection "
+            f"went idle ({ms(r.ts_end - r.ts)} after it began)"
+        ),
+        remedy=f"Reproduce: {rm.s_client(r)}",
+    )
+
+
+RULES: tuple[Rule, ...] = (
+    rule_established,
+    rule_tcp_refused,
+    rule_tcp_no_answer,
+    rule_proxy_status,
+    rule_client_not_tls,
+    rule_server_not_tls,
+    rule_alert,
+    rule_tls13_inferred,
+    rule_encrypted_alert,
+    rule_version_abort,
+    rule_reset,
+    rule_starttls_refused,
+    rule_incomplete,
+    rule_proxy_closed,
+    rule_no_server_response,
+    rule_aborted,
+    rule_no_client_hello,
+    rule_fallback,
+)

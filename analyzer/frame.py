@@ -1,0 +1,130 @@
+"""Records as a pandas DataFrame or an Arrow table (the edge where pandas lives).
+
+Columns are SPEC §3 fields in record order. ``ts``/``ts_end`` are UTC datetimes; columns
+whose values come from a closed list of the spec are categoricals over that fixed list, so
+frames from several files or partitions concatenate without losing their dtypes; lists
+stay Python lists (Arrow list columns in Parquet); ``alerts`` is a list of dicts (a list of
+structs in Parquet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+from analyzer.api import PathArg, Run, collect
+from analyzer.diagnosis import DiagnosisOptions
+from analyzer.engine import record as rec
+from analyzer.engine.record import RECORD_FIELDS, HandshakeRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "outcome": rec.OUTCOMES,
+    "failure": rec.FAILURES,
+    "failure_side": rec.FAILURE_SIDES,
+    "stage": rec.STAGES,
+    "close": rec.CLOSES,
+    "cert_status": rec.CERT_STATUSES,
+    "starttls": rec.STARTTLS,
+}
+"""Columns with a fixed value list in the spec, and that list."""
+
+TIME_COLUMNS = ("ts", "ts_end")
+
+
+def to_dataframe(records: Iterable[HandshakeRecord]) -> pd.DataFrame:
+    """Records as a DataFrame with the SPEC §5 dtypes (an empty frame keeps its columns)."""
+    import pandas as pd
+
+    rows = [r.to_dict() for r in records]
+    df = pd.DataFrame(rows, columns=list(RECORD_FIELDS))
+    for col in TIME_COLUMNS:
+        df[col] = pd.to_datetime(df[col].astype("float64"), unit="s", utc=True)
+    for col, values in CATEGORIES.items():
+        df[col] = pd.Categorical(df[col], categories=list(values))
+    for col in ("version", "cipher", "group", "capture", "server_ip", "client_ip", "sni"):
+        df[col] = df[col].astype("string")
+    return df
+
+
+def read_pcap(
+    paths: PathArg,
+    *,
+    tls_ports: Iterable[int] = (),
+    ca_bundle: str | None = None,
+    verify: bool = True,
+) -> pd.DataFrame:
+    """Analyze captures and return every record as a DataFrame, sorted by ``(ts, uid)``.
+
+    Unreadable inputs raise :class:`analyzer.CaptureError` (other inputs are still read
+    first; use :func:`analyzer.api.collect` to get both the records and the errors).
+    """
+    from analyzer.api import CaptureError
+
+    run = Run()
+    records = collect(
+        paths, run, tls_ports=tls_ports, options=DiagnosisOptions(ca_bundle=ca_bundle, verify=verify)
+    )
+    if run.errors:
+        raise CaptureError("\n".join(run.errors))
+    return to_dataframe(records)
+
+
+def _arrow_type(annotation: str, name: str) -> pa.DataType:
+    import pyarrow as pa
+
+    if name in TIME_COLUMNS:
+        return pa.timestamp("us", tz="UTC")
+    if name == "alerts":
+        return pa.list_(
+            pa.struct(
+                [
+                    ("from", pa.string()),
+                    ("level", pa.string()),
+                    ("description", pa.string()),
+                    ("code", pa.int32()),
+                    ("encrypted", pa.bool_()),
+                ]
+            )
+        )
+    if name == "timeline":
+        return pa.list_(pa.list_(pa.string()))
+    base = annotation.replace(" | None", "")
+    simple: dict[str, pa.DataType] = {
+        "str": pa.string(),
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "bool": pa.bool_(),
+        "list[str]": pa.list_(pa.string()),
+        "list[int]": pa.list_(pa.int64()),
+    }
+    return simple.get(base, pa.string())
+
+
+def arrow_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    types = {f.name: str(f.type) for f in fields(HandshakeRecord)}
+    return pa.schema([(name, _arrow_type(types[name], name)) for name in RECORD_FIELDS])
+
+
+def to_arrow(records: Sequence[HandshakeRecord]) -> pa.Table:
+    """Records as an Arrow table with a fixed schema (Parquet output)."""
+    import pyarrow as pa
+
+    schema = arrow_schema()
+    columns: dict[str, list[Any]] = {name: [] for name in RECORD_FIELDS}
+    for r in records:
+        d = r.to_dict()
+        for name in RECORD_FIELDS:
+            value = d[name]
+            if name in TIME_COLUMNS:
+                value = int(value * 1_000_000)
+            elif name == "timeline":
+                value = [[str(x) for x in entry] for entry in value]
+            columns[name].append(value)
+    return pa.table(columns, schema=schema)

@@ -1,0 +1,65 @@
+"""File outputs of records: JSONL, CSV and Parquet (SPEC §3, §5).
+
+JSONL: one object per line, SPEC §3 field names, ``null`` for unknown, lists as arrays,
+``ts`` as float epoch seconds. CSV: the same columns; lists and ``alerts`` as JSON
+strings; values that a spreadsheet would run as a formula are defused with a leading
+``'``. Parquet goes through :mod:`analyzer.frame` (pandas + pyarrow).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from typing import IO, Any
+
+from analyzer.engine.record import RECORD_FIELDS, HandshakeRecord
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def jsonl_line(record: HandshakeRecord) -> str:
+    return json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def write_jsonl(records: Iterable[HandshakeRecord], out: IO[str]) -> int:
+    n = 0
+    for r in records:
+        out.write(jsonl_line(r))
+        out.write("\n")
+        n += 1
+    return n
+
+
+def csv_cell(value: Any) -> Any:
+    """One CSV cell: JSON for lists/dicts, formula-looking text defused."""
+    if isinstance(value, list | dict):
+        value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        # A negative number is data, not a formula.
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def write_csv(records: Iterable[HandshakeRecord], out: IO[str]) -> int:
+    writer = csv.writer(out)
+    writer.writerow(RECORD_FIELDS)
+    n = 0
+    for r in records:
+        d = r.to_dict()
+        writer.writerow([csv_cell(d[f]) for f in RECORD_FIELDS])
+        n += 1
+    return n
+
+
+def write_parquet(records: Iterable[HandshakeRecord], path: str) -> int:
+    from analyzer.frame import to_arrow
+
+    import pyarrow.parquet as pq
+
+    table = to_arrow(list(records))
+    pq.write_table(table, path)
+    return int(table.num_rows)
