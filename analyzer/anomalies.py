@@ -37,6 +37,8 @@ class Anomaly(StrEnum):
     """The packet was cut by the capture's snaplen; payload bytes are missing."""
     BAD_IP_HEADER = "bad_ip_header"
     BAD_TCP_HEADER = "bad_tcp_header"
+    BAD_UDP_HEADER = "bad_udp_header"
+    """A UDP header whose length field does not fit its IP packet."""
     IP_FRAGMENT = "ip_fragment"
     """An IP fragment; fragments are counted, not reassembled."""
 

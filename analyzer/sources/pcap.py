@@ -1,0 +1,162 @@
+"""Classic pcap (libpcap savefile) records, walked straight out of a byte window.
+
+Format: a 24-byte file header (magic, version, reserved, snaplen, link type) and records
+of a 16-byte header (seconds, fraction, captured length, original length) followed by
+the captured bytes; draft-ietf-opsawg-pcap and pcap-savefile(5). Both byte orders, the
+microsecond and nanosecond magics, and the old "modified" format of patched libpcaps
+(magic 0xa1b2cd34, 24-byte record headers) are read. Only the low 16 bits of the link
+type field are the link type (the rest carries FCS information we do not need).
+
+Per frame the work is one ``unpack_from``, a slice and a tuple: no per-packet read call,
+no dpkt object. A record claiming more than ``MAX_CAPLEN`` bytes is corrupt; the reader
+then looks for the next plausible record (same timestamp epoch, two consecutive headers
+that make sense) within ``MAX_RESYNC_SCAN`` bytes, and gives up on the rest otherwise.
+A file cut in the middle of a record yields every complete record before the cut.
+
+Not here: opening files, gzip, pcapng (see :mod:`analyzer.sources.files`,
+:mod:`analyzer.sources.pcapng`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from analyzer.anomalies import Anomaly
+from analyzer.limits import MAX_CAPLEN, MAX_RESYNC_SCAN
+from analyzer.sources.base import Frame
+from analyzer.sources.stream import ByteWindow, Sink
+
+FILE_HEADER_LEN = 24
+
+
+class PcapVariant(NamedTuple):
+    """What a pcap magic number says about the rest of the file."""
+
+    order: str
+    """``struct`` byte-order character."""
+    ticks: float
+    """Fraction units per second: 1e6 (microseconds) or 1e9 (nanoseconds)."""
+    record_header: int
+    """Bytes of each record header (16, or 24 in the modified format)."""
+
+
+PCAP_MAGICS: dict[bytes, PcapVariant] = {
+    b"\xd4\xc3\xb2\xa1": PcapVariant("<", 1e6, 16),
+    b"\xa1\xb2\xc3\xd4": PcapVariant(">", 1e6, 16),
+    b"\x4d\x3c\xb2\xa1": PcapVariant("<", 1e9, 16),
+    b"\xa1\xb2\x3c\x4d": PcapVariant(">", 1e9, 16),
+    b"\x34\xcd\xb2\xa1": PcapVariant("<", 1e6, 24),
+    b"\xa1\xb2\xcd\x34": PcapVariant(">", 1e6, 24),
+}
+"""File magic (as the first four bytes of the file) -> variant."""
+
+
+def open_pcap(window: ByteWindow, sink: Sink) -> Iterator[Frame] | str:
+    """Read the file header; return the frame iterator, or a one-line reason the file
+    cannot be read at all."""
+    if not window.refill(0, FILE_HEADER_LEN):
+        return f"truncated pcap file header ({len(window.buf)} of {FILE_HEADER_LEN} bytes)"
+    variant = PCAP_MAGICS.get(window.buf[:4])
+    if variant is None:
+        return f"not a pcap file (magic 0x{window.buf[:4].hex()})"
+    _snaplen, network = struct.unpack_from(variant.order + "II", window.buf, 16)
+    return _records(window, sink, variant, network & 0xFFFF)
+
+
+def _records(
+    window: ByteWindow, sink: Sink, variant: PcapVariant, linktype: int
+) -> Iterator[Frame]:
+    unpack = struct.Struct(variant.order + "IIII").unpack_from
+    new = tuple.__new__
+    ticks = variant.ticks
+    head = variant.record_header
+    max_caplen = MAX_CAPLEN
+    last_ts = float("-inf")
+    buf = window.buf
+    end = len(buf)
+    pos = FILE_HEADER_LEN
+    while True:
+        # Fast path: whole records inside the buffer.
+        while pos + head <= end:
+            sec, frac, caplen, wirelen = unpack(buf, pos)
+            start = pos + head
+            nxt = start + caplen
+            if nxt > end or caplen > max_caplen:
+                break
+            ts = sec + frac / ticks
+            if ts < last_ts:
+                sink.time_backwards(ts, last_ts)
+            last_ts = ts
+            sink.packets += 1
+            yield new(Frame, (ts, linktype, buf[start:nxt], wirelen))
+            pos = nxt
+        # Slow path: a corrupt header, or a record running past the buffer.
+        need = head
+        if pos + head <= end:
+            caplen = unpack(buf, pos)[2]
+            if caplen > max_caplen:
+                resumed = _resync(window, sink, pos, variant, caplen, last_ts)
+                if resumed is None:
+                    return
+                pos, buf, end = resumed, window.buf, len(window.buf)
+                continue
+            need = head + caplen
+        if not window.refill(pos, need):
+            left = len(window.buf)
+            if left and not window.failed:
+                what = "record header" if left < head else "packet record"
+                sink.note(
+                    Anomaly.FILE_TRUNCATED,
+                    f"file ends inside a {what} at offset {window.base} "
+                    f"({left} of {need} bytes present)",
+                )
+            return
+        pos, buf, end = 0, window.buf, len(window.buf)
+
+
+def _resync(
+    window: ByteWindow, sink: Sink, pos: int, variant: PcapVariant, caplen: int, last_ts: float
+) -> int | None:
+    """After a corrupt record header at ``pos``: the position of the next plausible record
+    in ``window.buf`` (refilled), or None when the rest of the file is given up."""
+    where = window.base + pos
+    claim = f"record at offset {where} claims {caplen} captured bytes (limit {MAX_CAPLEN})"
+    if last_ts == float("-inf"):
+        sink.note(Anomaly.FILE_CORRUPT_BLOCK, f"{claim}; rest of the file skipped")
+        return None
+    head = variant.record_header
+    window.refill(pos, MAX_RESYNC_SCAN + 2 * (head + MAX_CAPLEN))
+    buf = window.buf
+    unpack = struct.Struct(variant.order + "IIII").unpack_from
+    # Records close in time share the top 16 bits of their seconds: search for those.
+    sec_bytes = struct.pack(variant.order + "I", int(last_ts) & 0xFFFFFFFF)
+    key, key_at = (sec_bytes[2:], 2) if variant.order == "<" else (sec_bytes[:2], 0)
+
+    def plausible(at: int) -> bool:
+        if at == len(buf) and window.eof:
+            return True
+        if at + head > len(buf):
+            return False
+        _sec, frac, cap, wire = unpack(buf, at)
+        return bool(frac < variant.ticks and cap <= wire and cap <= MAX_CAPLEN)
+
+    limit = min(len(buf), MAX_RESYNC_SCAN)
+    found = buf.find(key, 1 + key_at)
+    while 0 <= found < limit:
+        at = found - key_at
+        if plausible(at) and at + head <= len(buf):
+            nxt = at + head + unpack(buf, at)[2]
+            if plausible(nxt):
+                sink.note(
+                    Anomaly.FILE_CORRUPT_BLOCK,
+                    f"{claim}; skipped {at} bytes to the next plausible record",
+                )
+                return at
+        found = buf.find(key, found + 1)
+    sink.note(
+        Anomaly.FILE_CORRUPT_BLOCK,
+        f"{claim}; no plausible record follows, rest of the file skipped",
+    )
+    return None
