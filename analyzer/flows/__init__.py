@@ -1,5 +1,5 @@
 """Flows: the flow table and per-direction TCP reassembly."""
 
-from analyzer.flows.reassembly import SEQ_MASK, Reassembler, seq_diff
+from analyzer.flows.reassembly import MAX_WINDOW, SEQ_MASK, Reassembler, seq_diff
 
-__all__ = ["SEQ_MASK", "Reassembler", "seq_diff"]
+__all__ = ["MAX_WINDOW", "SEQ_MASK", "Reassembler", "seq_diff"]
