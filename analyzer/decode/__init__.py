@@ -1,0 +1,19 @@
+"""Frame decoding: link layer -> IP -> TCP segment / UDP datagram / skip (no I/O)."""
+
+from analyzer.decode.frames import decode_frame, format_ip
+from analyzer.decode.types import ACK, FIN, PSH, RST, SYN, URG, Datagram, Decoded, Segment, Skipped
+
+__all__ = [
+    "ACK",
+    "FIN",
+    "PSH",
+    "RST",
+    "SYN",
+    "URG",
+    "Datagram",
+    "Decoded",
+    "Segment",
+    "Skipped",
+    "decode_frame",
+    "format_ip",
+]
