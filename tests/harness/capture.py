@@ -247,3 +247,25 @@ def tcp_connections(path: Path, server_ports: Iterable[int] = ()) -> list[Connec
         for e in found.values()
     ]
     return sorted(conns, key=lambda c: c.first_ts)
+
+
+def retransmissions(path: Path, *, min_payload: int = 1) -> list[tuple[str, int, int]]:
+    """Data segments seen again with the same direction, sequence number and length.
+
+    Returns (source "ip:port", seq, payload length) per repeated segment, so callers can
+    check e.g. that a server's full-size flight was retransmitted.
+    """
+    import dpkt
+
+    seen: set[tuple[str, int, str, int, int, int]] = set()
+    repeats = []
+    for _ts, ip in packets(path):
+        tcp = ip.data
+        if not isinstance(tcp, dpkt.tcp.TCP) or len(tcp.data) < min_payload:
+            continue
+        src = _addr(ip, ip.src)
+        key = (src, tcp.sport, _addr(ip, ip.dst), tcp.dport, tcp.seq, len(tcp.data))
+        if key in seen:
+            repeats.append((f"{src}:{tcp.sport}", tcp.seq, len(tcp.data)))
+        seen.add(key)
+    return repeats
