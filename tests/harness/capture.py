@@ -77,7 +77,7 @@ class Capture:
                     "-n", "-Z", "root", "-w", str(self.path), self.bpf]
             marker = "listening on"
         else:  # one pcapng with an Interface Description Block per interface
-            argv = ["dumpcap", "-q", "-n", "-s", "0", "-w", str(self.path), "-f", self.bpf]
+            argv = ["dumpcap", "-n", "-s", "0", "-w", str(self.path), "-f", self.bpf]
             for iface in self.interfaces:
                 argv += ["-i", iface]
             marker = "Capturing on"
@@ -119,12 +119,16 @@ class Capture:
         self.stats = "".join(self._err)
         if not check:
             return
-        dropped = re.search(r"(\d+) packets? dropped by kernel", self.stats)
         if len(self.interfaces) == 1:
-            if dropped is None:
-                raise CaptureError(f"no tcpdump statistics: {self.stats.strip()}")
-            if int(dropped.group(1)) != 0:
-                raise CaptureError(f"tcpdump dropped packets: {self.stats.strip()}")
+            dropped = [int(n) for n in re.findall(r"(\d+) packets? dropped by kernel",
+                                                   self.stats)]
+        else:  # dumpcap: "Packets received/dropped on interface 'eth0': 12/0 (...)"
+            dropped = [int(n) for n in re.findall(r"received/dropped on interface '[^']+': "
+                                                   r"\d+/(\d+)", self.stats)]
+        if len(dropped) != (1 if len(self.interfaces) == 1 else len(self.interfaces)):
+            raise CaptureError(f"no capture statistics: {self.stats.strip()}")
+        if any(dropped):
+            raise CaptureError(f"the capture dropped packets: {self.stats.strip()}")
         if not self.path.exists() or self.path.stat().st_size < 24:
             raise CaptureError(f"capture file missing or empty: {self.path}")
 
