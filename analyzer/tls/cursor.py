@@ -26,7 +26,6 @@ from analyzer.tls.events import ParseAnomaly
 T = TypeVar("T")
 
 
-
 class Malformed(Exception):
     """A structure whose fields do not add up."""
 

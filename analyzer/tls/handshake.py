@@ -90,11 +90,7 @@ def parse_server_key_exchange(body: bytes) -> ServerKeyExchange:
     when it starts with curve_type named_curve (3), a curve, and an EC point that fits
     in the body. DHE, PSK and explicit-curve bodies give ``named_curve=None``.
     """
-    if (
-        len(body) >= 4
-        and body[0] == ECCurveType.named_curve
-        and 0 < body[3] <= len(body) - 4
-    ):
+    if len(body) >= 4 and body[0] == ECCurveType.named_curve and 0 < body[3] <= len(body) - 4:
         return ServerKeyExchange(named_curve=int.from_bytes(body[1:3]))
     return ServerKeyExchange(named_curve=None)
 
@@ -156,9 +152,9 @@ class HandshakeReassembler:
         self.dead = False
 
     @property
-    def pending(self) -> bool:
-        """A partial message is buffered."""
-        return bool(self._buf)
+    def buffered(self) -> int:
+        """Bytes of a partial message held."""
+        return len(self._buf)
 
     def discard(self) -> None:
         """Forget a partial message that can no longer complete."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from analyzer.anomalies import Anomaly
 from analyzer.tls.cursor import Cursor, Leftover, Malformed, total
-from analyzer.tls.enums import ExtensionType, HandshakeType, NameType
+from analyzer.tls.enums import ExtensionType, HandshakeType, NameType, ProtocolVersion
 from analyzer.tls.events import ParseAnomaly
 from analyzer.tls.messages import ClientHello, Extension, ServerHello
 
@@ -168,9 +168,7 @@ def parse_ec_point_formats(data: bytes) -> tuple[int, ...] | ParseAnomaly:
 
 def parse_signature_algorithms(data: bytes) -> tuple[int, ...] | ParseAnomaly:
     """signature_algorithms / signature_algorithms_cert (RFC 8446 §4.2.3)."""
-    return total(
-        _signature_algorithms, data, "signature_algorithms", Anomaly.MALFORMED_EXTENSION
-    )
+    return total(_signature_algorithms, data, "signature_algorithms", Anomaly.MALFORMED_EXTENSION)
 
 
 def parse_key_share_client_hello(data: bytes) -> tuple[int, ...] | ParseAnomaly:
@@ -185,9 +183,7 @@ def parse_key_share_server_hello(data: bytes) -> int | ParseAnomaly:
 
 def parse_key_share_hello_retry_request(data: bytes) -> int | ParseAnomaly:
     """key_share in a HelloRetryRequest (RFC 8446 §4.2.8): ``selected_group``."""
-    return total(
-        _key_share_hello_retry_request, data, "key_share", Anomaly.MALFORMED_EXTENSION
-    )
+    return total(_key_share_hello_retry_request, data, "key_share", Anomaly.MALFORMED_EXTENSION)
 
 
 def parse_alpn(data: bytes) -> tuple[bytes, ...] | ParseAnomaly:
@@ -305,13 +301,14 @@ def parse_client_hello(body: bytes) -> ClientHello | ParseAnomaly:
 
 def parse_server_hello(body: bytes) -> ServerHello | ParseAnomaly:
     """RFC 8446 §4.1.3 / RFC 5246 §7.4.1.3 ServerHello, or a HelloRetryRequest (same
-    message type, special random). A ``legacy_version`` of 0x7fNN is a TLS 1.3 draft ≤ 21
-    ServerHello, which has neither session id nor compression method."""
+    message type, special random). A TLS 1.3 draft ≤ 21 ServerHello has neither session
+    id nor compression method; it says 0x7fNN (or 0x0304, early drafts) where RFC 8446
+    servers say 0x0303."""
     cur = Cursor(body, "ServerHello")
     try:
         legacy_version = cur.u16()
         random = cur.bytes(32)
-        if legacy_version >> 8 == 0x7F:
+        if legacy_version >> 8 == 0x7F or legacy_version == ProtocolVersion.TLSv1_3:
             session_id, cipher_suite, compression_method = b"", cur.u16(), 0
         else:
             session_id = _session_id(cur)

@@ -74,6 +74,11 @@ class RecordReader:
         self.dead = False
         """Parsing stopped for good; further bytes are ignored."""
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held and not yet returned as a record."""
+        return len(self._buf) - self._pos
+
     def feed(self, data: bytes) -> None:
         if self.dead:
             return
@@ -137,16 +142,17 @@ class RecordReader:
         self._started = len(buf) >= 2
         return None
 
-    def _not_tls(self) -> NotTLS:
-        prefix = bytes(self._buf[:NOT_TLS_PREFIX])
-        self._stop_buffering()
-        return NotTLS(prefix=prefix)
-
-    def _stop(self, anomaly: Anomaly, detail: str) -> ParseAnomaly:
-        self._stop_buffering()
-        return ParseAnomaly(anomaly=anomaly, detail=detail)
-
-    def _stop_buffering(self) -> None:
+    def close(self) -> None:
+        """Stop for good and drop what is buffered (the caller lost the thread)."""
         self.dead = True
         self._buf = bytearray()
         self._pos = 0
+
+    def _not_tls(self) -> NotTLS:
+        prefix = bytes(self._buf[:NOT_TLS_PREFIX])
+        self.close()
+        return NotTLS(prefix=prefix)
+
+    def _stop(self, anomaly: Anomaly, detail: str) -> ParseAnomaly:
+        self.close()
+        return ParseAnomaly(anomaly=anomaly, detail=detail)

@@ -78,7 +78,13 @@ class TLSStream:
     @property
     def dead(self) -> bool:
         """Parsing stopped for good (not TLS, lost framing, or a limit hit)."""
-        return self._records.dead or self._handshake.dead
+        return self._records.dead
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held between calls: at most one partial record and one partial handshake
+        message (bounded by MAX_TLS_RECORD and MAX_HANDSHAKE_MESSAGE)."""
+        return self._records.buffered + self._handshake.buffered
 
     def feed(self, data: bytes) -> Iterator[TLSEvent]:
         """Buffer ``data`` and yield the events it completes, in wire order.
@@ -98,6 +104,8 @@ class TLSStream:
                 return
             if isinstance(item, Record):
                 yield from self._record(item)
+                if self._handshake.dead:
+                    self._records.close()
             elif isinstance(item, SSLv2Record):
                 yield from self._sslv2(item)
             else:  # NotTLS or the anomaly that stopped the record layer
@@ -112,7 +120,7 @@ class TLSStream:
             self._handshake.discard()  # a message cut by the ChangeCipherSpec never completes
             yield EncryptedHandshake(length=len(fragment))
             return
-        if self._handshake.pending:
+        if self._handshake.buffered:
             detail = f"content type {ctype} inside a handshake message"
             yield ParseAnomaly(anomaly=Anomaly.INTERLEAVED_RECORD, detail=detail)
         if ctype == ContentType.change_cipher_spec:
