@@ -16,6 +16,7 @@ from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
 from analyzer.engine.engine import CaptureStats, Engine
 from analyzer.engine.record import HandshakeRecord
 from analyzer.sources import CaptureReader, expand_paths
+from analyzer.sources.base import Frame
 
 PathArg = str | Path | Sequence[str | Path]
 Progress = Callable[[str, int, int | None], None]
@@ -73,11 +74,9 @@ def analyze_files(
             run.warnings.append(f"{path}: {detail or anomaly}")
 
 
-def _with_progress(reader: CaptureReader, name: str, progress: Progress) -> Iterator[object]:
-    n = 0
-    for frame in reader:
+def _with_progress(reader: CaptureReader, name: str, progress: Progress) -> Iterator[Frame]:
+    for n, frame in enumerate(reader, 1):
         yield frame
-        n += 1
         if n % _PROGRESS_EVERY == 0:
             progress(name, reader.position(), reader.size)
     progress(name, reader.position(), reader.size)

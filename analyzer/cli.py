@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TextIO
 
@@ -39,14 +39,14 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"
     parquet = "parquet"
 
 
-class SummaryFormat(str, Enum):
+class SummaryFormat(StrEnum):
     table = "table"
     json = "json"
 
@@ -84,7 +84,8 @@ def progress_bar(enabled: bool) -> Iterator[Progress | None]:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TimeRemainingColumn
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
 
     with Bar(
         "[progress.description]{task.description}",
@@ -118,7 +119,9 @@ def run_inputs(
         except (OSError, ValueError) as e:
             raise Stop(f"--ca-bundle {ca_bundle}: cannot read it as PEM certificates ({e})") from e
     run = Run()
-    options = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=not no_verify)
+    options = DiagnosisOptions(
+        ca_bundle=str(ca_bundle) if ca_bundle else None, verify=not no_verify
+    )
     with progress_bar(progress) as bar:
         records = collect(paths, run, tls_ports=tls_ports or (), options=options, progress=bar)
     return records, run
@@ -144,8 +147,7 @@ def select(
         out = [
             r
             for r in out
-            if (r.server_ip == host or r.sni == host)
-            and (not port or str(r.server_port) == port)
+            if (r.server_ip == host or r.sni == host) and (not port or str(r.server_port) == port)
         ]
     return out
 
@@ -181,9 +183,7 @@ def write_records(records: list[HandshakeRecord], fmt: Format, output: Path | No
         out.write_parquet(records, str(output))
         return
     stream: TextIO
-    with (
-        open(output, "w", encoding="utf-8", newline="") if output else _stdout()
-    ) as stream:
+    with open(output, "w", encoding="utf-8", newline="") if output else _stdout() as stream:
         if fmt is Format.jsonl:
             out.write_jsonl(records, stream)
         elif fmt is Format.csv:
@@ -214,12 +214,20 @@ def analyze(
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
     tls_port: TlsPortOpt = None,
-    only_failed: Annotated[bool, typer.Option("--only-failed", help="Failed handshakes only.")] = False,
-    sni: Annotated[str | None, typer.Option("--sni", help="Only this server name (and its subdomains).")] = None,
-    server: Annotated[str | None, typer.Option("--server", help="Only this server: IP, IP:PORT or name.")] = None,
+    only_failed: Annotated[
+        bool, typer.Option("--only-failed", help="Failed handshakes only.")
+    ] = False,
+    sni: Annotated[
+        str | None, typer.Option("--sni", help="Only this server name (and its subdomains).")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Only this server: IP, IP:PORT or name.")
+    ] = None,
     ca_bundle: CaBundleOpt = None,
     no_verify: NoVerifyOpt = False,
-    fail_on_failure: Annotated[bool, typer.Option("--fail-on-failure", help="Exit 1 if any handshake failed.")] = False,
+    fail_on_failure: Annotated[
+        bool, typer.Option("--fail-on-failure", help="Exit 1 if any handshake failed.")
+    ] = False,
 ) -> None:
     """One record per TLS connection: how far the handshake got, and why it failed."""
     records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
@@ -310,8 +318,14 @@ def show(
         raise Stop(f"no connection with uid {uid} in {' '.join(paths)}")
     r = match[0]
     con = Console(highlight=False)
-    con.print(Text(f"{r.uid}  {r.client_ip}:{r.client_port} → {r.server_ip}:{r.server_port}", style="bold"))
-    con.print(Text(f"outcome: {r.outcome}" + (f" ({r.failure}, {r.failure_side})" if r.failure else "")))
+    con.print(
+        Text(
+            f"{r.uid}  {r.client_ip}:{r.client_port} → {r.server_ip}:{r.server_port}", style="bold"
+        )
+    )
+    con.print(
+        Text(f"outcome: {r.outcome}" + (f" ({r.failure}, {r.failure_side})" if r.failure else ""))
+    )
     if r.reason:
         con.print(Text(f"why: {safe(r.reason)}" + (" [inferred]" if r.inferred else "")))
     if r.remedy:
@@ -358,7 +372,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print(Text("tlsa: interrupted"))
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - the last line of defence for the CLI
+    except Exception as e:
         import click
 
         if isinstance(e, click.exceptions.Abort):

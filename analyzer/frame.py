@@ -66,9 +66,8 @@ def read_pcap(
     from analyzer.api import CaptureError
 
     run = Run()
-    records = collect(
-        paths, run, tls_ports=tls_ports, options=DiagnosisOptions(ca_bundle=ca_bundle, verify=verify)
-    )
+    options = DiagnosisOptions(ca_bundle=ca_bundle, verify=verify)
+    records = collect(paths, run, tls_ports=tls_ports, options=options)
     if run.errors:
         raise CaptureError("\n".join(run.errors))
     return to_dataframe(records)

@@ -56,9 +56,9 @@ def write_csv(records: Iterable[HandshakeRecord], out: IO[str]) -> int:
 
 
 def write_parquet(records: Iterable[HandshakeRecord], path: str) -> int:
-    from analyzer.frame import to_arrow
-
     import pyarrow.parquet as pq
+
+    from analyzer.frame import to_arrow
 
     table = to_arrow(list(records))
     pq.write_table(table, path)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from analyzer.engine.record import HandshakeRecord
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.hashes import HashAlgorithm
     from cryptography.x509 import Certificate
 
 MAX_PATH = 8
@@ -75,9 +76,10 @@ def _store(ca_bundle: str | None) -> tuple[dict[bytes, list[Certificate]], froze
     import certifi
     from cryptography import x509
 
-    pems = [open(certifi.where(), "rb").read()]
-    if ca_bundle:
-        with open(ca_bundle, "rb") as f:
+    bundles = [certifi.where(), *([ca_bundle] if ca_bundle else [])]
+    pems = []
+    for name in bundles:
+        with open(name, "rb") as f:
             pems.append(f.read())
     by_subject: dict[bytes, list[Certificate]] = {}
     fingerprints: set[bytes] = set()
@@ -88,7 +90,7 @@ def _store(ca_bundle: str | None) -> tuple[dict[bytes, list[Certificate]], froze
     return by_subject, frozenset(fingerprints)
 
 
-def _sha256() -> object:
+def _sha256() -> HashAlgorithm:
     from cryptography.hazmat.primitives import hashes
 
     return hashes.SHA256()
@@ -102,7 +104,7 @@ def load_ca_bundle(ca_bundle: str | None) -> None:
 def _issued_by(cert: Certificate, issuer: Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except Exception:  # noqa: BLE001 - any failure means "not issued by"
+    except Exception:
         return False
     return True
 
@@ -116,7 +118,7 @@ def chain_trust(chain: tuple[bytes, ...], ca_bundle: str | None) -> Trust | None
     for der in chain:
         try:
             certs.append(x509.load_der_x509_certificate(der))
-        except Exception:  # noqa: BLE001 - cryptography raises several types on bad DER
+        except Exception:
             if not certs:
                 return None
     anchors, anchor_prints = _store(ca_bundle)
@@ -128,7 +130,7 @@ def chain_trust(chain: tuple[bytes, ...], ca_bundle: str | None) -> Trust | None
     current = leaf
     broken = False
     for _ in range(MAX_PATH):
-        if current.fingerprint(_sha256()) in anchor_prints:  # type: ignore[arg-type]
+        if current.fingerprint(_sha256()) in anchor_prints:
             return Trust(
                 trusted=True,
                 incomplete=False,
@@ -161,9 +163,11 @@ def chain_trust(chain: tuple[bytes, ...], ca_bundle: str | None) -> Trust | None
         current = nxt
     root_reached = current.issuer == current.subject
     issuer_text = current.issuer.rfc4514_string()
+    # Incomplete: the leaf's own issuer is missing. A chain that breaks above a CA the
+    # server did send ends at a root the store does not know: untrusted.
     return Trust(
         trusted=False,
-        incomplete=not root_reached and not broken,
+        incomplete=current is leaf and not root_reached and not broken,
         self_signed=self_signed,
         interception=any(h in issuer_text.lower() for h in INTERCEPTION_HINTS),
         broken_signature=broken,

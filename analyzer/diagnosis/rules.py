@@ -113,19 +113,20 @@ def captured_to_end(r: HandshakeRecord) -> bool:
 # --------------------------------------------------------------------------- rules
 
 
+def client_sent_data(r: HandshakeRecord) -> bool:
+    """Whether the client sent application data after the handshake. TLS 1.3: a record
+    longer than an alert after the one that completed the handshake (its Finished)."""
+    if r.version == "TLSv1.3":
+        return any(size > ALERT_SIZED for size in r.client_encrypted_after_server_flight[1:])
+    return r.stage == "application_data"
+
+
 def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if not r.established:
         return None
-    client_alert = any(a.sender == "client" for a in r.alerts)
     server_closed = r.close_by == "server" or r.close == "rst_server"
     srv = r.server_encrypted_after_client_flight
-    if (
-        r.version == "TLSv1.3"
-        and srv
-        and srv[0] <= ALERT_SIZED
-        and server_closed
-        and r.stage != "application_data"
-    ):
+    if r.version == "TLSv1.3" and srv and srv[0] <= ALERT_SIZED and server_closed:
         what = (
             "an empty client Certificate"
             if r.client_certificates == 0
@@ -146,28 +147,33 @@ def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 f"confirm: {rm.s_client(r, '-cert', 'client.pem', '-key', 'client.key')}"
             ),
         )
-    no_data = r.stage != "application_data"
-    if no_data and client_alert and r.close_by == "client":
-        status = f.cert_status
-        cert_verdict = certificate_verdict(r, status, inferred=True, after_handshake=True)
-        if cert_verdict is not None:
-            return cert_verdict
-        if r.version == "TLSv1.3" and r.client_encrypted_after_server_flight[-1:] and (
-            r.client_encrypted_after_server_flight[-1] <= ALERT_SIZED
+    client_alert = any(a.sender == "client" for a in r.alerts)
+    if client_alert and not client_sent_data(r) and r.sni:
+        # The client finished the handshake and left without a word of data.
+        cert = certificate_verdict(r, f.cert_status, inferred=True, after_handshake=True)
+        if cert is not None:
+            return cert
+        if f.cert_status == "ok" or (
+            r.version == "TLSv1.3" and not r.client_alert_after_server_records
         ):
-            return Verdict(
-                outcome="failed",
-                failure="certificate_untrusted",
-                side="client",
-                inferred=True,
-                reason=(
-                    f"TLS 1.3 with {server(r)}: the client finished the handshake, then sent "
-                    "an alert-sized encrypted record and closed without sending data; "
-                    "inferred: it rejected the server after the handshake (certificate or "
-                    "host name check)"
-                ),
-                remedy=f"Inspect the server's certificate: {rm.show_certs(r)}",
-            )
+            return Verdict(outcome="established")  # a probe: nothing wrong to be seen
+        visible = "" if r.cert_chain_sha256 else " (the certificate is encrypted in TLS 1.3)"
+        return Verdict(
+            outcome="failed",
+            failure="sni_mismatch",
+            side="client",
+            inferred=True,
+            reason=(
+                f"the client completed the handshake with {server(r)}, then sent an "
+                "encrypted alert and closed without sending any data: inferred, a check "
+                "made after the handshake failed, typically the host name "
+                f"{r.sni!r} against the certificate's names{visible}"
+            ),
+            remedy=(
+                f"Check that the certificate covers {r.sni}: {rm.show_certs(r)} "
+                "| grep -i -e subject -e DNS"
+            ),
+        )
     return Verdict(outcome="established")
 
 
@@ -274,8 +280,7 @@ def rule_client_not_tls(r: HandshakeRecord, f: Facts) -> Verdict | None:
         failure="not_tls" if expected else None,
         side=(r.close_by or "server") if expected else None,
         reason=(
-            f"the client sent {r.client_first_bytes!r} to {rm.target(r)}, which expects "
-            f"TLS{answer}"
+            f"the client sent {r.client_first_bytes!r} to {rm.target(r)}, which expects TLS{answer}"
         ),
         remedy=(
             f"Use https:// (TLS) for port {r.server_port}, or send plaintext to the "
@@ -312,7 +317,7 @@ def rule_server_not_tls(r: HandshakeRecord, f: Facts) -> Verdict | None:
     return Verdict(
         outcome="failed",
         failure="not_tls",
-        side=r.close_by or "server",
+        side="server",
         reason=(
             f"the client sent a TLS ClientHello to {server(r)} and the server answered "
             f"{r.server_first_bytes!r}: that port speaks plaintext, not TLS"
@@ -467,13 +472,30 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 reason=(
                     f"the {said}: the server certificate of {server(r)} is expired or not "
                     "yet valid"
-                    + (" (the certificate is encrypted in TLS 1.3)" if not r.cert_chain_sha256 else "")
+                    + ("" if r.cert_chain_sha256 else " (the certificate is encrypted in TLS 1.3)")
                 ),
                 remedy=f"Renew the server's certificate; confirm the dates: {rm.show_certs(r)}",
             )
-        if desc in ("unknown_ca", "certificate_unknown", "certificate_revoked", "access_denied") or (
-            desc == "bad_certificate" and not r.cert_chain_sha256
-        ):
+        if desc == "bad_certificate" and not r.cert_chain_sha256:
+            # OpenSSL clients send bad_certificate for a certificate not yet valid, a host
+            # name mismatch checked in the handshake, or a key too weak; with the
+            # certificate encrypted, the first (clock skew) is the usual cause.
+            return Verdict(
+                outcome="failed",
+                failure="certificate_expired",
+                side="client",
+                inferred=True,
+                reason=(
+                    f"the {said}; the certificate of {server(r)} is encrypted (TLS 1.3), so "
+                    "inferred: it is not yet valid (clock skew) — less often a host name "
+                    f"mismatch with {r.sni!r} or a weak key"
+                ),
+                remedy=(
+                    "Compare the certificate's dates with the client's clock, then its names: "
+                    f"{rm.show_certs(r)}"
+                ),
+            )
+        if desc in ("unknown_ca", "certificate_unknown", "certificate_revoked", "access_denied"):
             issuer = f" (issuer {r.cert_issuer})" if r.cert_issuer else ""
             return verdict(
                 "certificate_untrusted",
@@ -781,6 +803,24 @@ def rule_aborted(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if r.established or r.close_by is None:
         return None
     sender = r.close_by
+    if "server_flight_lost" in r.anomalies and sender == "client":
+        return Verdict(
+            outcome="failed",
+            failure="handshake_aborted",
+            side="network",
+            reason=(
+                f"{server(r)} sent its handshake flight but only {r.server_bytes} bytes "
+                "arrived, with a hole the client never acknowledged; the client gave up "
+                f"{after_ch(r, r.ts_close).strip() or 'later'} at stage {r.stage}: large "
+                "segments are lost on the path (an MTU black hole: ICMP 'fragmentation "
+                "needed' blocked)"
+            ),
+            remedy=(
+                "Allow ICMP 'fragmentation needed' on the path or clamp the MSS "
+                "(iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS "
+                f"--clamp-mss-to-pmtu); confirm: ping -M do -s 1472 {r.server_ip}"
+            ),
+        )
     if sender == "client" and r.cert_chain_sha256:
         cert = certificate_verdict(r, f.cert_status, inferred=True)
         if cert is not None:

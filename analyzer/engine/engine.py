@@ -132,7 +132,8 @@ class Engine:
         flags = seg.flags
         if conn is not None and flags & SYN and not flags & ACK:
             from_client = conn.key[0] == seg.src and conn.key[1] == seg.sport
-            if not from_client or (conn.client.rx.next_seq not in (None, (seg.seq + 1) & 0xFFFFFFFF)):
+            isn_next = (seg.seq + 1) & 0xFFFFFFFF
+            if not from_client or conn.client.rx.next_seq not in (None, isn_next):
                 # A new SYN on a known 4-tuple: port reuse; the old connection ends.
                 self.table.remove(conn)
                 self._report(conn, conn_close(conn), out)
@@ -164,10 +165,12 @@ class Engine:
             elif from_client:
                 conn.tcp_syn(ts, seg.seq)
         if payload:
-            conn.tcp_data(ts, from_client, seg.seq, payload)
+            # Data on a SYN (TCP Fast Open) starts one after the SYN's own sequence number.
+            seq = (seg.seq + 1) & 0xFFFFFFFF if flags & SYN else seg.seq
+            conn.tcp_data(ts, from_client, seq, payload)
         if flags & ACK and not flags & SYN:
             conn.peer_ack(from_client, seg.ack)
-        if conn.settled:
+        if conn.is_settled():
             self.table.mark_settled(conn)
             if self.report_at_settle and not conn.reported and conn.relevant():
                 conn.reported = True
@@ -181,13 +184,13 @@ class Engine:
             return None  # a stray ACK/FIN/RST of a connection we never saw (or reported)
         if flags & SYN and flags & ACK:
             key = (seg.dst, seg.dport, seg.src, seg.sport)  # SYN-ACK: the sender is the server
-        elif not flags & SYN and seg.payload:
+        elif not flags & SYN and (
+            seg.sport in self.tls_ports
+            or (seg.dport not in self.tls_ports and seg.sport < seg.dport)
+        ):
             # Mid-stream: guess that the side on a known TLS port, else the lower port, is
             # the server; the tracker swaps sides if the guess is proved wrong.
-            if seg.sport in self.tls_ports or (
-                seg.dport not in self.tls_ports and seg.sport < seg.dport
-            ):
-                key = (seg.dst, seg.dport, seg.src, seg.sport)
+            key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = Connection(key, seg.ts, tls_port=key[3] in self.tls_ports)
         self.stats.connections += 1
         self.table.add(conn)

@@ -97,6 +97,12 @@ def http_status(data: bytes) -> tuple[int, str] | None:
     return int(parts[1]), printable(line)
 
 
+def last_line(data: bytes, limit: int = 120) -> str:
+    """The last complete non-empty line (the latest reply in a plaintext dialogue)."""
+    lines = [ln.rstrip(b"\r") for ln in data.split(b"\n")[:-1] if ln.strip()]
+    return printable(lines[-1][:limit]) if lines else ""
+
+
 def first_line(data: bytes, limit: int = 120) -> str:
     """The first line of some bytes as printable text (evidence for a reason)."""
     line = data.split(b"\n", 1)[0].rstrip(b"\r")[:limit]

@@ -93,6 +93,7 @@ class Connection:
         "anomalies",
         "app_data",
         "ccs_seen",
+        "cert",
         "ch",
         "ch_end_seq",
         "ch_segments",
@@ -100,15 +101,17 @@ class Connection:
         "client_acked_ch",
         "client_certs",
         "client_enc_after_flight",
+        "client_first_bytes",
+        "client_late_alert",
         "close_by",
         "closed",
-        "cert",
         "established",
         "finished_seen",
         "first_ts",
         "history",
         "hrr",
         "key",
+        "last_ack",
         "last_step",
         "last_ts",
         "mode",
@@ -122,7 +125,6 @@ class Connection:
         "server",
         "server_enc_after_client",
         "server_first_bytes",
-        "client_first_bytes",
         "server_flight",
         "settled",
         "sh",
@@ -131,9 +133,9 @@ class Connection:
         "stage",
         "starttls",
         "syn_count",
+        "syn_ts",
         "synack",
         "synack_ts",
-        "syn_ts",
         "timeline",
         "tls_port",
         "ts_ch",
@@ -167,6 +169,8 @@ class Connection:
         self.stage = "tcp_syn"
         self.history: list[str] = []
         self.last_step: dict[bool, int | None] = {True: None, False: None}
+        self.last_ack: dict[bool, int | None] = {True: None, False: None}
+        """Latest acknowledgement number sent by the client (True) and by the server."""
         self.ch: ClientHello | None = None
         self.sh: ServerHello | None = None
         self.sh_first: ServerHello | None = None
@@ -179,6 +183,9 @@ class Connection:
         self.finished_seen: dict[bool, bool] = {True: False, False: False}
         self.server_flight = 0
         self.client_enc_after_flight: list[int] = []
+        self.client_late_alert = False
+        """TLS 1.3: the client sent an alert-sized record after it had received the
+        server's first post-handshake record (it read from the connection, then left)."""
         self.server_enc_after_client: list[int] = []
         self.established = False
         self.app_data = False
@@ -229,9 +236,19 @@ class Connection:
         self.key = (dst, dport, src, sport)
         self.client, self.server = self.server, self.client
 
+    def is_settled(self) -> bool:
+        return self.settled
+
     def settle(self) -> None:
-        """Stop parsing payload: from now on packets are only counted."""
+        """Stop parsing payload: from now on packets are only counted. The reassemblers
+        and parsers let go of their buffers."""
+        if self.settled:
+            return
         self.settled = True
+        for d in (self.client, self.server):
+            d.rx.release()
+            d.tls = None
+            d.plain = bytearray()
 
     # ------------------------------------------------------------------ TCP events
 
@@ -254,7 +271,8 @@ class Connection:
         d = self.client if from_client else self.server
         if not d.fin:
             d.fin = True
-            d.rx.fin(seq, payload_len)
+            if not self.settled:
+                d.rx.fin(seq, payload_len)
             self.note(ts, "client" if from_client else "server", "FIN")
             if self.close_by is None:
                 self.close_by = "client" if from_client else "server"
@@ -271,6 +289,7 @@ class Connection:
 
     def peer_ack(self, from_client: bool, ack: int) -> None:
         """An ACK from one side: the other side's bytes before ``ack`` were delivered."""
+        self.last_ack[from_client] = ack
         other = self.server if from_client else self.client
         had_gap = other.rx.gap
         data = other.rx.peer_ack(ack)
@@ -309,6 +328,8 @@ class Connection:
 
     def stream(self, from_client: bool, data: bytes, ts: float) -> None:
         """In-order bytes from one direction."""
+        if self.settled:
+            return
         d = self.client if from_client else self.server
         if d.tls is not None:
             self.tls_bytes(from_client, data, ts)
@@ -320,6 +341,8 @@ class Connection:
 
     def client_start(self, data: bytes, ts: float) -> None:
         c = self.client
+        if self.mode == "plaintext":
+            return
         if len(c.plain) + len(data) > limits.MAX_PREAMBLE:
             self.anomaly(Anomaly.NOT_TLS)
             self.mode = "plaintext"
@@ -334,16 +357,13 @@ class Connection:
             if kind in ("tls", "sslv2"):
                 self.start_tls(0, ts)
                 return
-            if kind == "connect":
-                self.mode = "preamble"
-            elif self.key[3] in preamble.STARTTLS_PORTS:
+            if kind == "connect" or self.key[3] in preamble.STARTTLS_PORTS:
                 self.mode = "preamble"
             else:
                 self.mode = "plaintext"
                 self.not_tls = "client"
                 self.client_first_bytes = preamble.first_line(buf)
                 self.note(ts, "client", f"not TLS: {self.client_first_bytes!r}")
-                self.settle()
                 return
         if self.mode == "preamble":
             if self.proxy_target is None and buf.startswith(b"CONNECT "):
@@ -364,25 +384,31 @@ class Connection:
         if len(s.plain) < limits.MAX_PREAMBLE:
             s.plain += data[: limits.MAX_PREAMBLE - len(s.plain)]
         buf = bytes(s.plain)
-        if self.proxy_target is not None and self.proxy_status is None:
+        if self.mode == "plaintext":
+            # The client spoke something else than TLS: keep the server's answer as evidence.
+            self.server_first_bytes = preamble.first_line(buf)
+            self.note(ts, "server", f"answer: {self.server_first_bytes!r}")
+            self.settle()
+        elif self.proxy_target is not None and self.proxy_status is None:
             status = preamble.http_status(buf)
             if status is not None:
                 self.proxy_status, self.proxy_status_line = status
                 self.note(ts, "server", f"proxy: {self.proxy_status_line}")
                 if not 200 <= self.proxy_status < 300:
                     self.settle()
-        elif self.mode == "detect" and self.client.rx.next_seq is None and self.synack:
-            return  # server speaks first (SMTP banner); wait for the client
-        elif self.mode == "detect" and not self.client.plain:
-            # No SYN and the "server" speaks TLS first: it may be the client.
-            if preamble.classify_client_start(buf) in ("tls", "sslv2") and self.syn_count == 0:
-                if preamble.find_client_hello(buf) == 0:
-                    self.swap()
-                    self.client.plain.clear()
-                    self.client_start(data, ts)
-                    return
-        if self.mode == "preamble" and self.server_first_bytes is None and self.starttls:
-            self.server_first_bytes = preamble.first_line(buf)
+        elif self.mode == "preamble":
+            self.server_first_bytes = preamble.last_line(buf) or self.server_first_bytes
+        elif (
+            self.mode == "detect"
+            and self.syn_count == 0
+            and not self.client.plain
+            and preamble.find_client_hello(buf) == 0
+        ):
+            # No SYN seen and the side taken for the server sends a ClientHello: swap.
+            self.swap()
+            self.server.plain = bytearray()
+            self.client.plain = bytearray()
+            self.client_start(buf, ts)
 
     def start_tls(self, offset: int, ts: float) -> None:
         """TLS starts at ``offset`` in the client's buffered bytes; the server's TLS
@@ -521,8 +547,10 @@ class Connection:
                 self.note(ts, sender, f"encrypted record ({length} bytes)")
                 if not self.established and length > ALERT_SIZED:
                     self.establish(ts)
-                elif self.established and len(self.client_enc_after_flight) >= 2:
+                elif self.established and length > ALERT_SIZED:
                     self.reach("application_data")
+                elif self.established and self.server_enc_after_client:
+                    self.client_late_alert = True
             total = len(self.client_enc_after_flight) + len(self.server_enc_after_client)
             if self.established and (
                 (len(self.client_enc_after_flight) >= 2 and self.server_enc_after_client)
@@ -572,14 +600,34 @@ class Connection:
 
     def flush(self) -> None:
         """The connection ended: holes still open with data behind them were never
-        delivered (the receiver never acknowledged them)."""
+        delivered (the receiver never acknowledged them). A settled connection's streams
+        were not followed to their end, so they are not judged."""
+        if self.settled:
+            return
+        if (
+            not self.established
+            and self.undelivered(from_client=False)
+            and (self.server.rx.retransmits)
+        ):
+            # The server kept sending its flight and the client never acknowledged it.
+            self.anomaly(Anomaly.SERVER_FLIGHT_LOST)
         for d, is_server in ((self.client, False), (self.server, True)):
             had_gap = d.rx.gap
             d.rx.flush()
             if d.rx.gap and not had_gap:
                 self.anomaly(Anomaly.NETWORK_LOSS)
-                if is_server and not self.established and self.sh is None:
+                if is_server and not self.established:
                     self.anomaly(Anomaly.SERVER_FLIGHT_LOST)
+
+    def undelivered(self, *, from_client: bool) -> int:
+        """Bytes one side sent that the other never acknowledged (0 if unknown)."""
+        sender = self.client if from_client else self.server
+        ack = self.last_ack[not from_client]
+        end = sender.rx.next_seq
+        if ack is None or end is None:
+            return 0
+        diff = (end - ack) & 0xFFFFFFFF
+        return diff if diff < 0x80000000 else 0
 
     # ------------------------------------------------------------------ the record
 
@@ -630,12 +678,11 @@ class Connection:
             "client_retransmits": self.client.rx.retransmits + max(self.syn_count - 1, 0),
             "server_retransmits": self.server.rx.retransmits,
             "gap_bytes": self.client.rx.gap_bytes + self.server.rx.gap_bytes,
-            "anomalies": sorted(
-                self.anomalies | {str(a) for a in self.client.rx.anomalies}
-                | {str(a) for a in self.server.rx.anomalies}
-            )[: limits.MAX_ANOMALIES],
+            "anomalies": self.anomaly_codes(),
             "client_hello_segments": self.ch_segments if ch is not None else 0,
             "client_hello_acked": self.client_acked_ch,
+            "client_alert_after_server_records": self.client_late_alert,
+            "server_unacked_bytes": self.undelivered(from_client=False),
             "client_certificates": self.client_certs,
             "syn_count": self.syn_count,
             "synack": self.synack,
@@ -650,9 +697,6 @@ class Connection:
             "capture_end": capture_end,
             "timeline": list(self.timeline),
         }
-        if self.client.rx.midstream or self.server.rx.midstream:
-            if self.syn_count == 0 and not self.synack:
-                rec["anomalies"] = sorted({*rec["anomalies"], str(Anomaly.MIDSTREAM)})  # type: ignore[misc]
         if self.ts_ch is not None:
             end = self.ts_established or self.ts_failure or self.ts_close
             rec["handshake_time"] = end - self.ts_ch if end is not None else None
@@ -690,19 +734,30 @@ class Connection:
             if leaf is not None:
                 rec["cert_subject"] = leaf.subject
                 rec["cert_issuer"] = leaf.issuer
-                rec["cert_sans"] = list(leaf.sans)
+                rec["cert_sans"] = list(leaf.sans or ())
                 rec["cert_not_before"] = leaf.not_before
                 rec["cert_not_after"] = leaf.not_after
                 rec["cert_self_issued"] = leaf.self_issued
                 rec["cert_signature_hash"] = leaf.signature_hash
                 rec["cert_error"] = leaf.error
                 if leaf.key_type:
-                    rec["cert_key"] = f"{leaf.key_type}-{leaf.key_bits}" if leaf.key_bits else leaf.key_type
+                    bits = f"-{leaf.key_bits}" if leaf.key_bits else ""
+                    rec["cert_key"] = f"{leaf.key_type}{bits}"
                 if leaf.error:
-                    rec["anomalies"] = sorted({*rec["anomalies"], str(Anomaly.MALFORMED_CERTIFICATE)})  # type: ignore[misc]
+                    self.anomaly(Anomaly.MALFORMED_CERTIFICATE)
                 elif ch is not None and ch.sni:
-                    rec["sni_matches_cert"] = name_matches(ch.sni, list(leaf.sans), leaf.common_name)
+                    sans = list(leaf.sans or ())
+                    rec["sni_matches_cert"] = name_matches(ch.sni, sans, leaf.common_name)
         return HandshakeRecord(**rec)  # type: ignore[arg-type]
+
+    def anomaly_codes(self) -> list[str]:
+        codes = set(self.anomalies)
+        for d in (self.client, self.server):
+            codes.update(str(a) for a in d.rx.anomalies)
+        midstream = self.client.rx.midstream or self.server.rx.midstream
+        if midstream and self.syn_count == 0 and not self.synack:
+            codes.add(str(Anomaly.MIDSTREAM))
+        return sorted(codes)[: limits.MAX_ANOMALIES]
 
     def alerts_with_inferred(self) -> list[AlertInfo]:
         """The alerts, plus TLS 1.3 alert-sized encrypted records that ended a side's
@@ -738,12 +793,7 @@ class Connection:
         sid = ch.session_id
         if sid and sid != _ZERO_SESSION_ID and sid == sh.session_id:
             return True
-        return (
-            ch.session_ticket
-            and not sid
-            and self.ccs_seen[True]
-            and "G" not in self.history
-        )
+        return ch.session_ticket and not sid and self.ccs_seen[True] and "G" not in self.history
 
 
 def _text(value: bytes) -> str:

@@ -223,6 +223,15 @@ class Reassembler:
         if missing:
             self._declare_gap(missing)
 
+    def release(self) -> None:
+        """The stream will not be read any further (its connection took the fast path):
+        drop every buffer without judging the holes. Facts stay as they are."""
+        self._kept.clear()
+        self._kept_bytes = 0
+        self._ooo.clear()
+        self._ooo_bytes = 0
+        self._plain = False
+
     # -- internals ------------------------------------------------------------------------
 
     def _begin(self, start: int) -> None:
