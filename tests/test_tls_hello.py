@@ -149,6 +149,13 @@ def test_duplicate_extension_first_copy_wins() -> None:
     assert ch.anomalies == (Anomaly.DUPLICATE_EXTENSION,)
 
 
+def test_draft_key_share_code_point_is_read_first_one_wins() -> None:
+    old = extension(ExtensionType.key_share_old, h("00 06 00 17 00 02 aa bb"))
+    new = extension(ExtensionType.key_share, h("00 06 00 1d 00 02 aa bb"))
+    ch = ok(parse_client_hello(body(client_hello(old, new))))
+    assert ch.key_share_groups == (0x17,) and ch.anomalies == ()
+
+
 def test_broken_extension_block_keeps_fixed_fields_and_earlier_extensions() -> None:
     msg = body(TLS12_CLIENT_HELLO)
     ch = ok(parse_client_hello(msg[:-3]))  # last extension cut short

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from analyzer.anomalies import Anomaly
-from analyzer.tls.enums import AlertLevel, ContentType
+from analyzer.tls.enums import AlertLevel, ContentType, HandshakeType
 from analyzer.tls.events import (
     Alert,
     ApplicationData,
@@ -137,6 +137,6 @@ class TLSStream:
         length = len(record.data) - 3  # after the 2-byte header and msg_type
         if isinstance(hello, ParseAnomaly):
             yield hello
-            yield HandshakeMsg(msg_type=1, length=length)
+            yield HandshakeMsg(msg_type=HandshakeType.client_hello, length=length)
         else:
-            yield HandshakeMsg(msg_type=1, length=length, parsed=hello)
+            yield HandshakeMsg(msg_type=HandshakeType.client_hello, length=length, parsed=hello)
