@@ -8,25 +8,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tls_fixtures import (
-    CERT_A,
-    CERT_B,
-    DHE_SERVER_KEY_EXCHANGE,
-    DRAFT_HELLO_RETRY_REQUEST,
-    ECDHE_SERVER_KEY_EXCHANGE,
-    HELLO_RETRY_REQUEST,
-    MESSAGES,
-    RFC8448_CLIENT_HELLO,
-    RFC8448_SERVER_HELLO,
-    SSLV2_CLIENT_HELLO,
-    TLS12_CERTIFICATE,
-    TLS12_CLIENT_HELLO,
-    TLS13_CERTIFICATE,
-    body,
-    client_hello,
-    extension,
-    h,
-)
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_CHAIN_CERTS
@@ -59,6 +40,25 @@ from analyzer.tls.messages import (
     ClientHello,
     ServerHello,
     ServerKeyExchange,
+)
+from tests.tls_fixtures import (
+    CERT_A,
+    CERT_B,
+    DHE_SERVER_KEY_EXCHANGE,
+    DRAFT_HELLO_RETRY_REQUEST,
+    ECDHE_SERVER_KEY_EXCHANGE,
+    HELLO_RETRY_REQUEST,
+    MESSAGES,
+    RFC8448_CLIENT_HELLO,
+    RFC8448_SERVER_HELLO,
+    SSLV2_CLIENT_HELLO,
+    TLS12_CERTIFICATE,
+    TLS12_CLIENT_HELLO,
+    TLS13_CERTIFICATE,
+    body,
+    client_hello,
+    extension,
+    h,
 )
 
 

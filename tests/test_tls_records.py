@@ -5,13 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tls_fixtures import (
-    RFC8448_CLIENT_HELLO,
-    SSLV2_CLIENT_HELLO,
-    TLS12_CLIENT_HELLO,
-    h,
-    record,
-)
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_TLS_RECORD
@@ -22,6 +15,13 @@ from analyzer.tls.records import (
     RecordItem,
     RecordReader,
     SSLv2Record,
+)
+from tests.tls_fixtures import (
+    RFC8448_CLIENT_HELLO,
+    SSLV2_CLIENT_HELLO,
+    TLS12_CLIENT_HELLO,
+    h,
+    record,
 )
 
 # A client's first flight and a few more records, as on the wire.

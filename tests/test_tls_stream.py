@@ -19,22 +19,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tls_fixtures import (
-    CERT_A,
-    CERT_B,
-    CLIENT_KEY_EXCHANGE,
-    ECDHE_SERVER_KEY_EXCHANGE,
-    FATAL_HANDSHAKE_FAILURE,
-    HELLO_RETRY_REQUEST,
-    RFC8448_CLIENT_HELLO,
-    RFC8448_SERVER_HELLO,
-    SERVER_HELLO_DONE,
-    SSLV2_CLIENT_HELLO,
-    TLS12_CERTIFICATE,
-    TLS12_CLIENT_HELLO,
-    h,
-    record,
-)
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_HANDSHAKE_MESSAGE, MAX_TLS_RECORD
@@ -52,6 +36,22 @@ from analyzer.tls.events import (
 )
 from analyzer.tls.messages import CertificateChain, ClientHello, ServerHello, ServerKeyExchange
 from analyzer.tls.stream import TLSStream, parse_alert
+from tests.tls_fixtures import (
+    CERT_A,
+    CERT_B,
+    CLIENT_KEY_EXCHANGE,
+    ECDHE_SERVER_KEY_EXCHANGE,
+    FATAL_HANDSHAKE_FAILURE,
+    HELLO_RETRY_REQUEST,
+    RFC8448_CLIENT_HELLO,
+    RFC8448_SERVER_HELLO,
+    SERVER_HELLO_DONE,
+    SSLV2_CLIENT_HELLO,
+    TLS12_CERTIFICATE,
+    TLS12_CLIENT_HELLO,
+    h,
+    record,
+)
 
 CCS = h("14 03 03 00 01 01")
 FINISHED = h("16 03 03 00 28") + bytes(range(40))  # encrypted, 40 bytes
