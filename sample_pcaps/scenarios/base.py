@@ -166,12 +166,18 @@ def quote(run: Run, texts: Sequence[str] = ()) -> str:
 
 
 def check_log(server: servers.Server, *patterns: str) -> str:
-    """Raise unless every regex in ``patterns`` matches the server's output/logs."""
+    """Raise unless every regex in ``patterns`` matches the server's output/logs.
+
+    Returns ``nginx logged "..."`` quoting the matched text, for the setup sentence.
+    """
     text = server.text()
+    quotes = []
     for pat in patterns:
-        if not re.search(pat, text):
+        found = re.search(pat, text)
+        if found is None:
             raise ScenarioError(f"{server.name}: log lacks /{pat}/; log was:\n{text[-3000:]}")
-    return f"{server.name} logged " + "; ".join(f'"{p}"' for p in patterns)
+        quotes.append(found.group(0).strip()[:120])
+    return f"{server.name} logged " + "; ".join(f'"{q}"' for q in quotes)
 
 
 # -- context --------------------------------------------------------------------------------

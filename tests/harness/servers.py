@@ -161,6 +161,15 @@ http {{
                   workdir=workdir, ports=ports, logs=[error_log, access_log])
 
 
+def _open_up(workdir: Path) -> None:
+    """Let daemons that drop privileges (squid, postfix) traverse ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for d in (workdir, *workdir.parents):
+        if d in (Path("/"), Path("/tmp")):
+            break
+        d.chmod(0o755)
+
+
 def squid(ns: Netns, workdir: Path, config: str, *, port: int = 3128,
           name: str = "squid") -> Server:
     """squid in the foreground (``-N``) with ``config`` plus logging/pid lines in ``workdir``.
@@ -168,11 +177,7 @@ def squid(ns: Netns, workdir: Path, config: str, *, port: int = 3128,
     squid refuses to run as root and switches to user ``proxy``; ``workdir`` is made
     readable for it.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    for d in (workdir, *workdir.parents):
-        if d == Path("/") or d == Path("/tmp"):
-            break
-        d.chmod(0o755)
+    _open_up(workdir)
     conf = workdir / f"{name}.conf"
     cache_log, access_log = workdir / f"{name}-cache.log", workdir / f"{name}-access.log"
     for p in (cache_log, access_log):
@@ -231,3 +236,56 @@ defaults
 {config}
 """)
     return Server(ns, name, ["haproxy", "-db", "-f", str(conf)], workdir=workdir, ports=ports)
+
+
+POSTFIX_SERVICES = """
+smtp      inet  n       -       n       -       -       smtpd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+anvil     unix  -       -       n       -       1       anvil
+postlog   unix-dgram n  -       n       -       1       postlogd
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+proxymap  unix  -       -       n       -       -       proxymap
+scache    unix  -       -       n       -       1       scache
+"""
+
+
+def postfix(ns: Netns, workdir: Path, main_extra: str, *, hostname: str = "mail.example.com",
+            name: str = "postfix") -> Server:
+    """A private Postfix instance (its own config, queue and data dirs) on port 25.
+
+    ``master -d`` stays in the foreground; ``maillog_file = /dev/stdout`` puts the mail log
+    in the server's stdout. Nothing is chrooted and nothing is delivered (no destinations).
+    """
+    _open_up(workdir)
+    conf, spool, data = workdir / "conf", workdir / "spool", workdir / "data"
+    for d in (conf, spool, data):
+        d.mkdir(exist_ok=True)
+        d.chmod(0o755)
+    shutil.chown(data, "postfix")
+    (conf / "master.cf").write_text(POSTFIX_SERVICES)
+    (conf / "main.cf").write_text(f"""
+compatibility_level = 3.6
+queue_directory = {spool}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = all
+inet_protocols = ipv4
+myhostname = {hostname}
+mydestination =
+maillog_file = /dev/stdout
+smtpd_banner = $myhostname ESMTP
+{main_extra}
+""")
+    made = subprocess.run(["postfix", "-c", str(conf), "post-install", "create-missing"],
+                          capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        raise ServerError(f"postfix post-install: {made.stderr}")
+    return Server(ns, name, ["/usr/lib/postfix/sbin/master", "-c", str(conf), "-d"],
+                  workdir=workdir, ports=[25])
