@@ -26,11 +26,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+from analyzer.tls.enums import ExtensionType, is_grease
 from analyzer.tls.messages import ClientHello, ServerHello
-
-_EXT_SERVER_NAME = 0x0000
-_EXT_ALPN = 0x0010
-_EXT_SUPPORTED_VERSIONS = 0x002B
 
 _JA4_VERSIONS: dict[int, str] = {
     0x0304: "13",
@@ -45,20 +42,17 @@ _JA4_VERSIONS: dict[int, str] = {
 }
 """JA4.md, "TLS and DTLS Version"; anything else is ``00``."""
 
+_IN_PART_A = frozenset(
+    {ExtensionType.server_name, ExtensionType.application_layer_protocol_negotiation}
+)
+"""JA4.md: SNI and ALPN are already in the first part, so the extension hash leaves them out."""
+
 _EMPTY_HASH = "000000000000"
 """JA4.md: an empty list is shown as twelve zeros, not as the hash of nothing."""
 
 
-def _is_grease(value: int) -> bool:
-    """RFC 8701 GREASE values: 0x0A0A, 0x1A1A, ..., 0xFAFA.
-
-    A private copy: the shared enums module may define its own later.
-    """
-    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
-
-
 def _without_grease(values: Iterable[int]) -> list[int]:
-    return [value for value in values if not _is_grease(value)]
+    return [value for value in values if not is_grease(value)]
 
 
 def _md5(text: str) -> str:
@@ -115,16 +109,14 @@ def ja4(ch: ClientHello, transport: str = "t") -> str:
         (
             transport,
             _ja4_version(ch, extension_types),
-            "d" if _EXT_SERVER_NAME in extension_types else "i",
+            "d" if ExtensionType.server_name in extension_types else "i",
             f"{min(len(ciphers), 99):02d}",
             f"{min(len(extension_types), 99):02d}",
             _ja4_alpn(ch.alpn[0] if ch.alpn else b""),
         )
     )
     part_b = _sha256_12(",".join(f"{code:04x}" for code in sorted(ciphers)))
-    hashed_extensions = sorted(
-        code for code in extension_types if code not in (_EXT_SERVER_NAME, _EXT_ALPN)
-    )
+    hashed_extensions = sorted(code for code in extension_types if code not in _IN_PART_A)
     signature_algorithms = _without_grease(ch.signature_algorithms)
     extensions_text = ",".join(f"{code:04x}" for code in hashed_extensions)
     if signature_algorithms:
@@ -137,7 +129,7 @@ def ja4(ch: ClientHello, transport: str = "t") -> str:
 def _ja4_version(ch: ClientHello, extension_types: list[int]) -> str:
     """Highest non-GREASE supported_versions value if the extension is there, else the
     legacy version (the record-layer version is never used)."""
-    if _EXT_SUPPORTED_VERSIONS in extension_types:
+    if ExtensionType.supported_versions in extension_types:
         offered = _without_grease(ch.supported_versions)
         return _JA4_VERSIONS.get(max(offered), "00") if offered else "00"
     return _JA4_VERSIONS.get(ch.legacy_version, "00")
