@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     sel.add_argument("--only", nargs="+", metavar="NAME", help="these scenarios")
     sel.add_argument("--list", action="store_true", help="list scenario names and exit")
     sel.add_argument("--test-set", action="store_true", help="the scenarios the tests rerun")
+    sel.add_argument("--list-test-set", action="store_true", help="list --test-set names")
     ap.add_argument("--out", type=Path, default=HERE, help="output folder (default: here)")
     ap.add_argument("--jobs", type=int, default=4, help="scenarios run in parallel")
     ap.add_argument("--keep-work", action="store_true", help="keep per-scenario work dirs")
@@ -241,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for scn in REGISTRY.values():
             print(f"{scn.name:40} {scn.stack:28} {scn.shows}")
+        return 0
+    if args.list_test_set:
+        print("\n".join(s.name for s in REGISTRY.values() if s.in_test))
         return 0
     if args.all:
         chosen = list(REGISTRY.values())
