@@ -192,6 +192,35 @@ def test_ja4_sslv2_hello_uses_its_fields() -> None:
     assert ja4(client_hello(version=0x0002, ciphers=(0x0004,), sslv2=True))[:4] == "ts2i"
 
 
+# A small TLS 1.3 ClientHello body (after the 4-byte handshake header), written by hand.
+HAND_HELLO = bytes.fromhex(
+    "0303"  # legacy_version TLS 1.2
+    + "00" * 32  # random
+    + "00"  # session_id: empty
+    + "0008 0a0a 1301 c02f 00ff"  # cipher_suites: GREASE, AES128-GCM, ECDHE-RSA, SCSV
+    + "0100"  # compression_methods: null
+    + "0048"  # extensions: 72 bytes
+    + "0a0a 0000"  # GREASE extension, empty
+    + "0000 0009 0007 00 0004 612e696f"  # server_name: host_name "a.io"
+    + "0010 000e 000c 02 6832 08 687474702f312e31"  # ALPN: h2, http/1.1
+    + "002b 0007 06 1a1a 0304 0303"  # supported_versions: GREASE, 1.3, 1.2
+    + "000d 0006 0004 0403 0804"  # signature_algorithms
+    + "000a 0006 0004 2a2a 001d"  # supported_groups: GREASE, x25519
+    + "000b 0002 01 00"  # ec_point_formats: uncompressed
+)
+
+
+def test_hand_written_hello_through_the_parser() -> None:
+    hello = pytest.importorskip("analyzer.tls.hello").parse_client_hello(HAND_HELLO)
+    assert isinstance(hello, ClientHello)
+    sha = hashlib.sha256
+    part_b = sha(b"00ff,1301,c02f").hexdigest()[:12]
+    part_c = sha(b"000a,000b,000d,002b_0403,0804").hexdigest()[:12]
+    assert ja4(hello) == f"t13d0306h2_{part_b}_{part_c}"
+    text = "771,4865-49199-255,0-16-43-13-10-11,29,0"
+    assert ja3(hello) == (text, hashlib.md5(text.encode()).hexdigest())
+
+
 # --- JA3 / JA3S ------------------------------------------------------------------------
 
 
