@@ -1,0 +1,398 @@
+"""One test per diagnosis rule, on small constructed records (facts in, judgement out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
+from analyzer.engine.record import AlertInfo, HandshakeRecord
+
+T0 = 1_700_000_000.0
+OPTS = DiagnosisOptions(verify=False)
+
+
+def rec(**kw: Any) -> HandshakeRecord:
+    base: dict[str, Any] = {
+        "uid": "Ctest",
+        "capture": "t.pcap",
+        "ts": T0,
+        "ts_end": T0 + 0.05,
+        "client_ip": "10.0.0.2",
+        "client_port": 40000,
+        "server_ip": "10.0.0.1",
+        "server_port": 443,
+        "syn_count": 1,
+        "synack": True,
+        "capture_end": T0 + 60,
+    }
+    base.update(kw)
+    return HandshakeRecord(**base)
+
+
+def hello(**kw: Any) -> dict[str, Any]:
+    """Facts of a connection whose ClientHello was seen."""
+    d: dict[str, Any] = {
+        "sni": "api.example.com",
+        "offered_versions": ["TLSv1.2", "TLSv1.3"],
+        "offered_ciphers": ["TLS_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
+        "ts_client_hello": T0 + 0.001,
+        "stage": "client_hello",
+        "history": "C",
+        "client_hello_segments": 1,
+        "client_hello_acked": True,
+    }
+    d.update(kw)
+    return d
+
+
+def alert(sender: str, desc: str, code: int, level: str = "fatal", dt: float = 0.002) -> AlertInfo:
+    return AlertInfo(
+        sender=sender,  # type: ignore[arg-type]
+        level=level,
+        description=desc,
+        code=code,
+        encrypted=False,
+        ts=T0 + dt,
+    )
+
+
+def judge(r: HandshakeRecord) -> tuple[str, str | None, str | None]:
+    d = diagnose(r, OPTS)
+    if d.outcome == "failed":
+        assert d.reason and d.remedy
+    return d.outcome, d.failure, d.failure_side
+
+
+def test_established() -> None:
+    r = rec(**hello(version="TLSv1.3", established=True, stage="application_data"))
+    assert judge(r) == ("established", None, None)
+
+
+def test_tcp_refused() -> None:
+    r = rec(synack=False, close="rst_server", close_by="server", ts_close=T0 + 0.0002)
+    outcome, failure, side = judge(r)
+    assert (outcome, failure, side) == ("failed", "tcp_refused", "server")
+    assert "RST" in (diagnose(r, OPTS).reason or "")
+
+
+def test_tcp_no_answer_after_retries() -> None:
+    r = rec(synack=False, syn_count=3, close="idle_timeout", ts_end=T0 + 3)
+    assert judge(r) == ("failed", "tcp_no_answer", "network")
+
+
+def test_single_syn_at_capture_end_is_incomplete() -> None:
+    r = rec(synack=False, syn_count=1, close="capture_end", capture_end=T0 + 0.06)
+    assert judge(r)[0] == "incomplete"
+
+
+@pytest.mark.parametrize(
+    ("status", "line"),
+    [
+        (403, "HTTP/1.1 403 Forbidden"),
+        (407, "HTTP/1.1 407 Proxy Authentication Required"),
+        (503, "HTTP/1.1 503 Service Unavailable"),
+    ],
+)
+def test_proxy_error(status: int, line: str) -> None:
+    r = rec(
+        server_port=3128,
+        proxy_target="api.example.com:443",
+        proxy_status=status,
+        proxy_status_line=line,
+        close="fin",
+        close_by="server",
+    )
+    assert judge(r) == ("failed", "proxy_error", "proxy")
+    assert str(status) in (diagnose(r, OPTS).reason or "")
+
+
+def test_plaintext_to_tls_port() -> None:
+    r = rec(
+        client_first_bytes="GET / HTTP/1.1",
+        server_first_bytes="HTTP/1.1 400 Bad Request",
+        close="fin",
+        close_by="server",
+    )
+    assert judge(r) == ("not_tls", "not_tls", "server")
+
+
+def test_tls_to_plaintext_port() -> None:
+    r = rec(
+        **hello(
+            server_first_bytes="HTTP/1.1 400 Bad Request", close="rst_client", close_by="client"
+        )
+    )
+    assert judge(r) == ("failed", "not_tls", "server")
+
+
+def test_protocol_version_alert() -> None:
+    r = rec(
+        **hello(
+            offered_versions=["TLSv1.0", "TLSv1.1"],
+            alerts=[alert("server", "protocol_version", 70)],
+            close="fin",
+            close_by="server",
+        )
+    )
+    assert judge(r) == ("failed", "version_mismatch", "server")
+    assert "TLSv1.0–TLSv1.1" in (diagnose(r, OPTS).reason or "")
+
+
+def test_internal_error_for_old_only_client_is_a_version_mismatch() -> None:
+    # OpenSSL 3 servers answer a TLS 1.1-only client with internal_error.
+    r = rec(**hello(offered_versions=["TLSv1.1"], alerts=[alert("server", "internal_error", 80)]))
+    assert judge(r) == ("failed", "version_mismatch", "server")
+
+
+def test_handshake_failure_right_after_hello_is_a_cipher_mismatch() -> None:
+    r = rec(**hello(alerts=[alert("server", "handshake_failure", 40)]))
+    assert judge(r) == ("failed", "cipher_mismatch", "server")
+
+
+def test_certificate_expired_alert() -> None:
+    r = rec(**hello(version="TLSv1.3", alerts=[alert("client", "certificate_expired", 45)]))
+    assert judge(r) == ("failed", "certificate_expired", "client")
+
+
+def test_unknown_ca_alert() -> None:
+    r = rec(**hello(version="TLSv1.3", alerts=[alert("client", "unknown_ca", 48)]))
+    assert judge(r) == ("failed", "certificate_untrusted", "client")
+
+
+def test_unsupported_certificate_is_invalid() -> None:
+    r = rec(
+        **hello(
+            version="TLSv1.2",
+            cert_chain_sha256=["00"],
+            alerts=[alert("client", "unsupported_certificate", 43)],
+        )
+    )
+    assert judge(r) == ("failed", "certificate_invalid", "client")
+
+
+def test_unrecognized_name() -> None:
+    r = rec(**hello(alerts=[alert("server", "unrecognized_name", 112)]))
+    assert judge(r) == ("failed", "sni_mismatch", "server")
+
+
+def test_certificate_required() -> None:
+    r = rec(**hello(version="TLSv1.3", alerts=[alert("server", "certificate_required", 116)]))
+    assert judge(r) == ("failed", "client_certificate_required", "server")
+
+
+def test_handshake_failure_after_empty_client_certificate() -> None:
+    r = rec(
+        **hello(
+            version="TLSv1.2",
+            client_certificates=0,
+            alerts=[alert("server", "handshake_failure", 40)],
+        )
+    )
+    assert judge(r) == ("failed", "client_certificate_required", "server")
+
+
+def test_no_application_protocol() -> None:
+    r = rec(**hello(alpn_offered=["h3"], alerts=[alert("server", "no_application_protocol", 120)]))
+    assert judge(r) == ("failed", "alpn_mismatch", "server")
+
+
+def test_decode_error_is_a_protocol_error() -> None:
+    r = rec(**hello(alerts=[alert("server", "decode_error", 50)]))
+    assert judge(r) == ("failed", "protocol_error", "server")
+
+
+def test_other_fatal_alert() -> None:
+    r = rec(**hello(alerts=[alert("server", "export_restriction", 60)]))
+    assert judge(r) == ("failed", "other_alert", "server")
+
+
+def test_tls13_short_encrypted_record_after_server_flight_is_inferred_rejection() -> None:
+    r = rec(
+        **hello(
+            version="TLSv1.3",
+            stage="server_hello",
+            client_encrypted_after_server_flight=[19],
+            close="fin",
+            close_by="client",
+        )
+    )
+    d = diagnose(r, OPTS)
+    assert (d.outcome, d.failure, d.failure_side, d.inferred) == (
+        "failed",
+        "certificate_untrusted",
+        "client",
+        True,
+    )
+    assert "inferred" in (d.reason or "")
+
+
+def test_tls13_server_alert_after_client_flight_is_client_certificate_required() -> None:
+    r = rec(
+        **hello(
+            version="TLSv1.3",
+            established=True,
+            stage="established",
+            client_encrypted_after_server_flight=[25, 53],
+            server_encrypted_after_client_flight=[19],
+            close="fin",
+            close_by="server",
+        )
+    )
+    d = diagnose(r, OPTS)
+    assert (d.outcome, d.failure, d.failure_side, d.inferred, d.established) == (
+        "failed",
+        "client_certificate_required",
+        "server",
+        True,
+        True,
+    )
+
+
+def test_forged_reset_after_split_hello_blames_the_network() -> None:
+    r = rec(
+        **hello(
+            client_hello_acked=False,
+            client_hello_segments=2,
+            close="rst_server",
+            close_by="server",
+            ts_close=T0 + 0.003,
+        )
+    )
+    d = diagnose(r, OPTS)
+    assert (d.failure, d.failure_side) == ("reset_during_handshake", "network")
+    assert "2 TCP segments" in (d.reason or "")
+
+
+def test_reset_by_client() -> None:
+    r = rec(**hello(close="rst_client", close_by="client", ts_close=T0 + 0.003))
+    assert judge(r) == ("failed", "reset_during_handshake", "client")
+
+
+def test_server_hello_version_not_offered() -> None:
+    r = rec(
+        **hello(
+            offered_versions=["TLSv1.2"],
+            version="TLSv1.0",
+            stage="server_hello",
+            close="fin",
+            close_by="client",
+        )
+    )
+    assert judge(r) == ("failed", "version_mismatch", "client")
+
+
+def test_hello_acked_never_answered() -> None:
+    r = rec(**hello(close="fin", close_by="client", ts_end=T0 + 10))
+    assert judge(r) == ("failed", "no_server_response", "server")
+
+
+def test_hello_never_acked() -> None:
+    r = rec(
+        **hello(
+            client_hello_acked=False,
+            client_retransmits=3,
+            close="fin",
+            close_by="client",
+            ts_end=T0 + 10,
+        )
+    )
+    assert judge(r) == ("failed", "no_server_response", "network")
+
+
+def test_server_closes_mid_handshake() -> None:
+    r = rec(**hello(close="fin", close_by="server"))
+    assert judge(r) == ("failed", "handshake_aborted", "server")
+
+
+def test_lost_server_flight_is_the_network() -> None:
+    r = rec(
+        **hello(
+            version="TLSv1.3",
+            stage="server_hello",
+            anomalies=["server_flight_lost"],
+            close="fin",
+            close_by="client",
+            server_bytes=9000,
+        )
+    )
+    assert judge(r) == ("failed", "handshake_aborted", "network")
+
+
+def test_capture_cut_mid_handshake_is_incomplete() -> None:
+    r = rec(**hello(close="capture_end", ts_end=T0 + 0.05, capture_end=T0 + 0.06))
+    d = diagnose(r, OPTS)
+    assert (d.outcome, d.failure, d.failure_side) == ("incomplete", None, None)
+
+
+def test_midstream_without_hello_is_incomplete() -> None:
+    r = rec(
+        syn_count=0,
+        synack=False,
+        anomalies=["midstream"],
+        client_bytes=500,
+        close="fin",
+        close_by="client",
+    )
+    assert judge(r)[0] == "incomplete"
+
+
+def test_starttls_refused() -> None:
+    r = rec(
+        server_port=25,
+        starttls="smtp",
+        server_first_bytes="454 4.7.0 TLS not available",
+        close="fin",
+        close_by="client",
+    )
+    assert judge(r) == ("failed", "not_tls", "server")
+
+
+def test_warnings() -> None:
+    r = rec(
+        **hello(
+            sni=None,
+            version="TLSv1.0",
+            cipher="TLS_RSA_WITH_RC4_128_SHA",
+            cert_key="RSA-1024",
+            cert_signature_hash="sha1",
+            cert_not_after=T0 + 86400,
+            established=True,
+        )
+    )
+    d = diagnose(r, OPTS)
+    assert set(d.warnings) >= {
+        "deprecated_version",
+        "weak_cipher",
+        "short_rsa_key",
+        "sha1_signature",
+        "cert_expiring_soon",
+        "no_sni",
+    }
+
+
+def test_cross_connection_names_what_the_server_chose() -> None:
+    ok = diagnose(
+        rec(
+            uid="Cok",
+            **hello(
+                version="TLSv1.2", cipher="TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", established=True
+            ),
+        ),
+        OPTS,
+    )
+    bad = diagnose(
+        rec(
+            uid="Cbad",
+            ts=T0 + 1,
+            **hello(
+                offered_ciphers=["TLS_RSA_WITH_3DES_EDE_CBC_SHA"],
+                alerts=[alert("server", "handshake_failure", 40)],
+            ),
+        ),
+        OPTS,
+    )
+    out = cross_connection([ok, bad])
+    assert "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" in (out[1].reason or "")
+    assert out[0] == ok

@@ -1,0 +1,72 @@
+"""End to end: every connection of sample_pcaps/ gets what its set-up says (MANIFEST.jsonl).
+
+The manifest is written by the sample generator from how each scenario was set up and
+what the client and server reported, never from this tool's output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analyzer.api import Run, collect
+from analyzer.diagnosis import DiagnosisOptions
+from analyzer.engine.record import HandshakeRecord
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
+MANIFEST = [json.loads(line) for line in (SAMPLES / "MANIFEST.jsonl").read_text().splitlines()]
+CA = SAMPLES / "test-ca.pem"
+
+Key = tuple[str, str, int, str, int]
+
+
+@pytest.fixture(scope="module")
+def records() -> dict[Key, HandshakeRecord]:
+    run = Run()
+    opts = DiagnosisOptions(ca_bundle=str(CA) if CA.exists() else None)
+    recs = collect(SAMPLES, run, options=opts)
+    assert run.errors == []
+    return {(r.capture, r.client_ip, r.client_port, r.server_ip, r.server_port): r for r in recs}
+
+
+def key(m: dict[str, object]) -> Key:
+    return (
+        str(m["file"]),
+        str(m["client_ip"]),
+        int(m["client_port"]),  # type: ignore[call-overload]
+        str(m["server_ip"]),
+        int(m["server_port"]),  # type: ignore[call-overload]
+    )
+
+
+def test_every_manifest_connection_has_a_record(records: dict[Key, HandshakeRecord]) -> None:
+    missing = [key(m) for m in MANIFEST if key(m) not in records]
+    assert missing == []
+
+
+def test_no_record_without_a_manifest_line(records: dict[Key, HandshakeRecord]) -> None:
+    expected = {key(m) for m in MANIFEST}
+    extra = [(k, r.outcome, r.reason) for k, r in records.items() if k not in expected]
+    assert extra == []
+
+
+@pytest.mark.parametrize("field", ["outcome", "failure", "failure_side", "sni", "version"])
+def test_field_matches_manifest(records: dict[Key, HandshakeRecord], field: str) -> None:
+    wrong = []
+    for m in MANIFEST:
+        r = records.get(key(m))
+        if r is not None and getattr(r, field) != m[field]:
+            wrong.append((m["scenario"], m["client_port"], m[field], getattr(r, field), r.reason))
+    assert wrong == []
+
+
+def test_failed_records_explain_themselves(records: dict[Key, HandshakeRecord]) -> None:
+    for m in MANIFEST:
+        r = records.get(key(m))
+        if r is None or r.outcome != "failed":
+            continue
+        assert r.reason and r.remedy, m["scenario"]
+        # The remedy carries a command filled in with this connection's server.
+        assert r.server_ip in r.remedy or (r.proxy_target or "") in r.remedy, m["scenario"]
