@@ -209,6 +209,8 @@ class CaptureReader:
             head = window.buf[:4]
             if len(head) < 4:
                 raw.close()
+                if self.anomalies:  # the decompressor failed: say why
+                    return f"{self.name}: {self.anomalies[-1][1]}"
                 return f"{self.name}: gzip content too short for a capture file"
         frames: Iterator[Frame] | str
         if head in PCAP_MAGICS:

@@ -42,6 +42,25 @@ class Sink(Protocol):
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+def _salvage(decompressor: zlib._Decompress, data: bytes, limit: int) -> bytes:
+    """Decompress ``data`` in small steps up to the point where it fails: what a single
+    failing call would have thrown away."""
+    parts: list[bytes] = []
+    step = 512
+    for at in range(0, len(data), step):
+        if limit <= 0:
+            break
+        try:
+            out = decompressor.decompress(data[at : at + step], limit)
+        except zlib.error:
+            break
+        parts.append(out)
+        limit -= len(out)
+        if decompressor.unconsumed_tail:
+            break
+    return b"".join(parts)
+
+
 class _GzipSource:
     """Decompresses a gzip file (possibly several concatenated members) chunk by chunk."""
 
@@ -52,6 +71,7 @@ class _GzipSource:
         self._pending = b""
         """Compressed bytes read from the file but not yet given to the decompressor."""
         self._raw_eof = False
+        self._finished = False
         self.failed = False
 
     def _more_input(self) -> bytes:
@@ -86,8 +106,9 @@ class _GzipSource:
         """Up to ``size`` decompressed bytes; ``b""`` at the end (or after a failure)."""
         parts: list[bytes] = []
         got = 0
-        while got < size and not self.failed:
+        while got < size and not self.failed and not self._finished:
             if self._zlib.eof and not self._next_member():
+                self._finished = True
                 break
             if not self._pending:
                 self._pending = self._more_input()
@@ -98,9 +119,11 @@ class _GzipSource:
                     )
                     self.failed = True
                     break
+            backup = self._zlib.copy()
             try:
                 out = self._zlib.decompress(self._pending, size - got)
             except zlib.error as exc:
+                parts.append(_salvage(backup, self._pending, size - got))
                 self._note(Anomaly.FILE_READ_ERROR, f"corrupt gzip data ({exc})")
                 self.failed = True
                 break
