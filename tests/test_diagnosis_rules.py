@@ -346,7 +346,8 @@ def test_starttls_refused() -> None:
         close="fin",
         close_by="client",
     )
-    assert judge(r) == ("failed", "not_tls", "server")
+    assert judge(r) == ("not_tls", None, None)
+    assert "454" in (diagnose(r, OPTS).reason or "")
 
 
 def test_warnings() -> None:

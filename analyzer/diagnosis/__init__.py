@@ -62,7 +62,7 @@ def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -
         failure=v.failure if failed else None,
         failure_side=v.side if failed and v.failure else None,
         reason=v.reason,
-        remedy=v.remedy if failed else None,
+        remedy=v.remedy if failed or v.outcome == "not_tls" else None,
         inferred=v.inferred,
         cert_status=status,
         warnings=warnings_for(record, status),

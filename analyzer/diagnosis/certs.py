@@ -14,6 +14,7 @@ This module reads finished records only.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,7 +85,11 @@ def _store(ca_bundle: str | None) -> tuple[dict[bytes, list[Certificate]], froze
     by_subject: dict[bytes, list[Certificate]] = {}
     fingerprints: set[bytes] = set()
     for pem in pems:
-        for cert in x509.load_pem_x509_certificates(pem):
+        with warnings.catch_warnings():
+            # certifi's bundle holds an old root with a negative serial number.
+            warnings.simplefilter("ignore")
+            certs = x509.load_pem_x509_certificates(pem)
+        for cert in certs:
             by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
             fingerprints.add(cert.fingerprint(_sha256()))
     return by_subject, frozenset(fingerprints)

@@ -278,7 +278,7 @@ def rule_client_not_tls(r: HandshakeRecord, f: Facts) -> Verdict | None:
     return Verdict(
         outcome="not_tls",
         failure="not_tls" if expected else None,
-        side=(r.close_by or "server") if expected else None,
+        side=("server" if r.server_first_bytes else r.close_by or "client") if expected else None,
         reason=(
             f"the client sent {r.client_first_bytes!r} to {rm.target(r)}, which expects TLS{answer}"
         ),
@@ -295,13 +295,14 @@ def rule_starttls_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if captured_to_end(r):
         return None
     reply = r.server_first_bytes or "nothing"
+    # The server did not offer TLS here, so it did not expect it: no failure category
+    # (SPEC §3 outcome not_tls), but the reason and remedy say what to change.
     return Verdict(
-        outcome="failed",
-        failure="not_tls",
-        side="server",
+        outcome="not_tls",
         reason=(
             f"the client asked {rm.target(r)} to start TLS ({r.starttls} STARTTLS) and "
-            f"the server answered {reply!r}; no ClientHello followed"
+            f"the server answered {reply!r}; no ClientHello followed: the server does not "
+            "offer TLS on this port"
         ),
         remedy=(
             "Enable STARTTLS on the server (for Postfix: smtpd_tls_security_level = may, "
