@@ -36,7 +36,13 @@ for _p in (str(ROOT), str(HERE)):
 
 from scenarios import REGISTRY, Ctx, Expect, Scenario, ScenarioError  # noqa: E402
 
-from tests.harness import Lab, TestPKI, missing_requirements, tcp_connections  # noqa: E402
+from tests.harness import (  # noqa: E402
+    BASE_TOOLS,
+    Lab,
+    TestPKI,
+    missing_requirements,
+    tcp_connections,
+)
 from tests.harness.capture import CaptureError, Connection  # noqa: E402
 from tests.harness.servers import ServerError  # noqa: E402
 
@@ -58,6 +64,7 @@ class Outcome:
     rows: list[dict[str, Any]]
     seconds: float
     error: str | None
+    skipped: str | None = None
 
 
 # -- wire cross-check with tshark -----------------------------------------------------------
@@ -179,6 +186,9 @@ def match(scn: Scenario, out: Path, conns: list[Connection],
 
 def attempt(scn: Scenario, pki: TestPKI, dest: Path, keep: bool) -> Outcome:
     start = time.monotonic()
+    absent = [t for t in scn.tools if shutil.which(t) is None]
+    if absent:
+        return Outcome(scn, [], 0.0, None, skipped=f"not installed: {', '.join(absent)}")
     error = None
     for n in range(RETRIES + 1):
         try:
@@ -255,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"unknown scenarios: {', '.join(unknown)} (see --list)")
         chosen = [REGISTRY[n] for n in args.only]
-    why = missing_requirements()
+    why = missing_requirements((*BASE_TOOLS, "nginx"))
     if why:
         print(f"cannot generate: {why}", file=sys.stderr)
         return 2
@@ -272,17 +282,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(pki_dir, ignore_errors=True)
     failures = [r for r in results if r.error]
-    done = {r.scenario.file for r in results if not r.error}
+    done = {r.scenario.file for r in results if not r.error and not r.skipped}
     for r in results:
         status = "FAILED" if r.error else f"{len(r.rows)} connection(s)"
+        status = f"skipped ({r.skipped})" if r.skipped else status
         print(f"{r.scenario.name:40} {r.seconds:6.1f}s  {status}", file=sys.stderr)
     manifest = dest / MANIFEST
-    keep_rows = [] if args.all and dest == HERE and not failures else [
+    skipped = [r for r in results if r.skipped]
+    keep_rows = [] if args.all and dest == HERE and not failures and not skipped else [
         row for row in read_manifest(manifest) if row["file"] not in done
         and (row["scenario"] in REGISTRY or dest != HERE)]
     rows = keep_rows + [row for r in results for row in r.rows]
     write_manifest(manifest, rows)
-    if args.all and not failures:
+    if args.all and not failures and not skipped:
         known = {s.file for s in REGISTRY.values()}
         for p in dest.iterdir():
             if p.name.endswith(CAPTURE_EXTS) and p.name not in known:

@@ -86,7 +86,8 @@ def cap_cut_mid_handshake(ctx: Ctx) -> list[Expect]:
                          "still waiting when the capture ends")]
 
 
-@scenario(stack="haproxy + nginx + curl, dumpcap", ext="pcapng", server_ports=(443, 8443),
+@scenario(tools=("haproxy", "dumpcap"),
+          stack="haproxy + nginx + curl, dumpcap", ext="pcapng", server_ports=(443, 8443),
           tls_ports=(8443,),
           shows="pcapng with two interfaces: client to haproxy on eth0, haproxy re-encrypting "
                 "to an nginx backend on lo")
@@ -163,7 +164,7 @@ def cap_ipv6(ctx: Ctx) -> list[Expect]:
     ]
 
 
-@scenario(stack="nginx + curl, tcprewrite",
+@scenario(tools=("tcprewrite",), stack="nginx + curl, tcprewrite",
           shows="802.1Q VLAN 100 tags added to a real Ethernet capture: a success and a "
                 "cipher mismatch")
 def cap_vlan_8021q(ctx: Ctx) -> list[Expect]:

@@ -14,7 +14,7 @@ def gnutls_cli(ctx: Ctx, sni: str, *args: str) -> list[str]:
             "--verify-hostname", sni, "-p", "443", *args, ctx.sip]
 
 
-@scenario(stack="nginx + gnutls-cli", in_test=True,
+@scenario(tools=("gnutls-cli",), stack="nginx + gnutls-cli", in_test=True,
           shows="TLS 1.3 client rejects an untrusted server certificate: only an encrypted "
                 "alert on the wire")
 def gnutls_tls13_untrusted(ctx: Ctx) -> list[Expect]:
@@ -32,7 +32,7 @@ def gnutls_tls13_untrusted(ctx: Ctx) -> list[Expect]:
                    sni=host, version="TLSv1.3")]
 
 
-@scenario(stack="openssl s_server + gnutls-cli",
+@scenario(tools=("gnutls-cli",), stack="openssl s_server + gnutls-cli",
           shows="GnuTLS client (X25519 and P-256 key shares) to a P-384-only server: "
                 "HelloRetryRequest, then success")
 def gnutls_hello_retry_request(ctx: Ctx) -> list[Expect]:

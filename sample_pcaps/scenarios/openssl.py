@@ -82,7 +82,7 @@ def openssl_client_cert_required_tls13(ctx: Ctx) -> list[Expect]:
                    f"certificate {said}; {logged}", sni=WWW, version="TLSv1.3")]
 
 
-@scenario(stack="stunnel + curl", server_ports=(8443,), tls_ports=(8443,),
+@scenario(tools=("stunnel",), stack="stunnel + curl", server_ports=(8443,), tls_ports=(8443,),
           shows="stunnel with verifyChain (TLS 1.2), curl without a client certificate: "
                 "empty Certificate, plaintext handshake_failure")
 def stunnel_client_cert_required_tls12(ctx: Ctx) -> list[Expect]:

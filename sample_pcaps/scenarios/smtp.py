@@ -17,7 +17,8 @@ MX = "mail.example.com"
 POSTFIX = "Postfix 3.7 smtpd on :25"
 
 
-@scenario(stack="Postfix + openssl s_client -starttls smtp", server_ports=(25,), in_test=False,
+@scenario(tools=("postfix",), stack="Postfix + openssl s_client -starttls smtp",
+          server_ports=(25,),
           shows="SMTP STARTTLS: EHLO, STARTTLS, 220, then a TLS 1.3 handshake")
 def smtp_starttls_ok(ctx: Ctx) -> list[Expect]:
     cert = ctx.pki.server(MX)
@@ -37,7 +38,7 @@ smtpd_tls_loglevel = 1
                         version="TLSv1.3")]
 
 
-@scenario(stack="Postfix + curl smtp --ssl-reqd", server_ports=(25,),
+@scenario(tools=("postfix",), stack="Postfix + curl smtp --ssl-reqd", server_ports=(25,),
           shows="SMTP STARTTLS refused: Postfix advertises STARTTLS but answers 454 (its "
                 "certificate file is missing); no ClientHello")
 def smtp_starttls_refused(ctx: Ctx) -> list[Expect]:

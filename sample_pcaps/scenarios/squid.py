@@ -49,7 +49,7 @@ def via_proxy(ctx: Ctx, url: str, *args: str) -> list[str]:
     return ["-x", f"http://{ctx.sip}:{PORT}", *args, url]
 
 
-@scenario(stack="squid + curl", server_ports=(PORT,), in_test=True,
+@scenario(tools=("squid",), stack="squid + curl", server_ports=(PORT,), in_test=True,
           shows="CONNECT allowed: 200 Connection established, TLS 1.3 inside the tunnel")
 def squid_connect_ok(ctx: Ctx) -> list[Expect]:
     one_site(ctx, WWW)
@@ -63,7 +63,7 @@ def squid_connect_ok(ctx: Ctx) -> list[Expect]:
                         f"through the tunnel; {logged}", sni=WWW, version="TLSv1.3")]
 
 
-@scenario(stack="squid + curl", server_ports=(PORT,),
+@scenario(tools=("squid",), stack="squid + curl", server_ports=(PORT,),
           shows="CONNECT denied by an ACL: squid answers 403, no TLS ever starts")
 def squid_connect_denied_403(ctx: Ctx) -> list[Expect]:
     host = "blocked.example.com"
@@ -79,7 +79,7 @@ def squid_connect_denied_403(ctx: Ctx) -> list[Expect]:
                    f"{logged}", sni=None)]
 
 
-@scenario(stack="squid + curl", server_ports=(PORT,),
+@scenario(tools=("squid",), stack="squid + curl", server_ports=(PORT,),
           shows="proxy authentication required: squid answers 407 to a CONNECT without "
                 "credentials; with them, the tunnel and TLS succeed")
 def squid_proxy_auth_407(ctx: Ctx) -> list[Expect]:
@@ -115,7 +115,7 @@ http_access deny all
     ]
 
 
-@scenario(stack="squid + curl", server_ports=(PORT,),
+@scenario(tools=("squid",), stack="squid + curl", server_ports=(PORT,),
           shows="CONNECT to a port where nothing listens: squid answers 503")
 def squid_connect_refused_503(ctx: Ctx) -> list[Expect]:
     srv = start_squid(ctx, "http_access allow all")
@@ -130,7 +130,7 @@ def squid_connect_refused_503(ctx: Ctx) -> list[Expect]:
                    f"{said}; {logged}", sni=None)]
 
 
-@scenario(stack="squid ssl-bump + curl", server_ports=(PORT,),
+@scenario(tools=("squid",), stack="squid ssl-bump + curl", server_ports=(PORT,),
           shows="TLS interception (ssl_bump) with a CA the client does not trust: "
                 "curl rejects the forged certificate inside the tunnel")
 def squid_sslbump_untrusted(ctx: Ctx) -> list[Expect]:
