@@ -97,7 +97,8 @@ Packets on interfaces beyond the limit are reported as on an unknown interface."
 
 MAX_RESYNC_SCAN = 16 << 20
 """After a corrupt record or block, bytes searched for the next plausible one before the
-rest of the file is given up."""
+rest of the file is given up. While searching, the read buffer grows to about twice this
+(34 MiB), then shrinks back to ``READ_CHUNK`` scale."""
 
 MAX_FILE_ANOMALIES = 100
 """File-level anomalies kept per capture: a file corrupt throughout says so in the first

@@ -127,7 +127,7 @@ def _resync(
         sink.note(Anomaly.FILE_CORRUPT_BLOCK, f"{claim}; rest of the file skipped")
         return None
     head = variant.record_header
-    window.refill(pos, MAX_RESYNC_SCAN + 2 * (head + MAX_CAPLEN))
+    pos = window.lookahead(pos, MAX_RESYNC_SCAN + 2 * (head + MAX_CAPLEN))
     buf = window.buf
     unpack = struct.Struct(variant.order + "IIII").unpack_from
     # Records close in time share the top 16 bits of their seconds: search for those.
@@ -142,8 +142,8 @@ def _resync(
         _sec, frac, cap, wire = unpack(buf, at)
         return bool(frac < variant.ticks and cap <= wire and cap <= MAX_CAPLEN)
 
-    limit = min(len(buf), MAX_RESYNC_SCAN)
-    found = buf.find(key, 1 + key_at)
+    limit = min(len(buf), pos + MAX_RESYNC_SCAN)
+    found = buf.find(key, pos + 1 + key_at)
     while 0 <= found < limit:
         at = found - key_at
         if plausible(at) and at + head <= len(buf):
@@ -151,7 +151,7 @@ def _resync(
             if plausible(nxt):
                 sink.note(
                     Anomaly.FILE_CORRUPT_BLOCK,
-                    f"{claim}; skipped {at} bytes to the next plausible record",
+                    f"{claim}; skipped {at - pos} bytes to the next plausible record",
                 )
                 return at
         found = buf.find(key, found + 1)

@@ -339,17 +339,15 @@ class _Walker:
     def _corrupt(self, pos: int, detail: str) -> tuple[int, None] | None:
         """Report a corrupt block at ``pos`` and find the next plausible one."""
         window = self.window
-        window.refill(pos, MAX_RESYNC_SCAN + MAX_PCAPNG_PARSED_BLOCK)
+        pos = window.lookahead(pos, MAX_RESYNC_SCAN + MAX_PCAPNG_PARSED_BLOCK)
         buf = window.buf
-        limit = min(len(buf), MAX_RESYNC_SCAN)
-        for match in _RESYNC_TYPES[self.order].finditer(buf, 1):
+        limit = min(len(buf), pos + MAX_RESYNC_SCAN)
+        for match in _RESYNC_TYPES[self.order].finditer(buf, pos + 1, limit):
             at = match.start()
-            if at >= limit:
-                break
             if self._plausible(buf, at):
                 self.sink.note(
                     Anomaly.FILE_CORRUPT_BLOCK,
-                    f"{detail}; skipped {at} bytes to the next plausible block",
+                    f"{detail}; skipped {at - pos} bytes to the next plausible block",
                 )
                 return at, None
         self.sink.note(

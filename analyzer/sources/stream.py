@@ -188,6 +188,16 @@ class ByteWindow:
         self.buf = buf
         return len(buf) >= need
 
+    def lookahead(self, pos: int, ahead: int) -> int:
+        """Make ``ahead`` bytes from ``pos`` available (as far as the file has them) and
+        return the caller's new position. The buffer is compacted only when it runs short,
+        and then filled to twice ``ahead``, so that repeated calls while scanning forward
+        copy each byte a bounded number of times."""
+        if len(self.buf) - pos >= ahead or self.eof:
+            return pos
+        self.refill(pos, 2 * ahead)
+        return 0
+
     def skip(self, pos: int, count: int) -> bool:
         """Drop ``count`` bytes from ``pos`` on without keeping them; False if the file
         ended first. After the call the caller's position is 0."""
