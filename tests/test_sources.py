@@ -647,6 +647,8 @@ def test_wrong_magic(tmp_path: Path) -> None:
         (b"\xd4\xc3", "not a pcap/pcapng file (magic 0xd4c3)"),
         (b"\x28\xb5\x2f\xfd" + bytes(20), "zstd-compressed"),
         (TINY_PCAP[:10], "truncated pcap file header (10 of 24 bytes)"),
+        (b"\x1f\x8b\x09" + bytes(40), "corrupt gzip data"),  # 9 is no compression method
+        (gzip.compress(TINY_PCAP)[:12], "gzip stream ends before its end-of-stream marker"),
         (TINY_PCAPNG[:20], "truncated pcapng section header block (20 of 28 bytes)"),
     ],
 )

@@ -234,13 +234,12 @@ class CaptureReader:
 
     def _probe(self) -> None:
         opened = self._open()
+        self.anomalies.clear()  # the error says it all; anything else comes again when read
         if isinstance(opened, str):
             self.error = opened
-            self.anomalies.clear()
             return
         raw, _frames = opened
         raw.close()
-        self.anomalies.clear()  # reported again when the file is read
 
     def __iter__(self) -> Iterator[Frame]:
         return self._frames()
@@ -254,6 +253,7 @@ class CaptureReader:
         opened = self._open()
         if isinstance(opened, str):
             self.error = opened
+            self.anomalies.clear()  # the error says it all
             return
         self.error = None
         raw, frames = opened
