@@ -22,6 +22,7 @@ Joint rules (the ones that need both directions):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from base64 import b32encode
@@ -36,7 +37,7 @@ from analyzer.fingerprints import ja3, ja3s, ja4
 from analyzer.flows.reassembly import Reassembler
 from analyzer.flows.table import FlowKey
 from analyzer.tls import events as ev
-from analyzer.tls.certificate import chain_sha256, describe_leaf, name_matches
+from analyzer.tls.certificate import LeafFacts, chain_sha256, describe_leaf, name_matches
 from analyzer.tls.enums import HandshakeType as H
 from analyzer.tls.enums import is_grease
 from analyzer.tls.messages import CertificateChain, ClientHello, ServerHello, ServerKeyExchange
@@ -729,8 +730,8 @@ class Connection:
         if self.cert is not None and self.cert.certificates:
             chain = self.cert.certificates[: limits.MAX_CHAIN_CERTS]
             rec["cert_chain"] = tuple(chain)
-            rec["cert_chain_sha256"] = chain_sha256(chain)
-            leaf = describe_leaf(chain)
+            leaf, hashes = leaf_facts(tuple(chain))
+            rec["cert_chain_sha256"] = list(hashes)
             if leaf is not None:
                 rec["cert_subject"] = leaf.subject
                 rec["cert_issuer"] = leaf.issuer
@@ -794,6 +795,12 @@ class Connection:
         if sid and sid != _ZERO_SESSION_ID and sid == sh.session_id:
             return True
         return ch.session_ticket and not sid and self.ccs_seen[True] and "G" not in self.history
+
+
+@functools.lru_cache(maxsize=1024)
+def leaf_facts(chain: tuple[bytes, ...]) -> tuple[LeafFacts | None, list[str]]:
+    """Leaf facts and chain hashes, cached: a server sends the same chain to every client."""
+    return describe_leaf(chain), chain_sha256(chain)
 
 
 def _text(value: bytes) -> str:

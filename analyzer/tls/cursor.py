@@ -16,6 +16,7 @@ leave :mod:`analyzer.tls`, whose public functions catch them (:func:`total`) and
 from __future__ import annotations
 
 import builtins
+import struct
 from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
@@ -66,7 +67,17 @@ class Cursor:
 
     def uint(self, size: int) -> int:
         """A big-endian unsigned integer of ``size`` bytes."""
-        return int.from_bytes(self._take(size), "big")
+        pos = self._pos
+        end = pos + size
+        if end > self._end:
+            raise Truncated(f"{self._what}: {size} bytes wanted, {self._end - pos} left")
+        self._pos = end
+        data = self._data
+        if size == 1:
+            return data[pos]
+        if size == 2:
+            return (data[pos] << 8) | data[pos + 1]
+        return int.from_bytes(data[pos:end], "big")
 
     def u8(self) -> int:
         return self.uint(1)
@@ -103,10 +114,21 @@ class Cursor:
 
     def uint_list(self, len_bytes: int, item_size: int) -> tuple[int, ...]:
         """A length-prefixed vector of fixed-size integers (e.g. ``CipherSuite<2..2^16-2>``)."""
-        with self.vector(len_bytes) as v:
-            if v.remaining % item_size:
-                raise Malformed(f"{self._what}: {v.remaining} bytes, items of {item_size}")
-            return tuple(v.uint(item_size) for _ in range(v.remaining // item_size))
+        length = self.uint(len_bytes)
+        start = self._pos
+        if start + length > self._end:
+            raise Truncated(f"{self._what}: {length} bytes wanted, {self._end - start} left")
+        if length % item_size:
+            raise Malformed(f"{self._what}: {length} bytes, items of {item_size}")
+        self._pos = start + length
+        if item_size == 1:
+            return tuple(self._data[start : start + length])
+        if item_size == 2:
+            return struct.unpack_from(f">{length // 2}H", self._data, start)
+        return tuple(
+            int.from_bytes(self._data[i : i + item_size], "big")
+            for i in range(start, start + length, item_size)
+        )
 
     def expect_end(self) -> None:
         """Raise :class:`Leftover` unless every byte was read."""

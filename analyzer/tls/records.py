@@ -100,8 +100,8 @@ class RecordReader:
         if avail >= 1 and buf[pos] not in TLS_CONTENT_TYPES:
             return self._stop(Anomaly.UNKNOWN_CONTENT_TYPE, f"content type {buf[pos]}")
         if avail >= 2 and buf[pos + 1] != 3:
-            version = int.from_bytes(buf[pos + 1 : pos + 3])
-            return self._stop(Anomaly.BAD_RECORD_VERSION, f"record version {version:#06x}")
+            # Only the major byte is judged (it may be all that has arrived).
+            return self._stop(Anomaly.BAD_RECORD_VERSION, f"record major version {buf[pos + 1]}")
         if avail < RECORD_HEADER:
             return None
         length = int.from_bytes(buf[pos + 3 : pos + 5])
