@@ -1,6 +1,7 @@
 """A tiny HTTPS client built on Python's ``ssl`` module, run inside the client namespace.
 
-Usage: ``pyclient.py HOST_IP PORT SNI CAFILE [--tls12] [--alpn P] [--resume N]``. Makes
+Usage: ``pyclient.py HOST_IP PORT SNI CAFILE [--tls12] [--alpn P] [--resume N]
+[--bind IP:PORT]``. Makes
 ``N`` (default 1) connections one after another, offering the previous connection's session
 for resumption, sends ``GET /`` and prints one JSON object per connection: ``ok``,
 ``error`` (the exception text), ``version``, ``reused``, ``alpn``, ``status``.
@@ -20,7 +21,12 @@ def one(args: argparse.Namespace, ctx: ssl.SSLContext,
     result: dict[str, Any] = {"ok": False, "error": None, "version": None, "reused": False,
                               "alpn": None, "status": None}
     try:
-        with socket.create_connection((args.ip, args.port), timeout=5) as raw, \
+        source = None
+        if args.bind:
+            ip, _, port = args.bind.rpartition(":")
+            source = (ip, int(port))
+        with socket.create_connection((args.ip, args.port), timeout=5,
+                                      source_address=source) as raw, \
                 ctx.wrap_socket(raw, server_hostname=args.sni, session=session) as tls:
             result.update(version=tls.version(), reused=tls.session_reused,
                           alpn=tls.selected_alpn_protocol())
@@ -46,6 +52,7 @@ def main() -> None:
     ap.add_argument("--tls12", action="store_true")
     ap.add_argument("--alpn", action="append")
     ap.add_argument("--resume", type=int, default=1)
+    ap.add_argument("--bind", help="source IP:PORT")
     args = ap.parse_args()
     ctx = ssl.create_default_context(cafile=args.cafile)
     if args.tls12:

@@ -176,7 +176,8 @@ def _open(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _ip_layer(linktype: int, buf: bytes) -> Any:
+def ip_layer(linktype: int, buf: bytes) -> Any:
+    """The dpkt IP/IPv6 packet inside one frame of ``linktype``, or None if not decoded."""
     import dpkt
 
     if linktype == 1:
@@ -198,7 +199,7 @@ def packets(path: Path) -> Iterator[tuple[float, Any]]:
         linktype = reader.datalink()
         for ts, buf in reader:
             try:
-                ip = _ip_layer(linktype, buf)
+                ip = ip_layer(linktype, buf)
             except Exception:  # a packet dpkt cannot read is simply not listed
                 continue
             if ip is not None and hasattr(ip, "p"):
