@@ -23,6 +23,7 @@ such a hello; callers that want to match them can leave the fingerprint out when
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 
@@ -156,3 +157,25 @@ def _sha256_12(text: str) -> str:
     if not text:
         return _EMPTY_HASH
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_cached(key: tuple[object, ...], ch: ClientHello) -> tuple[str, str, str]:
+    text, digest = ja3(ch)
+    return text, digest, ja4(ch)
+
+
+def client_fingerprints(ch: ClientHello) -> tuple[str, str, str]:
+    """``(ja3 string, ja3, ja4)`` of a ClientHello, cached on the fields they depend on
+    (the same client software sends the same hello shape on every connection)."""
+    key = (
+        ch.legacy_version,
+        ch.cipher_suites,
+        tuple(ext.type for ext in ch.extensions),
+        ch.supported_groups,
+        ch.ec_point_formats,
+        ch.supported_versions,
+        ch.signature_algorithms,
+        ch.alpn[:1],
+    )
+    return _client_cached(key, ch)

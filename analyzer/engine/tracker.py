@@ -33,7 +33,7 @@ from analyzer.anomalies import Anomaly
 from analyzer.engine import machine, preamble
 from analyzer.engine.machine import CCS, FIN
 from analyzer.engine.record import AlertInfo, HandshakeRecord, Side, TimelineEntry
-from analyzer.fingerprints import ja3, ja3s, ja4
+from analyzer.fingerprints import client_fingerprints, ja3s
 from analyzer.flows.reassembly import Reassembler
 from analyzer.flows.table import FlowKey
 from analyzer.tls import events as ev
@@ -716,8 +716,7 @@ class Connection:
                 group_name(g) for g in ch.key_share_groups if not is_grease(g)
             ]
             rec["alpn_offered"] = [_text(p) for p in ch.alpn]
-            rec["ja3_string"], rec["ja3"] = ja3(ch)
-            rec["ja4"] = ja4(ch)
+            rec["ja3_string"], rec["ja3"], rec["ja4"] = client_fingerprints(ch)
         if sh is not None:
             rec["version"] = version_name(sh.version)
             rec["cipher"] = cipher_name(sh.cipher_suite)
@@ -748,7 +747,7 @@ class Connection:
                     self.anomaly(Anomaly.MALFORMED_CERTIFICATE)
                 elif ch is not None and ch.sni:
                     sans = list(leaf.sans or ())
-                    rec["sni_matches_cert"] = name_matches(ch.sni, sans, leaf.common_name)
+                    rec["sni_matches_cert"] = sni_matches(ch.sni, tuple(sans), leaf.common_name)
         return HandshakeRecord(**rec)  # type: ignore[arg-type]
 
     def anomaly_codes(self) -> list[str]:
@@ -801,6 +800,11 @@ class Connection:
 def leaf_facts(chain: tuple[bytes, ...]) -> tuple[LeafFacts | None, list[str]]:
     """Leaf facts and chain hashes, cached: a server sends the same chain to every client."""
     return describe_leaf(chain), chain_sha256(chain)
+
+
+@functools.lru_cache(maxsize=4096)
+def sni_matches(sni: str, sans: tuple[str, ...], cn: str | None) -> bool:
+    return name_matches(sni, list(sans), cn)
 
 
 def _text(value: bytes) -> str:
