@@ -154,6 +154,24 @@ def nginx_unrecognized_name(ctx: Ctx) -> list[Expect]:
 
 
 @scenario(stack="nginx + curl",
+          shows="client connects by IP address, so sends no SNI, to a server that needs one "
+                "(ssl_reject_handshake in the default server): unrecognized_name")
+def nginx_no_sni(ctx: Ctx) -> list[Expect]:
+    cert = ctx.pki.server(WWW)
+    srv = ctx.nginx(ctx.site("_", cert, default=True, extra="ssl_reject_handshake on;")
+                    + ctx.site(WWW, cert))
+    with ctx.capture([443]):
+        res = ctx.client(["curl", "-sS", "-o", "/dev/null", "--cacert", str(ctx.pki.root),
+                          "-H", f"Host: {WWW}", f"https://{ctx.sip}/"])
+    said = check(res, exit=35, says="unrecognized name")
+    logged = check_log(srv, r"handshake rejected")
+    return [failed("sni_mismatch", "server",
+                   f"{NGINX} hosting only {WWW} by name, ssl_reject_handshake on in the default "
+                   f"server; curl https://{ctx.sip}/ -H 'Host: {WWW}' sends no SNI (an IP "
+                   f"address) and {said}; {logged}", sni=None)]
+
+
+@scenario(stack="nginx + curl",
           shows="ssl_verify_client on: without a client certificate nginx completes the "
                 "handshake and answers HTTP 400 inside TLS; with one, HTTP 200")
 def nginx_verify_client_http400(ctx: Ctx) -> list[Expect]:

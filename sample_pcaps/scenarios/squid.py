@@ -130,11 +130,8 @@ def squid_connect_refused_503(ctx: Ctx) -> list[Expect]:
                    f"{said}; {logged}", sni=None)]
 
 
-@scenario(tools=("squid",), stack="squid ssl-bump + curl", server_ports=(PORT,),
-          shows="TLS interception (ssl_bump) with a CA the client does not trust: "
-                "curl rejects the forged certificate inside the tunnel")
-def squid_sslbump_untrusted(ctx: Ctx) -> list[Expect]:
-    one_site(ctx, WWW)
+def bump_config(ctx: Ctx) -> tuple[str, str]:
+    """(http_port line, helper lines) for ssl-bump with the untrusted inspection CA."""
     pki = ctx.pki
     ca = ctx.work / "bump-ca.pem"
     ca.write_bytes(pki.inspection_ca.read_bytes() + pki.inspection_ca_key.read_bytes())
@@ -147,16 +144,26 @@ def squid_sslbump_untrusted(ctx: Ctx) -> list[Expect]:
     shutil.chown(db, "proxy", "proxy")
     for p in db.rglob("*"):
         shutil.chown(p, "proxy", "proxy")
-    start_squid(ctx, f"""
-sslcrtd_program /usr/lib/squid/security_file_certgen -s {db} -M 4MB
-sslcrtd_children 2 startup=1 idle=1
+    port = (f"http_port {PORT} ssl-bump generate-host-certificates=on "
+            f"dynamic_cert_mem_cache_size=4MB tls-cert={ca}")
+    helpers = (f"sslcrtd_program /usr/lib/squid/security_file_certgen -s {db} -M 4MB\n"
+               "sslcrtd_children 2 startup=1 idle=1\n"
+               f"tls_outgoing_options cafile={pki.root}\n")
+    return port, helpers
+
+
+@scenario(tools=("squid",), stack="squid ssl-bump + curl", server_ports=(PORT,),
+          shows="TLS interception (ssl_bump) with a CA the client does not trust: "
+                "curl rejects the forged certificate inside the tunnel")
+def squid_sslbump_untrusted(ctx: Ctx) -> list[Expect]:
+    one_site(ctx, WWW)
+    port, helpers = bump_config(ctx)
+    start_squid(ctx, f"""{helpers}
 acl step1 at_step SslBump1
 ssl_bump peek step1
 ssl_bump bump all
-tls_outgoing_options cafile={pki.root}
 http_access allow all
-""", http_port=f"http_port {PORT} ssl-bump generate-host-certificates=on "
-                   f"dynamic_cert_mem_cache_size=4MB tls-cert={ca}")
+""", http_port=port)
     with ctx.capture([PORT]):
         run = ctx.curl(f"https://{WWW}/", "-x", f"http://{ctx.sip}:{PORT}", resolve=False)
     said = check(run, exit=60, says="self-signed certificate in certificate chain")
@@ -165,3 +172,37 @@ http_access allow all
                    f"'Corporate TLS Inspection CA', which the client does not trust; curl -x "
                    f"{said}", sni=WWW, version="TLSv1.3")]
 
+
+@scenario(tools=("squid",), stack="squid ssl-bump + curl", server_ports=(PORT,),
+          shows="proxy closes the tunnel: squid answers the CONNECT with 200, peeks at the "
+                "SNI and terminates blocked.example.com right after the ClientHello")
+def squid_sni_terminate(ctx: Ctx) -> list[Expect]:
+    host = "blocked.example.com"
+    ctx.nginx(ctx.site(WWW, ctx.pki.server(WWW), default=True)
+              + ctx.site(host, ctx.pki.server(host)))
+    port, helpers = bump_config(ctx)
+    srv = start_squid(ctx, f"""{helpers}
+acl step1 at_step SslBump1
+acl blocked_sni ssl::server_name {host}
+ssl_bump peek step1
+ssl_bump terminate blocked_sni
+ssl_bump splice all
+http_access allow all
+""", http_port=port)
+    proxy = ["-x", f"http://{ctx.sip}:{PORT}"]
+    with ctx.capture([PORT]):
+        ok = ctx.curl(f"https://{WWW}/", *proxy, resolve=False)
+        cut = ctx.curl(f"https://{host}/", *proxy, resolve=False)
+    said_ok = check_http(ok, 200)
+    said = check(cut, exit=35, says="SSL_ERROR_SYSCALL")
+    srv.stop()
+    logged = check_log(srv, rf"CONNECT {host}:443")
+    rules = f"'ssl_bump peek step1; ssl_bump terminate' for ssl::server_name {host}"
+    return [
+        established(f"{SQUID} with {rules}, splice otherwise; curl -x to {WWW} {said_ok} "
+                    "(spliced: the origin's own handshake)", sni=WWW, version="TLSv1.3"),
+        failed("proxy_error", "proxy",
+               f"{SQUID} with {rules}; squid answered the CONNECT with 200, read the "
+               f"ClientHello's SNI and closed the tunnel; curl -x to {host} {said}; {logged}",
+               sni=host),
+    ]
