@@ -149,3 +149,75 @@ def test_regenerate_matches_committed(manifest: list[dict[str, Any]], tmp_path: 
     for name in listed:
         files = [p for p in tmp_path.iterdir() if p.name.startswith(name + ".")]
         assert len(files) == 1 and files[0].stat().st_size > 200, name
+
+
+# -- the harness itself ----------------------------------------------------------------------
+
+
+def test_pki_makes_every_leaf_kind(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+
+    from tests.harness import LeafKind, TestPKI
+
+    pki = TestPKI(tmp_path)
+    now = dt.datetime.now(dt.UTC)
+
+    def chain(kind: LeafKind) -> list[x509.Certificate]:
+        return x509.load_pem_x509_certificates(
+            pki.server("www.example.com", kind=kind).chain.read_bytes())
+
+    root = x509.load_pem_x509_certificate(pki.root.read_bytes())
+    inter = x509.load_pem_x509_certificate(pki.intermediate.read_bytes())
+    good = chain(LeafKind.GOOD)
+    assert [c.subject for c in good[1:]] == [inter.subject]
+    assert good[0].issuer == inter.subject and inter.issuer == root.subject
+    assert good[0].not_valid_before_utc < now < good[0].not_valid_after_utc
+    sans = good[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["www.example.com"]
+    assert chain(LeafKind.EXPIRED)[0].not_valid_after_utc < now
+    assert chain(LeafKind.NOT_YET_VALID)[0].not_valid_before_utc > now
+    selfsigned = chain(LeafKind.SELF_SIGNED)
+    assert len(selfsigned) == 1 and selfsigned[0].issuer == selfsigned[0].subject
+    assert len(chain(LeafKind.MISSING_INTERMEDIATE)) == 1
+    inspected = chain(LeafKind.INSPECTION)
+    assert "Inspection" in inspected[0].issuer.rfc4514_string()
+    assert inspected[0].issuer != inter.subject
+    client = x509.load_pem_x509_certificate(pki.client("alice").cert.read_bytes())
+    eku = client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in eku
+    # cached: asking twice gives the same files
+    assert pki.server("www.example.com") == pki.server("www.example.com")
+
+
+def _netns_names() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                         check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+@pytest.mark.root
+def test_lab_cleans_up_when_a_scenario_fails(tmp_path: Path) -> None:
+    import os
+
+    from tests.harness import Lab, Server
+
+    why = missing_requirements(("ip", "ethtool"))
+    if why:
+        pytest.skip(why)
+    proc = None
+    names: set[str] = set()
+    with pytest.raises(RuntimeError, match="scenario broke"), Lab() as lab:
+        names = {lab.client.name, lab.server.name}
+        assert names <= _netns_names()
+        srv = Server(lab.server, "listener", [sys.executable, "-c",
+                     "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 4433)); "
+                     "s.listen(); time.sleep(60)"], workdir=tmp_path, ports=[4433])
+        proc = srv.proc
+        ran = lab.client.run(["ip", "-4", "-brief", "addr", "show", "eth0"])
+        assert lab.client_ip in ran.stdout
+        assert lab.server.call(os.getpid) != os.getpid()
+        raise RuntimeError("scenario broke")
+    assert not names & _netns_names()
+    assert proc is not None and proc.wait(timeout=5) == -9  # killed with its namespace
