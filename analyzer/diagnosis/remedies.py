@@ -6,6 +6,7 @@ connection. Suggestions are worded as such; the diagnosis is evidence, not certa
 
 from __future__ import annotations
 
+import functools
 import shlex
 
 from analyzer.engine.record import HandshakeRecord
@@ -62,6 +63,55 @@ def curl(r: HandshakeRecord, *extra: str) -> str:
         url_host, port = host or r.proxy_target, int(tport) if tport.isdigit() else 443
     parts.append(f"https://{url_host}:{port}/")
     return " ".join(shlex.quote(p) for p in parts)
+
+
+@functools.cache
+def _openssl_names() -> dict[str, str]:
+    """IANA cipher suite name -> OpenSSL's name, from the ssl module's own OpenSSL."""
+    import ssl
+
+    from analyzer.tls.names import cipher_name
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        return {}
+    return {cipher_name(c["id"] & 0xFFFF): str(c["name"]) for c in ctx.get_ciphers()}
+
+
+def reproduce_ciphers(r: HandshakeRecord) -> str:
+    """An ``openssl s_client`` line offering the client's cipher suites (TLS ≤ 1.2 ones
+    with ``-cipher``, TLS 1.3 ones with ``-ciphersuites``), as far as OpenSSL knows them."""
+    names = _openssl_names()
+    tls12 = [
+        names[c]
+        for c in r.offered_ciphers
+        if c in names and not c.startswith("TLS_AES") and not c.startswith("TLS_CHACHA20")
+    ]
+    tls13 = [c for c in r.offered_ciphers if c.startswith(("TLS_AES", "TLS_CHACHA20"))]
+    extra: list[str] = []
+    if tls12:
+        extra += ["-cipher", ":".join(tls12) + ":@SECLEVEL=0"]
+    if tls13:
+        extra += ["-ciphersuites", ":".join(tls13)]
+    else:
+        extra.append("-no_tls1_3")
+    return s_client(r, *extra)
+
+
+def reproduce_version(r: HandshakeRecord) -> str:
+    """An ``openssl s_client`` line offering the client's best version only."""
+    best = max(
+        r.offered_versions,
+        key=lambda v: list(_OPENSSL_VERSION_FLAG).index(v) if v in _OPENSSL_VERSION_FLAG else -1,
+        default=None,
+    )
+    flag = _OPENSSL_VERSION_FLAG.get(best or "")
+    extra = [flag] if flag else []
+    if flag in ("-tls1", "-tls1_1", "-ssl3"):
+        extra += ["-cipher", "DEFAULT:@SECLEVEL=0"]
+    return s_client(r, *extra)
 
 
 def show_certs(r: HandshakeRecord) -> str:

@@ -96,7 +96,8 @@ def after_ch(r: HandshakeRecord, ts: float | None) -> str:
 def offered_ciphers_text(r: HandshakeRecord, limit: int = 4) -> str:
     shown = [c for c in r.offered_ciphers if "SCSV" not in c]
     more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
-    return ", ".join(shown[:limit]) + more if shown else "no cipher suites"
+    count = f"{len(shown)} cipher suite{'s' if len(shown) != 1 else ''}"
+    return f"{count} ({', '.join(shown[:limit])}{more})" if shown else "no cipher suites"
 
 
 def captured_to_end(r: HandshakeRecord) -> bool:
@@ -457,8 +458,9 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
             f"the client offered {offered} to {server(r)}; the {said}",
             (
                 "Enable TLS 1.2 or 1.3 on the client (or, if old clients must be served, "
-                "allow their version on the server, e.g. nginx ssl_protocols); confirm "
-                f"what the server accepts: {rm.s_client(r, flag or '-tls1_2')}"
+                "allow their version on the server, e.g. nginx ssl_protocols); reproduce: "
+                f"{rm.reproduce_version(r)}; then check what the server accepts: "
+                f"{rm.s_client(r, flag or '-tls1_2')}"
             ),
         )
     if desc in _CERT_ALERTS and sender == "client":
@@ -564,14 +566,15 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
             "cipher_mismatch",
             sender,
             (
-                f"the client offered {len(r.offered_ciphers)} cipher suites "
-                f"({offered_ciphers_text(r)}) and groups {groups} with {offered}; the "
+                f"the client offered {offered_ciphers_text(r)} with groups {groups} "
+                f"and {offered}; the "
                 f"{said} with no ServerHello: no common cipher suite, group or signature "
                 "algorithm"
             ),
             (
-                "Enable a modern suite on both sides (e.g. ECDHE with AES-GCM); compare with "
-                f"what the server accepts: {rm.s_client(r, '-cipher', 'ECDHE+AESGCM')}"
+                "Enable a cipher suite both sides support (e.g. ECDHE with AES-GCM; nginx "
+                f"ssl_ciphers); reproduce: {rm.reproduce_ciphers(r)}; then compare with what "
+                f"the server accepts: {rm.s_client(r, '-cipher', 'ECDHE+AESGCM')}"
             ),
         )
     if desc in _PROTOCOL_ERRORS:
@@ -657,8 +660,8 @@ def rule_version_abort(r: HandshakeRecord, f: Facts) -> Verdict | None:
             f"{'reset' if r.close == 'rst_client' else 'closed'} the connection"
         ),
         remedy=(
-            "Align the versions enabled on client and server; confirm what the server "
-            f"negotiates: {rm.s_client(r)}"
+            "Align the versions enabled on client and server; reproduce: "
+            f"{rm.reproduce_version(r)}"
         ),
     )
 
