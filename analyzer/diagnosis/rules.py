@@ -517,6 +517,18 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
             "signature, wrong key usage or unsupported algorithm)",
             f"Check the certificate's key usage and algorithms: {rm.show_certs(r)}",
         )
+    if desc == "unrecognized_name" and not r.sni:
+        return verdict(
+            "sni_mismatch",
+            sender,
+            f"the client sent no server name (SNI) to {rm.target(r)}; the {said}: the "
+            "server needs one to choose a certificate",
+            (
+                "Make the client send SNI (connect by host name, not IP; or set the server "
+                "name explicitly), or give the server a default certificate; confirm: "
+                f"{rm.s_client(r, '-noservername')}"
+            ),
+        )
     if desc == "unrecognized_name":
         return verdict(
             "sni_mismatch",
