@@ -4,6 +4,7 @@ Public API::
 
     analyzer.analyze(paths, **options)   # iterator of HandshakeRecord
     analyzer.read_pcap(paths, **options) # pandas DataFrame (SPEC §3 columns)
+    analyzer.live(interface, **options)  # records as handshakes settle on an interface
 
 pandas, matplotlib and pyshark are imported only by the functions that need them.
 """
@@ -14,11 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.api import CaptureError, analyze
 from analyzer.engine.record import AlertInfo, HandshakeRecord
+from analyzer.live import live, live_dataframe
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["AlertInfo", "CaptureError", "HandshakeRecord", "analyze", "read_pcap"]
+__all__ = [
+    "AlertInfo",
+    "CaptureError",
+    "HandshakeRecord",
+    "analyze",
+    "live",
+    "live_dataframe",
+    "read_pcap",
+]
 __version__ = "0.1.0"
 
 

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +28,7 @@ from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.certs import load_ca_bundle
 from analyzer.engine.preamble import printable
 from analyzer.engine.record import HandshakeRecord
+from analyzer.live import DEFAULT_BPF, LiveCaptureError, LiveSession
 
 app = typer.Typer(
     name="tlsa",
@@ -358,6 +359,161 @@ def show(
         if v:
             con.print(Text(f"{k}: {safe(v)}"))
     finish(run, records, False)
+
+
+class LiveFormat(StrEnum):
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def live_line(r: HandshakeRecord) -> Text:
+    """One compact line per record, for ``tlsa live --format table``."""
+    import time
+
+    when = time.strftime("%H:%M:%S", time.gmtime(r.ts)) + f".{int(r.ts % 1 * 1000):03d}"
+    styles = {"established": "green", "failed": "red", "not_tls": "yellow", "incomplete": "dim"}
+    line = Text(f"{when}  {r.client_ip}:{r.client_port} → {r.server_ip}:{r.server_port}")
+    for value in (r.sni, r.version):
+        if value:
+            line.append(f"  {safe(value)}")
+    outcome = r.outcome + (f": {r.failure}" if r.failure else "")
+    line.append(f"  {outcome}", style=styles.get(r.outcome, ""))
+    if r.outcome != "established" and r.reason:
+        line.append(f"  {safe(r.reason)}")
+    return line
+
+
+def live_writer(fmt: LiveFormat, stream: TextIO) -> Callable[[HandshakeRecord], None]:
+    """A function that writes one record to ``stream`` in ``fmt`` and flushes."""
+    import csv
+
+    from analyzer.engine.record import RECORD_FIELDS
+    from analyzer.output import csv_cell, jsonl_line
+
+    if fmt is LiveFormat.jsonl:
+
+        def write_jsonl(r: HandshakeRecord) -> None:
+            stream.write(jsonl_line(r) + "\n")
+            stream.flush()
+
+        return write_jsonl
+    if fmt is LiveFormat.csv:
+        writer = csv.writer(stream)
+        writer.writerow(RECORD_FIELDS)
+        stream.flush()
+
+        def write_csv(r: HandshakeRecord) -> None:
+            d = r.to_dict()
+            writer.writerow([csv_cell(d[f]) for f in RECORD_FIELDS])
+            stream.flush()
+
+        return write_csv
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+
+    def write_line(r: HandshakeRecord) -> None:
+        console.print(live_line(r))
+        stream.flush()
+
+    return write_line
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def live(
+    interface: Annotated[
+        str, typer.Option("-i", "--interface", help="Interface to capture on (tshark -D).")
+    ],
+    bpf: Annotated[str, typer.Option("--bpf", help="Capture filter (BPF syntax).")] = DEFAULT_BPF,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0, help="Stop after S seconds.")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", min=1, help="Stop after N records.")
+    ] = None,
+    fmt: Annotated[LiveFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        LiveFormat.table
+    ),
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
+    write: Annotated[
+        Path | None, typer.Option("--write", help="Also keep the raw capture (pcapng).")
+    ] = None,
+    tls_port: TlsPortOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """Capture on an interface; print each handshake as soon as it settles (Ctrl-C stops)."""
+    import signal
+    import time
+
+    if ca_bundle is not None:
+        try:
+            load_ca_bundle(str(ca_bundle))
+        except (OSError, ValueError) as e:
+            raise Stop(f"--ca-bundle {ca_bundle}: cannot read it as PEM certificates ({e})") from e
+    options = DiagnosisOptions(
+        ca_bundle=str(ca_bundle) if ca_bundle else None, verify=not no_verify
+    )
+    try:
+        stream: TextIO = (
+            open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+            if output
+            else sys.stdout
+        )
+    except OSError as e:
+        raise Stop(f"-o {output}: {e.strerror or e}") from e
+    session = LiveSession(
+        interface, bpf=bpf, write=write, tls_ports=tls_port or (), options=options
+    )
+    try:
+        session.start()
+    except LiveCaptureError as e:
+        if output:
+            stream.close()
+        raise Stop(str(e)) from None
+    err.print(
+        Text(f"tlsa: capturing on {interface} (filter: {bpf}); Ctrl-C to stop"), soft_wrap=True
+    )
+    began = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        emit = live_writer(fmt, stream)
+        try:
+            for r in session.records(duration=duration, count=count):
+                emit(r)
+        except KeyboardInterrupt:
+            pass
+        for r in session.flush():
+            emit(r)
+    except BrokenPipeError:
+        pass
+    finally:
+        session.close()
+        signal.signal(signal.SIGTERM, previous)
+        if output:
+            stream.close()
+    err.print(Text(live_summary(session, time.monotonic() - began)), soft_wrap=True)
+    if session.error:
+        raise Stop(f"the capture stopped: {session.error}")
+
+
+def live_summary(session: LiveSession, seconds: float) -> str:
+    """The line ``tlsa live`` prints on exit: records per outcome, packets, drops."""
+    n = session.records_given
+    parts = [f"{k} {v}" for k, v in session.outcomes.most_common()]
+    text = f"tlsa: {n} TLS connection{'s' if n != 1 else ''} in {seconds:.1f} s"
+    if parts:
+        text += ": " + ", ".join(parts)
+    if session.failures:
+        text += " (" + ", ".join(f"{k} {v}" for k, v in session.failures.most_common()) + ")"
+    source = session.source
+    text += f"; {source.frames} packets"
+    if source.dropped is not None:
+        text += f", {source.dropped} dropped by the kernel or dumpcap"
+    return text
 
 
 def main() -> None:

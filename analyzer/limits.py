@@ -116,3 +116,32 @@ MAX_MPLS_LABELS = 8
 MAX_IPV6_EXT_HEADERS = 8
 """IPv6 extension headers followed before giving up. RFC 8200 §4.1 allows each at most
 once (destination options twice), so a legitimate chain is shorter."""
+
+# sources: live capture
+
+LIVE_TICK_INTERVAL = 0.25
+"""Wall seconds between two ticks (packet time advanced without a packet) on a quiet
+interface. Idle timeouts are tens of seconds, so a quarter second is precise enough and
+costs nothing; it is also how long a stop request may wait for the next look."""
+
+LIVE_PIPE_READ = 1 << 16
+"""Bytes read from dumpcap's pipe at a time: a Linux pipe holds 64 KB by default, so one
+read takes whatever is there."""
+
+LIVE_QUEUE_BATCHES = 1024
+"""Batches of frames (each at most one pipe read, ``LIVE_PIPE_READ``) waiting for the
+engine: about 64 MB at most. When the engine falls behind for longer, dumpcap blocks on
+the pipe and the kernel drops packets, which dumpcap counts and the summary reports."""
+
+LIVE_START_TIMEOUT = 10.0
+"""Wall seconds for dumpcap to open the interface and write its pcapng header."""
+
+LIVE_STOP_TIMEOUT = 3.0
+"""Wall seconds dumpcap gets to exit after SIGINT before it is killed."""
+
+# report: the HTML page
+
+REPORT_MAX_FAILED = 2000
+"""Failed handshakes listed (with their details, ~4 KB each) in the HTML report: about
+8 MB, still quick to open and search in a browser. The rest are counted in the summary
+and figures, and ``tlsa analyze --only-failed`` lists them all."""

@@ -1,0 +1,190 @@
+"""Live capture end to end: an interface in, diagnosed records out as handshakes settle.
+
+:class:`LiveSession` wires the live source (:mod:`analyzer.sources.live`: dumpcap →
+pipe → our pcapng reader, plus ticks on a quiet interface) to the same engine the files
+go through, in live mode (``report_at_settle``: a record comes out as soon as its
+handshake is settled, established or failed, with ``close: open``), and each record
+through :func:`analyzer.diagnosis.diagnose`. Connections still open when the capture ends
+are reported then (``close: capture_end``), like at the end of a file.
+
+:func:`live` is the generator for scripts and notebooks; :func:`live_dataframe` collects
+for a given time into a DataFrame. Both run the capture on threads of their own (no event
+loop), so they are safe inside Jupyter; interrupting the kernel (or Ctrl-C) ends the
+capture like ``duration`` would: the records of connections still open are still given.
+
+Not here: the command line (``tlsa live`` in :mod:`analyzer.cli`), capture details.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analyzer.diagnosis import DiagnosisOptions, diagnose
+from analyzer.engine.engine import Engine
+from analyzer.engine.record import HandshakeRecord
+from analyzer.sources.base import Frame
+from analyzer.sources.live import DEFAULT_BPF, LiveCaptureError, LiveSource
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_BPF", "LiveCaptureError", "LiveSession", "live", "live_dataframe"]
+
+
+class LiveSession:
+    """One live capture: start it, take records as they settle, flush the rest, close.
+
+    ``records()`` ends by itself after ``duration`` seconds (flushing open connections)
+    or after ``count`` records (without flushing). When it is interrupted (Ctrl-C),
+    ``flush()`` stops the capture and returns the records of everything captured so far.
+    """
+
+    def __init__(
+        self,
+        interface: str,
+        *,
+        bpf: str | None = DEFAULT_BPF,
+        write: str | Path | None = None,
+        tls_ports: Iterable[int] = (),
+        options: DiagnosisOptions | None = None,
+        tshark_path: str | None = None,
+    ) -> None:
+        self.interface = interface
+        self.source = LiveSource(interface, bpf=bpf, write=write, tshark_path=tshark_path)
+        self.engine = Engine(interface, tls_ports=tuple(tls_ports), report_at_settle=True)
+        self.options = options or DiagnosisOptions()
+        self.outcomes: Counter[str] = Counter()
+        """Records given so far, per outcome."""
+        self.failures: Counter[str] = Counter()
+        """Failed records given so far, per failure category."""
+        self.started_at: float | None = None
+        self._started = False
+        self._done = False
+
+    def __enter__(self) -> LiveSession:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def records_given(self) -> int:
+        return sum(self.outcomes.values())
+
+    def start(self) -> None:
+        """Start capturing; raises :class:`LiveCaptureError` (one line) when it cannot."""
+        if not self._started:
+            self.source.start()
+            self._started = True
+            self.started_at = time.monotonic()
+
+    def _diagnosed(self, records: list[HandshakeRecord]) -> Iterator[HandshakeRecord]:
+        for record in records:
+            r = diagnose(record, self.options)
+            self.outcomes[r.outcome] += 1
+            if r.failure:
+                self.failures[r.failure] += 1
+            yield r
+
+    def records(
+        self, *, duration: float | None = None, count: int | None = None
+    ) -> Iterator[HandshakeRecord]:
+        """Diagnosed records as handshakes settle, until ``duration`` wall seconds have
+        passed or ``count`` records were given (or the capture ended by itself)."""
+        self.start()
+        assert self.started_at is not None
+        deadline = None if duration is None else self.started_at + duration
+        feed, tick = self.engine.feed, self.engine.tick
+        for event in self.source.events():
+            out = feed(event) if type(event) is Frame else tick(event.ts)
+            if out:
+                for r in self._diagnosed(out):
+                    yield r
+                    if count is not None and self.records_given >= count:
+                        self._done = True
+                        self.source.stop()
+                        return
+            if deadline is not None and time.monotonic() >= deadline:
+                deadline = None
+                self.source.stop()  # events() drains what was captured, then ends
+        yield from self._finish()
+
+    def _finish(self) -> Iterator[HandshakeRecord]:
+        if self._done:
+            return
+        self._done = True
+        self.engine.tick(self.source.packet_time())
+        yield from self._diagnosed(self.engine.finish())
+
+    def flush(self) -> list[HandshakeRecord]:
+        """Stop capturing and return the records not given yet: those of frames still
+        queued, then of every connection still open (``close: capture_end``)."""
+        if self._done or not self._started:
+            return []
+        self.source.stop()
+        out: list[HandshakeRecord] = []
+        feed, tick = self.engine.feed, self.engine.tick
+        for event in self.source.events():
+            records = feed(event) if type(event) is Frame else tick(event.ts)
+            out.extend(self._diagnosed(records))
+        out.extend(self._finish())
+        return out
+
+    def close(self) -> None:
+        """Stop dumpcap and wait for it; idempotent."""
+        self.source.close()
+
+    @property
+    def error(self) -> str | None:
+        """Why the capture stopped by itself, if it did."""
+        return self.source.error
+
+
+def live(
+    interface: str,
+    *,
+    bpf: str | None = DEFAULT_BPF,
+    duration: float | None = None,
+    count: int | None = None,
+    write: str | Path | None = None,
+    tls_ports: Iterable[int] = (),
+    ca_bundle: str | Path | None = None,
+    verify: bool = True,
+    tshark_path: str | None = None,
+) -> Iterator[HandshakeRecord]:
+    """Capture on ``interface`` and yield a diagnosed :class:`HandshakeRecord` as soon as
+    each TLS handshake settles.
+
+    ``bpf``: capture filter (default: TCP). ``duration``: stop after this many seconds,
+    then yield the connections still open. ``count``: stop after this many records.
+    ``write``: also keep the raw capture (pcapng) for later analysis. Ctrl-C (or a Jupyter
+    interrupt) while waiting ends the capture like ``duration``. Raises
+    :class:`LiveCaptureError` with a one-line reason when the capture cannot start
+    (no such interface, no permission, bad filter, tshark/dumpcap missing).
+    """
+    options = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=verify)
+    session = LiveSession(
+        interface, bpf=bpf, write=write, tls_ports=tls_ports, options=options,
+        tshark_path=tshark_path,
+    )
+    try:
+        session.start()
+        try:
+            yield from session.records(duration=duration, count=count)
+        except KeyboardInterrupt:
+            yield from session.flush()
+    finally:
+        session.close()
+
+
+def live_dataframe(interface: str, duration: float, **options: Any) -> pd.DataFrame:
+    """Capture for ``duration`` seconds; every record as a DataFrame (SPEC §3 columns).
+    ``options`` are those of :func:`live`."""
+    from analyzer.frame import to_dataframe
+
+    return to_dataframe(list(live(interface, duration=duration, **options)))
