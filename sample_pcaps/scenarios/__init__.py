@@ -1,6 +1,16 @@
-"""Sample-capture scenarios, one module per stack; importing this registers them all."""
+"""Sample-capture scenarios, one module per stack; importing this registers them all.
 
-from . import browser, formats, gnutls, incident, network, nginx, openssl, python_ssl, smtp, squid  # noqa: F401
+``REGISTRY`` lists them in README order: servers first (nginx, OpenSSL, Python, GnuTLS),
+then the network, proxies, capture formats, STARTTLS, the browser and the incident.
+"""
+
+from . import browser, formats, gnutls, incident, network, nginx, openssl, python_ssl, smtp, squid
 from .base import REGISTRY, Ctx, Expect, Scenario, ScenarioError
+
+_MODULES = (nginx, openssl, python_ssl, gnutls, network, squid, formats, smtp, browser, incident)
+_rank = {m.__name__: n for n, m in enumerate(_MODULES)}
+_ordered = sorted(REGISTRY.values(), key=lambda s: _rank.get(s.run.__module__, len(_rank)))
+REGISTRY.clear()
+REGISTRY.update((s.name, s) for s in _ordered)
 
 __all__ = ["REGISTRY", "Ctx", "Expect", "Scenario", "ScenarioError"]
