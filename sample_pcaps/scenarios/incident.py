@@ -127,16 +127,16 @@ def _truth(job: Job, run: Run) -> Expect:
 
 
 def _spread(src: Path, dst: Path, jobs: list[Job]) -> None:
-    """Shift each connection's packets as a block so connection n starts at its slot."""
+    """Shift each connection's packets as a block so connection n starts at slot n."""
     rng = random.Random(SEED + 1)
     slots = sorted(rng.uniform(0, SPREAD) for _ in jobs)
     conns = tcp_connections(src, (443,))
     if len(conns) != len(jobs):
         raise ScenarioError(f"{len(conns)} connections captured for {len(jobs)} clients")
     start = {c.client_port: c.first_ts for c in conns}
-    order = sorted(start, key=lambda p: start[p])
-    base = start[order[-1]] - slots[-1]  # the last connection keeps its real start time
-    shift = {port: base + slots[i] - start[port] for i, port in enumerate(order)}
+    # connection n (source port FIRST_PORT + n) starts at slot n; the last keeps its real time
+    base = start[jobs[-1].port] - slots[-1]
+    shift = {job.port: base + slots[job.n] - start[job.port] for job in jobs}
     out: list[tuple[float, bytes]] = []
     with src.open("rb") as f:
         reader = open_capture(f)

@@ -131,14 +131,14 @@ def openssl_resumption(ctx: Ctx) -> list[Expect]:
     s_server(ctx)
     sess12, sess13 = ctx.work / "s12.pem", ctx.work / "s13.pem"
     req = "GET / HTTP/1.0\r\n\r\n"
-    with ctx.capture([443]):
+    with ctx.capture([443]):  # -ign_eof: read until s_server closes, tickets included
         runs = [
-            ctx.s_client(WWW, "-tls1_2", "-no_ticket", "-sess_out", str(sess12), sni=WWW,
-                         input=req),
-            ctx.s_client(WWW, "-tls1_2", "-no_ticket", "-sess_in", str(sess12), sni=WWW,
-                         input=req),
-            ctx.s_client(WWW, "-sess_out", str(sess13), sni=WWW, input=req),
-            ctx.s_client(WWW, "-sess_in", str(sess13), sni=WWW, input=req),
+            ctx.s_client(WWW, "-ign_eof", "-tls1_2", "-no_ticket", "-sess_out", str(sess12),
+                         sni=WWW, input=req),
+            ctx.s_client(WWW, "-ign_eof", "-tls1_2", "-no_ticket", "-sess_in", str(sess12),
+                         sni=WWW, input=req),
+            ctx.s_client(WWW, "-ign_eof", "-sess_out", str(sess13), sni=WWW, input=req),
+            ctx.s_client(WWW, "-ign_eof", "-sess_in", str(sess13), sni=WWW, input=req),
         ]
     saids = [
         check(runs[0], exit=0, says="New, TLSv1.2"),

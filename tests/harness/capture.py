@@ -62,6 +62,7 @@ class Capture:
         self._proc: subprocess.Popen[bytes] | None = None
         self._err: list[str] = []
         self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
 
     def __enter__(self) -> Capture:
         self.start()
@@ -83,8 +84,9 @@ class Capture:
             marker = "Capturing on"
         self._proc = self.ns.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self._proc.stderr is not None
-        threading.Thread(target=self._read_err, args=(self._proc.stderr, marker),
-                         daemon=True).start()
+        self._reader = threading.Thread(target=self._read_err,
+                                        args=(self._proc.stderr, marker), daemon=True)
+        self._reader.start()
         if not self._ready.wait(READY_TIMEOUT):
             self._kill()
             raise CaptureError(f"{argv[0]} did not start: {''.join(self._err).strip()}")
@@ -115,7 +117,8 @@ class Capture:
             proc.wait()
             if check:
                 raise CaptureError("capture did not stop on SIGINT") from None
-        time.sleep(0.05)
+        if self._reader is not None:
+            self._reader.join(STOP_TIMEOUT)  # the statistics are tcpdump's last words
         self.stats = "".join(self._err)
         if not check:
             return
