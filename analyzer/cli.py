@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
@@ -238,28 +237,12 @@ def analyze(
 
 
 def summarize(records: Sequence[HandshakeRecord], run: Run) -> dict[str, object]:
-    outcomes = Counter(r.outcome for r in records)
-    failures = Counter(r.failure for r in records if r.failure)
-    examples = {}
-    for r in records:
-        if r.failure and r.failure not in examples:
-            examples[r.failure] = r.reason
-    servers = Counter(
-        f"{r.sni or r.server_ip}:{r.server_port}" for r in records if r.outcome == "failed"
-    )
+    """The data of ``tlsa summary`` (see :func:`analyzer.aggregate.summary`)."""
+    from analyzer.aggregate import summary as aggregate_summary
+    from analyzer.frame import to_dataframe
+
     quic = sum(s.udp_quic for s in run.stats.values())
-    return {
-        "connections": len(records),
-        "outcomes": dict(outcomes.most_common()),
-        "failures": [
-            {"failure": f, "count": n, "example": examples[f]} for f, n in failures.most_common()
-        ],
-        "worst_servers": [{"server": s, "failed": n} for s, n in servers.most_common(10)],
-        "versions": dict(Counter(r.version or "none" for r in records).most_common()),
-        "ciphers": dict(Counter(r.cipher for r in records if r.cipher).most_common(10)),
-        "udp_quic_datagrams": quic,
-        "captures": sorted(run.stats),
-    }
+    return aggregate_summary(to_dataframe(records), quic=quic, captures=sorted(run.stats))
 
 
 @app.command()
@@ -280,27 +263,33 @@ def summary(
     finish(run, records, False)
 
 
+@app.command()
+def report(
+    paths: PathsArg,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Directory to write index.html into.")
+    ],
+    title: Annotated[str, typer.Option("--title", help="Page title.")] = "TLS handshake report",
+    tls_port: TlsPortOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """A self-contained HTML report: summary, figures, failed handshakes and their details."""
+    from analyzer.report import write as write_report
+
+    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
+    try:
+        path = write_report(records, output, run=run, title=title)
+    except OSError as e:
+        raise Stop(f"-o {output}: cannot write the report ({e.strerror or e})") from e
+    sys.stdout.write(f"{path}\n")
+    finish(run, records, False)
+
+
 def print_summary(data: dict[str, object]) -> None:
-    con = Console(highlight=False)
-    outcomes = data["outcomes"]
-    assert isinstance(outcomes, dict)
-    head = ", ".join(f"{k} {v}" for k, v in outcomes.items())
-    con.print(Text(f"{data['connections']} TLS connections: {head}", style="bold"))
-    failures = data["failures"]
-    assert isinstance(failures, list)
-    if failures:
-        t = Table(title="Failure causes", header_style="bold")
-        t.add_column("cause")
-        t.add_column("count", justify="right")
-        t.add_column("example", overflow="fold")
-        for row in failures:
-            t.add_row(row["failure"], str(row["count"]), Text(safe(row["example"])))
-        con.print(t)
-    quic = data["udp_quic_datagrams"]
-    if quic:
-        con.print(
-            Text(f"{quic} UDP datagrams on port 443 (likely QUIC) were counted, not analyzed.")
-        )
+    from analyzer.report.terminal import print_summary as print_tables
+
+    print_tables(Console(highlight=False), data)
 
 
 @app.command()
@@ -314,50 +303,15 @@ def show(
     """Everything about one connection: timeline, alerts, certificate, diagnosis."""
     records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
     match = [r for r in records if r.uid == uid]
-    if not match:
+    if not match and len(uid) >= 4:
+        match = [r for r in records if r.uid.startswith(uid)][:2]
+    if len(match) != 1:
         report_problems(run)
-        raise Stop(f"no connection with uid {uid} in {' '.join(paths)}")
-    r = match[0]
-    con = Console(highlight=False)
-    con.print(
-        Text(
-            f"{r.uid}  {r.client_ip}:{r.client_port} → {r.server_ip}:{r.server_port}", style="bold"
-        )
-    )
-    con.print(
-        Text(f"outcome: {r.outcome}" + (f" ({r.failure}, {r.failure_side})" if r.failure else ""))
-    )
-    if r.reason:
-        con.print(Text(f"why: {safe(r.reason)}" + (" [inferred]" if r.inferred else "")))
-    if r.remedy:
-        con.print(Text(f"fix: {safe(r.remedy)}"))
-    t = Table(title="Timeline", header_style="bold")
-    t.add_column("+ms", justify="right")
-    t.add_column("from")
-    t.add_column("what", overflow="fold")
-    for e in r.timeline:
-        t.add_row(f"{e.t * 1000:.1f}", e.sender, Text(safe(e.what)))
-    con.print(t)
-    facts = {
-        "sni": r.sni,
-        "offered versions": ", ".join(r.offered_versions),
-        "version": r.version,
-        "cipher": r.cipher,
-        "group": r.group,
-        "alpn": r.alpn,
-        "history": r.history,
-        "certificate": r.cert_subject,
-        "issuer": r.cert_issuer,
-        "SANs": ", ".join(r.cert_sans),
-        "cert status": r.cert_status,
-        "ja3": r.ja3,
-        "ja4": r.ja4,
-        "warnings": ", ".join(r.warnings),
-        "anomalies": ", ".join(r.anomalies),
-    }
-    for k, v in facts.items():
-        if v:
-            con.print(Text(f"{k}: {safe(v)}"))
+        what = "several connections with uids starting" if match else "no connection with uid"
+        raise Stop(f"{what} {safe(uid)} in {' '.join(paths)}")
+    from analyzer.report.terminal import print_record
+
+    print_record(Console(highlight=False), match[0])
     finish(run, records, False)
 
 
@@ -521,7 +475,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except Stop as e:
-        err.print(Text(f"tlsa: error: {e}"))
+        err.print(Text(f"tlsa: error: {e}"), soft_wrap=True)
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)

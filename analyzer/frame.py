@@ -127,3 +127,6 @@ def to_arrow(records: Sequence[HandshakeRecord]) -> pa.Table:
                 value = [[str(x) for x in entry] for entry in value]
             columns[name].append(value)
     return pa.table(columns, schema=schema)
+
+
+import analyzer.aggregate  # noqa: E402, F401  (registers the df.tls accessor)
