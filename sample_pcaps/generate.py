@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     sel.add_argument("--list", action="store_true", help="list scenario names and exit")
     sel.add_argument("--test-set", action="store_true", help="the scenarios the tests rerun")
     sel.add_argument("--list-test-set", action="store_true", help="list --test-set names")
+    sel.add_argument("--readme", action="store_true", help="only rewrite README.md")
     ap.add_argument("--out", type=Path, default=HERE, help="output folder (default: here)")
     ap.add_argument("--jobs", type=int, default=4, help="scenarios run in parallel")
     ap.add_argument("--keep-work", action="store_true", help="keep per-scenario work dirs")
@@ -255,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.list_test_set:
         print("\n".join(s.name for s in REGISTRY.values() if s.in_test))
+        return 0
+    if args.readme:
+        from readme import write_readme
+
+        write_readme(HERE, list(REGISTRY.values()), read_manifest(HERE / MANIFEST))
         return 0
     if args.all:
         chosen = list(REGISTRY.values())

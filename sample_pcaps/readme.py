@@ -19,6 +19,10 @@ not this file.
 
 - **Regenerate**: `make samples` (as root; `python sample_pcaps/generate.py --all`), or
   `--only NAME...` for some, `--out DIR` elsewhere, `--list` to list them.
+- **Mixed incident** (`incident_deploy.pcap.gz`): connections ran a few at a time in real
+  time; afterwards each connection's packets were shifted as a block so that connection *n*
+  starts at its slot in a four-minute window (its own packet timing untouched). That keeps
+  generation fast and the file under 1 MB while it reads like minutes of traffic.
 - **Ground truth**: `MANIFEST.jsonl`, one JSON object per TCP connection:
   `file, scenario, client_ip, client_port, server_ip, server_port, outcome, failure,
   failure_side, sni, version, setup`, with SPEC §3/§4 values. The truth comes from the
@@ -28,8 +32,11 @@ not this file.
   capture and refuses to write a line that disagrees with any of these.
 - **How**: two network namespaces (client 10.99.0.2 / fd00:99::2, server 10.99.0.1 /
   fd00:99::1) joined by a veth link at MTU 1500 with offloads off, so segments and
-  checksums are what a real NIC sends. tcpdump runs on the client's interface with full
-  snaplen, filtered to the scenario's ports, and must report 0 packets dropped.
+  checksums are what a real NIC sends. tcpdump runs on the client's interface (unless a
+  scenario says otherwise) with full snaplen, filtered to the scenario's ports, and must
+  report 0 packets dropped. Loss and black holes are drops in the receiving host's INPUT
+  chain, which comes after the capture point: the capture shows what a tap on the link
+  before the faulty hop would see, retransmissions included.
   Certificates come from a throw-away PKI made at generation time (`tests/harness/pki.py`):
   a root, an intermediate, leaves good / expired / not-yet-valid / self-signed / for
   another host / served without their intermediate, and an untrusted inspection CA.
@@ -62,6 +69,11 @@ not this file.
 - **Capture that starts mid-handshake / is cut mid-handshake**: `incomplete`, nobody
   blamed (SPEC §4). The cut capture ends right after the first segment of the server's
   flight, with the client still waiting.
+- **Not-yet-valid certificate under TLS 1.3** (`nginx_not_yet_valid_tls13`): OpenSSL
+  answers with `bad_certificate` (not `certificate_expired`) and the certificate itself is
+  encrypted, so the wire alone cannot tell this from an otherwise invalid certificate. The
+  truth stays `certificate_expired`, what actually happened; the TLS 1.2 twin shows the
+  dates.
 - **Refused STARTTLS**: the client never sends a ClientHello; outcome `not_tls` with
   failure null, since the server did not expect TLS (SPEC §4).
 
