@@ -21,6 +21,20 @@ CA = SAMPLES / "test-ca.pem"
 
 Key = tuple[str, str, int, str, int]
 
+# Connections whose truth the wire does not show, with the reason. Each is listed with the
+# value we report instead, so a change in either direction is noticed.
+INVISIBLE: dict[tuple[str, str], tuple[object, str]] = {
+    ("nginx_wrong_host_tls13", "outcome"): (
+        "established",
+        "curl checks the host name after a TLS 1.3 handshake and leaves with an encrypted "
+        "close_notify: on the wire this is identical to a probe that had nothing to send "
+        "(s_client, gnutls-cli in other samples), and SPEC §3 keeps such a handshake "
+        "established without a visible reason",
+    ),
+    ("nginx_wrong_host_tls13", "failure"): (None, "see outcome"),
+    ("nginx_wrong_host_tls13", "failure_side"): (None, "see outcome"),
+}
+
 
 @pytest.fixture(scope="module")
 def records() -> dict[Key, HandshakeRecord]:
@@ -57,8 +71,14 @@ def test_field_matches_manifest(records: dict[Key, HandshakeRecord], field: str)
     wrong = []
     for m in MANIFEST:
         r = records.get(key(m))
-        if r is not None and getattr(r, field) != m[field]:
-            wrong.append((m["scenario"], m["client_port"], m[field], getattr(r, field), r.reason))
+        if r is None:
+            continue
+        expected = m[field]
+        known = INVISIBLE.get((str(m["scenario"]), field))
+        if known is not None:
+            expected = known[0]
+        if getattr(r, field) != expected:
+            wrong.append((m["scenario"], m["client_port"], expected, getattr(r, field), r.reason))
     assert wrong == []
 
 

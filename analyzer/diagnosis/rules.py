@@ -125,9 +125,11 @@ def client_sent_data(r: HandshakeRecord) -> bool:
 def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if not r.established:
         return None
-    server_closed = r.close_by == "server" or r.close == "rst_server"
     srv = r.server_encrypted_after_client_flight
-    if r.version == "TLSv1.3" and srv and srv[0] <= ALERT_SIZED and server_closed:
+    if r.version == "TLSv1.3" and srv and all(size <= ALERT_SIZED for size in srv):
+        # The server answered the client's flight with an alert-sized record and nothing
+        # else (a successful server sends tickets or data first). Who closed first is a
+        # race and proves nothing.
         what = (
             "an empty client Certificate"
             if r.client_certificates == 0
@@ -140,7 +142,8 @@ def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
             inferred=True,
             reason=(
                 f"TLS 1.3 with {server(r)}: right after {what} the server sent a "
-                f"{srv[0]}-byte encrypted record (alert-sized) and closed the connection; "
+                f"{srv[0]}-byte encrypted record (alert-sized) and nothing else before the "
+                "connection closed; "
                 "inferred: the server requires a client certificate or rejected the one sent"
             ),
             remedy=(
@@ -149,32 +152,14 @@ def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
             ),
         )
     client_alert = any(a.sender == "client" for a in r.alerts)
-    if client_alert and not client_sent_data(r) and r.sni:
-        # The client finished the handshake and left without a word of data.
+    if client_alert and not client_sent_data(r) and r.cert_chain_sha256:
+        # The client finished the handshake and left without a word of data, and the
+        # certificate it saw (TLS <= 1.2) gives the visible reason. Under TLS 1.3 the same
+        # pattern is usually a probe with nothing to send: without a visible reason the
+        # handshake stays established (SPEC §3 outcome).
         cert = certificate_verdict(r, f.cert_status, inferred=True, after_handshake=True)
         if cert is not None:
             return cert
-        if f.cert_status == "ok" or (
-            r.version == "TLSv1.3" and not r.client_alert_after_server_records
-        ):
-            return Verdict(outcome="established")  # a probe: nothing wrong to be seen
-        visible = "" if r.cert_chain_sha256 else " (the certificate is encrypted in TLS 1.3)"
-        return Verdict(
-            outcome="failed",
-            failure="sni_mismatch",
-            side="client",
-            inferred=True,
-            reason=(
-                f"the client completed the handshake with {server(r)}, then sent an "
-                "encrypted alert and closed without sending any data: inferred, a check "
-                "made after the handshake failed, typically the host name "
-                f"{r.sni!r} against the certificate's names{visible}"
-            ),
-            remedy=(
-                f"Check that the certificate covers {r.sni}: {rm.show_certs(r)} "
-                "| grep -i -e subject -e DNS"
-            ),
-        )
     return Verdict(outcome="established")
 
 

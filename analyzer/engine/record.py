@@ -178,9 +178,6 @@ class HandshakeRecord:
     server_unacked_bytes: int = 0
     """Server bytes the client never acknowledged by the end of the handshake (a server
     flight lost on the way, e.g. an MTU black hole)."""
-    client_alert_after_server_records: bool = False
-    """TLS 1.3: after the handshake the client read the server's first records, then sent
-    an alert-sized record (a rejection after the handshake rather than a plain close)."""
     client_hello_acked: bool = False
     """The server's TCP acknowledged the whole first ClientHello."""
     syn_count: int = 0

@@ -103,7 +103,6 @@ class Connection:
         "client_certs",
         "client_enc_after_flight",
         "client_first_bytes",
-        "client_late_alert",
         "close_by",
         "closed",
         "established",
@@ -184,9 +183,6 @@ class Connection:
         self.finished_seen: dict[bool, bool] = {True: False, False: False}
         self.server_flight = 0
         self.client_enc_after_flight: list[int] = []
-        self.client_late_alert = False
-        """TLS 1.3: the client sent an alert-sized record after it had received the
-        server's first post-handshake record (it read from the connection, then left)."""
         self.server_enc_after_client: list[int] = []
         self.established = False
         self.app_data = False
@@ -550,8 +546,6 @@ class Connection:
                     self.establish(ts)
                 elif self.established and length > ALERT_SIZED:
                     self.reach("application_data")
-                elif self.established and self.server_enc_after_client:
-                    self.client_late_alert = True
             total = len(self.client_enc_after_flight) + len(self.server_enc_after_client)
             if self.established and (
                 (len(self.client_enc_after_flight) >= 2 and self.server_enc_after_client)
@@ -682,7 +676,6 @@ class Connection:
             "anomalies": self.anomaly_codes(),
             "client_hello_segments": self.ch_segments if ch is not None else 0,
             "client_hello_acked": self.client_acked_ch,
-            "client_alert_after_server_records": self.client_late_alert,
             "server_unacked_bytes": self.undelivered(from_client=False),
             "client_certificates": self.client_certs,
             "syn_count": self.syn_count,
