@@ -23,7 +23,9 @@ deb:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  echo "wireshark-common wireshark-common/install-setuid boolean false" | $(SUDO) debconf-set-selections; \
+	  printf '%s\n' "wireshark-common wireshark-common/install-setuid boolean false" \
+	    "postfix postfix/main_mailer_type select No configuration" \
+	    "postfix postfix/mailname string localhost" | $(SUDO) debconf-set-selections; \
 	  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; $(SUDO) chmod +x /usr/sbin/policy-rc.d; }; \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
@@ -36,9 +38,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,live,dask]'
 	@touch $@
 
+# The sample clients trusted the samples' own test root CA: give the analyzer the same trust.
+SAMPLE_TRUST := --ca-bundle sample_pcaps/test-ca.pem
+
 run: install
-	$(VENV)/bin/tlsa analyze sample_pcaps/
-	$(VENV)/bin/tlsa summary sample_pcaps/
+	$(VENV)/bin/tlsa analyze sample_pcaps/ $(SAMPLE_TRUST)
+	$(VENV)/bin/tlsa summary sample_pcaps/ $(SAMPLE_TRUST)
 
 lint: install
 	$(VENV)/bin/ruff check analyzer tests bench sample_pcaps

@@ -124,6 +124,24 @@ def cross_check(scn: Scenario, conn: Connection, exp: Expect, facts: Facts) -> N
                             f"ServerHello says {version!r} for {conn.key}")
 
 
+# -- the trust anchor the clients were given -------------------------------------------------
+
+TEST_CA = "test-ca.pem"
+
+
+def save_trust_anchor(pki: TestPKI, dest: Path, *, replace: bool) -> None:
+    """Write the test root CA (certificate only) beside the captures, so the analyzer can be
+    given the trust the clients had (``--ca-bundle sample_pcaps/test-ca.pem``). A partial
+    run adds its new root to the bundle, which keeps the older captures verifiable."""
+    pem = pki.root.read_text()
+    path = dest / TEST_CA
+    if replace or not path.exists():
+        path.write_text(pem)
+    elif pem not in path.read_text():
+        with path.open("a") as f:
+            f.write(pem)
+
+
 # -- running one scenario ---------------------------------------------------------------------
 
 
@@ -283,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chmod(pki_dir, 0o755)
     try:
         pki = TestPKI(pki_dir)
+        save_trust_anchor(pki, dest, replace=args.all)
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             results = list(pool.map(lambda s: attempt(s, pki, dest, args.keep_work), chosen))
     finally:
