@@ -473,7 +473,9 @@ def live_summary(session: LiveSession, seconds: float) -> str:
 def main() -> None:
     """Console entry point: no traceback for the user."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns typer.Exit's status here
+            sys.exit(code)
     except Stop as e:
         err.print(Text(f"tlsa: error: {e}"), soft_wrap=True)
         sys.exit(2)

@@ -1,0 +1,244 @@
+"""Figures: each returns a Figure with the expected title, labelled axes, legend and
+artists for a known input; a failure category keeps one colour in every figure."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from typing import Any
+
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from analyzer import plots
+from analyzer.engine.record import FAILURES, HandshakeRecord
+from analyzer.frame import to_dataframe
+
+T0 = 1_700_000_000.0
+
+
+def rec(n: int, **kw: Any) -> HandshakeRecord:
+    base: dict[str, Any] = {
+        "uid": f"C{n:05d}",
+        "capture": "t.pcap",
+        "ts": T0 + n * 10,
+        "ts_end": T0 + n * 10 + 1,
+        "client_ip": "192.0.2.1",
+        "client_port": 40000 + n,
+        "server_ip": "198.51.100.1",
+        "server_port": 443,
+    }
+    base.update(kw)
+    return HandshakeRecord(**base)
+
+
+def ok(n: int, **kw: Any) -> HandshakeRecord:
+    return rec(
+        n,
+        outcome="established",
+        stage="application_data",
+        version="TLSv1.3",
+        handshake_time=0.01 + n / 1000,
+        **kw,
+    )
+
+
+def bad(n: int, failure: str, **kw: Any) -> HandshakeRecord:
+    return rec(
+        n,
+        outcome="failed",
+        failure=failure,
+        failure_side="client",
+        stage=kw.pop("stage", "server_hello"),
+        handshake_time=0.002 + n / 1000,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def df() -> pd.DataFrame:
+    """12 connections: 6 established, 4 certificate_expired on api, 2 version_mismatch on www."""
+    records = [ok(i, sni="www.example") for i in range(6)]
+    records += [
+        bad(
+            6 + i,
+            "certificate_expired",
+            sni="api.example",
+            server_ip="198.51.100.2",
+            version="TLSv1.3",
+        )
+        for i in range(4)
+    ]
+    records += [
+        bad(10 + i, "version_mismatch", sni="www.example", stage="client_hello") for i in range(2)
+    ]
+    return to_dataframe(records)
+
+
+def _check_labels(fig: Figure) -> list[Axes]:
+    """Title on the figure or its first axes; x and y labels on every data axes."""
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    title = fig.texts[0].get_text() if fig.texts else axes[0].get_title()
+    assert title
+    for ax in axes:
+        assert ax.get_xlabel() or ax is not axes[-1]
+        assert ax.get_ylabel()
+    return axes
+
+
+def _legend_colours(ax: Axes) -> dict[str, str]:
+    legend = ax.get_legend()
+    assert legend is not None
+    return {
+        t.get_text(): to_hex(h.get_facecolor())
+        for t, h in zip(legend.get_texts(), legend.legend_handles, strict=True)
+        if isinstance(h, Rectangle)
+    }
+
+
+def _bars(ax: Axes) -> list[Rectangle]:
+    return [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0]
+
+
+def test_the_colour_mapping_is_complete_and_distinct() -> None:
+    assert set(plots.FAILURE_COLORS) == set(FAILURES)
+    assert len(set(plots.FAILURE_COLORS.values())) == len(FAILURES)
+    assert plots.OUTCOME_COLORS["established"] not in plots.FAILURE_COLORS.values()
+    assert plots.color("not_tls") == plots.FAILURE_COLORS["not_tls"]
+
+
+def test_failures_over_time(df: pd.DataFrame) -> None:
+    fig = plots.failures_over_time(df, "20s")
+    assert isinstance(fig, Figure)
+    top, bottom = _check_labels(fig)
+    assert "20 s" in fig.texts[0].get_text()
+    assert top.get_ylabel() == "connections per 20 s"
+    assert bottom.get_xlabel() == "time (UTC)"
+    assert _legend_colours(top) == {
+        "established": plots.color("established"),
+        "failed": plots.color("failed"),
+    }
+    assert _legend_colours(bottom) == {
+        c: plots.color(c) for c in ("version_mismatch", "certificate_expired")
+    }
+    # 6 bins of 20 s, one bar per bin and series drawn.
+    assert len(top.patches) == 6 * 2
+    assert len(bottom.patches) == 6 * 2
+    assert sum(p.get_height() for p in bottom.patches) == 6
+
+
+def test_top_failing_servers(df: pd.DataFrame) -> None:
+    fig = plots.top_failing_servers(df, top=5)
+    (ax,) = _check_labels(fig)
+    assert ax.get_xlabel() == "failed handshakes (count)"
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["198.51.100.1:443  (www.example)", "198.51.100.2:443  (api.example)"][::-1]
+    bars = _bars(ax)
+    assert {(b.get_width(), to_hex(b.get_facecolor())) for b in bars} == {
+        (4, plots.color("certificate_expired")),
+        (2, plots.color("version_mismatch")),
+    }
+    notes = sorted(t.get_text().strip() for t in ax.texts)
+    assert notes == ["2 of 8 (25%)", "4 of 4 (100%)"]
+    assert set(_legend_colours(ax).items()) <= set(plots.COLORS.items())
+
+
+def test_version_outcome_heatmap(df: pd.DataFrame) -> None:
+    fig = plots.version_outcome_heatmap(df)
+    (ax,) = _check_labels(fig)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["TLSv1.3", "not negotiated"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "established",
+        "failed",
+        "incomplete",
+        "not_tls",
+    ]
+    assert [t.get_text() for t in ax.texts] == ["6", "4", "0", "0", "0", "2", "0", "0"]
+    assert len(fig.axes) == 2  # the colour bar
+    assert fig.axes[1].get_ylabel() == "connections (count)"
+
+
+def test_handshake_funnel(df: pd.DataFrame) -> None:
+    fig = plots.handshake_funnel(df)
+    (ax,) = _check_labels(fig)
+    assert len(ax.get_yticks()) == 9
+    notes = [t.get_text() for t in ax.texts]
+    assert notes[0] == "12 (100%)" and notes[2] == "12 (100%)"  # tcp_syn, client_hello
+    assert notes[3] == "10 (83%)"  # server_hello
+    assert notes[-1] == "6 (50%)"  # application_data
+    colours = _legend_colours(ax)
+    assert colours["certificate_expired"] == plots.color("certificate_expired")
+    assert colours["established"] == plots.color("established")
+    assert colours["went further"] == plots.color("continued")
+
+
+def test_handshake_time_distribution(df: pd.DataFrame) -> None:
+    fig = plots.handshake_time_distribution(df)
+    (ax,) = _check_labels(fig)
+    assert ax.get_xscale() == "log"
+    assert "ms" in ax.get_xlabel()
+    legend = ax.get_legend()
+    assert legend is not None
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[:2] == ["established (6)", "failed (6)"]
+    assert texts[2].startswith("median established: ")
+    assert len(ax.lines) == 2  # the medians
+    assert sum(p.get_height() for p in ax.patches) == 12
+
+
+def test_failure_categories(df: pd.DataFrame) -> None:
+    fig = plots.failure_categories(df)
+    (ax,) = _check_labels(fig)
+    names = [t.get_text() for t in ax.get_yticklabels()]
+    assert names == ["certificate_expired", "version_mismatch"]  # most frequent on top
+    bars = _bars(ax)
+    assert len(bars) == 2
+    by_width = {b.get_width(): to_hex(b.get_facecolor()) for b in bars}
+    assert by_width == {4: plots.color("certificate_expired"), 2: plots.color("version_mismatch")}
+
+
+def test_each_category_keeps_its_colour_across_figures(df: pd.DataFrame) -> None:
+    seen: dict[str, set[str]] = {}
+    for name, make in plots.FIGURES.items():
+        fig = make(df)
+        for ax in fig.axes:
+            if ax.get_legend() is None:
+                continue
+            for label, colour in _legend_colours(ax).items():
+                seen.setdefault(label, set()).add(colour)
+        if name == "failure_categories":
+            ax = fig.axes[0]
+            labels = [t.get_text() for t in ax.get_yticklabels()]
+            for label, bar in zip(labels, _bars(ax), strict=True):
+                seen.setdefault(label, set()).add(to_hex(bar.get_facecolor()))
+    for label in ("certificate_expired", "version_mismatch", "established"):
+        assert seen[label] == {plots.color(label)}, label
+
+
+def test_empty_and_hostile_inputs_still_draw() -> None:
+    empty = to_dataframe([])
+    hostile = to_dataframe(
+        [bad(1, "other_alert", sni="$\\frac{a}{b}$ <b>" + "x" * 80 + "\x1b[31m")]
+    )
+    for frame in (empty, hostile):
+        for make in plots.FIGURES.values():
+            fig = make(frame)
+            fig.savefig(io.BytesIO(), format="png")
+    fig = plots.top_failing_servers(hostile)
+    label = fig.axes[0].get_yticklabels()[0].get_text()
+    assert "\\$" in label and "\x1b" not in label and label.endswith("…)")
+
+
+def test_figures_do_not_use_pyplot() -> None:
+    code = (
+        "import sys, analyzer.plots as p, analyzer.frame as f\n"
+        "fig = p.handshake_funnel(f.to_dataframe([]))\n"
+        "print('matplotlib.pyplot' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
