@@ -76,7 +76,7 @@ def jsonl(text: str) -> list[dict[str, Any]]:
 
 
 def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-             *args: str) -> tuple[int, str, str]:
+             *args: str | Path) -> tuple[int, str, str]:
     """The console entry point ``tlsa`` in-process: (exit status, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", ["tlsa", *map(str, args)])
     code: int | str | None = 0
@@ -88,7 +88,7 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     return (code if isinstance(code, int) else 1 if code else 0), out, err
 
 
-def subprocess_tlsa(*args: str) -> subprocess.CompletedProcess[str]:
+def subprocess_tlsa(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "analyzer", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
 
