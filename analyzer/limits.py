@@ -145,3 +145,11 @@ REPORT_MAX_FAILED = 2000
 """Failed handshakes listed (with their details, ~4 KB each) in the HTML report: about
 8 MB, still quick to open and search in a browser. The rest are counted in the summary
 and figures, and ``tlsa analyze --only-failed`` lists them all."""
+
+MAX_CLOSED_TUPLES = 100_000
+"""4-tuples of recently closed connections remembered so that late segments (a FIN
+retransmitted after the close, data in flight after a RST) do not start phantom records.
+About 200 bytes each: 20 MB at most."""
+
+CLOSED_TUPLE_TIMEOUT = 60.0
+"""Seconds of packet time a closed 4-tuple is remembered (Linux TIME_WAIT is 60 s)."""

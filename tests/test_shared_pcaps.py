@@ -81,16 +81,7 @@ ACCEPTED: dict[tuple[str, int, str], str] = {
 
 # Disagreements caused by engine bugs (ours is wrong); test_engine_bugs_fixed turns into an
 # unexpected pass once they are fixed, so this list cannot go stale.
-_TFO = (
-    "engine bug: the ClientHello rides on the SYN (TCP Fast Open), the server ignores it and "
-    "the client retransmits the SYN with the same ISN; the engine takes that retransmission "
-    "for port reuse and starts a second record, so the first record (which tshark's "
-    "ClientHello matches) never sees the ServerHello. tshark: one stream, TLSv1.3"
-)
-ENGINE_BUGS: dict[tuple[str, int, str], str] = {
-    ("suricata-verify/tcp-fastopen-10-syn-data-ignore/input.pcap", 51615, f): _TFO
-    for f in ("version", "cipher", "ja3s")
-}
+ENGINE_BUGS: dict[tuple[str, int, str], str] = {}
 
 # Fields tshark leaves empty although it dissected the hello: nothing to compare with.
 NOT_COMPARED = {
@@ -318,8 +309,6 @@ def test_every_disagreement_is_explained(results: list[FileResult]) -> None:
     assert ACCEPTED.keys() <= found
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a SYN retransmitted after TCP Fast Open data "
-                   "is taken for port reuse (see ENGINE_BUGS)")
 def test_engine_bugs_fixed(results: list[FileResult]) -> None:
     found = {(r.name, port, name) for r in results for port, name, _, _ in r.disagreements}
     assert not found & ENGINE_BUGS.keys()
@@ -328,13 +317,6 @@ def test_engine_bugs_fixed(results: list[FileResult]) -> None:
 # -- one record per TCP connection -----------------------------------------------------------
 
 PHANTOMS = {
-    "suricata-verify/bug-2646-01/input.pcap":
-        "the server retransmits its FIN with data after both FINs: a second, 'midstream' record",
-    "suricata-verify/bug-7264-tcp-3whs-ack-data-tls-01/input.pcap":
-        "same retransmitted FIN after the close: a second, 'midstream' record",
-    "suricata-verify/tcp-fastopen-10-syn-data-ignore/input.pcap":
-        "SYN retransmission after Fast Open data taken for port reuse; a late SYN-ACK after "
-        "the close makes a third record",
     "suricata-verify/tls/tls-subjectaltname/input.pcap":
         "SYN answered by a stale ACK, the client's RST (sequence number outside its own "
         "space, RFC 793 SYN-SENT rule) ends a first record 'failed/handshake_aborted' (or "

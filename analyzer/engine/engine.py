@@ -12,10 +12,11 @@ FIN/RST) — its payload is neither reassembled nor parsed.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from analyzer import limits
 from analyzer.decode import decode_frame
 from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, Segment
 from analyzer.engine.preamble import DEFAULT_TLS_PORTS
@@ -68,6 +69,9 @@ class Engine:
         self.table: FlowTable[Connection] = table if table is not None else FlowTable()
         self.stats = CaptureStats()
         self._next_expiry = 0.0
+        self._closed: OrderedDict[tuple[bytes, int, bytes, int], float] = OrderedDict()
+        """4-tuples (both directions) of connections closed by FIN or RST, with the time:
+        retransmissions and segments in flight after the close are not new connections."""
 
     # ------------------------------------------------------------------ input
 
@@ -132,13 +136,15 @@ class Engine:
         flags = seg.flags
         if conn is not None and flags & SYN and not flags & ACK:
             from_client = conn.key[0] == seg.src and conn.key[1] == seg.sport
-            isn_next = (seg.seq + 1) & 0xFFFFFFFF
-            if not from_client or conn.client.rx.next_seq not in (None, isn_next):
+            if not from_client or conn.syn_seq not in (None, seg.seq):
                 # A new SYN on a known 4-tuple: port reuse; the old connection ends.
                 self.table.remove(conn)
                 self._report(conn, conn_close(conn), out)
                 conn = None
         if conn is None:
+            new_syn = flags & SYN and not flags & ACK
+            if not new_syn and self._closed.get(key) is not None:
+                return  # a late segment (or SYN-ACK) of a connection already reported
             conn = self._new(seg, key)
             if conn is None:
                 return
@@ -205,13 +211,26 @@ class Engine:
     ) -> None:
         if seg.flags & RST:
             conn.tcp_rst(seg.ts, from_client)
-            self.table.remove(conn)
+            self._closed_by_flags(conn, seg.ts)
             self._report(conn, "rst_client" if conn.rst_by == "client" else "rst_server", out)
             return
         conn.tcp_fin(seg.ts, from_client, seg.seq, len(seg.payload))
         if conn.client.fin and conn.server.fin:
-            self.table.remove(conn)
+            self._closed_by_flags(conn, seg.ts)
             self._report(conn, "fin", out)
+
+    def _closed_by_flags(self, conn: Connection, ts: float) -> None:
+        """Forget the connection but remember its 4-tuple for a while (like TIME_WAIT)."""
+        self.table.remove(conn)
+        src, sport, dst, dport = conn.key
+        closed = self._closed
+        closed[conn.key] = ts
+        closed[(dst, dport, src, sport)] = ts
+        while closed and (
+            len(closed) > 2 * limits.MAX_CLOSED_TUPLES
+            or next(iter(closed.values())) + limits.CLOSED_TUPLE_TIMEOUT < ts
+        ):
+            closed.popitem(last=False)
 
     # ------------------------------------------------------------------ output
 

@@ -133,6 +133,7 @@ class Connection:
         "stage",
         "starttls",
         "syn_count",
+        "syn_seq",
         "syn_ts",
         "synack",
         "synack_ts",
@@ -160,6 +161,9 @@ class Connection:
         self.mode = "detect"
         """Client side: detect | tls | preamble | plaintext."""
         self.syn_count = 0
+        self.syn_seq: int | None = None
+        """Sequence number of the client's first SYN (a SYN with another one is a new
+        connection on the same 4-tuple)."""
         self.synack = False
         self.syn_ts: float | None = None
         self.synack_ts: float | None = None
@@ -253,6 +257,7 @@ class Connection:
         self.syn_count += 1
         if self.syn_ts is None:
             self.syn_ts = ts
+            self.syn_seq = seq
             self.note(ts, "client", "SYN")
         self.client.rx.syn(seq)
 
