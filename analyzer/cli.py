@@ -379,8 +379,9 @@ def _sigterm(signum: int, frame: object) -> None:
 @app.command()
 def live(
     interface: Annotated[
-        str, typer.Option("-i", "--interface", help="Interface to capture on (tshark -D).")
-    ],
+        str | None,
+        typer.Option("-i", "--interface", help="Interface to capture on (tshark -D). Required."),
+    ] = None,
     bpf: Annotated[str, typer.Option("--bpf", help="Capture filter (BPF syntax).")] = DEFAULT_BPF,
     duration: Annotated[
         float | None, typer.Option("--duration", min=0, help="Stop after S seconds.")
@@ -403,6 +404,8 @@ def live(
     import signal
     import time
 
+    if not interface:
+        raise Stop("tlsa live needs -i INTERFACE (list the interfaces with: tshark -D)")
     if ca_bundle is not None:
         try:
             load_ca_bundle(str(ca_bundle))

@@ -12,6 +12,9 @@ for a given time into a DataFrame. Both run the capture on threads of their own 
 loop), so they are safe inside Jupyter; interrupting the kernel (or Ctrl-C) ends the
 capture like ``duration`` would: the records of connections still open are still given.
 
+``analyzer.live`` is the function (the package re-exports it over this module's name):
+reach the rest with ``from analyzer.live import LiveSession``.
+
 Not here: the command line (``tlsa live`` in :mod:`analyzer.cli`), capture details.
 """
 

@@ -291,8 +291,9 @@ def _tlsa_error(ns: Any, args: list[str], env: dict[str, str] | None = None,
     [
         (["-i", "nosuch0"], "tlsa: error: interface 'nosuch0' does not exist"),
         (["-i", "lo", "--bpf", "tcp port"], "tlsa: error: bad BPF filter 'tcp port': "),
+        ([], "tlsa: error: tlsa live needs -i INTERFACE"),
     ],
-    ids=["no-such-interface", "bad-bpf"],
+    ids=["no-such-interface", "bad-bpf", "no-interface-given"],
 )
 def test_errors_are_one_line_and_exit_2(ns: Any, args: list[str], expected: str) -> None:
     code, out, err = _tlsa_error(ns, args)
