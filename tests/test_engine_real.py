@@ -553,9 +553,6 @@ def test_late_retransmission_after_close_is_not_a_connection(
     assert found[0].retransmits == orig.retransmits + 1
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a SYN retransmitted after a Fast Open SYN that "
-                   "carried the ClientHello is taken for port reuse: the connection splits into "
-                   "two records, the second with a gap (see tcp-fastopen-10 in ../shared)")
 def test_fast_open_syn_retransmission_is_one_connection(
         ns: Netns, pki: TestPKI, tmp_path: Path) -> None:
     if shutil.which("iptables") is None or shutil.which("sysctl") is None:
