@@ -100,6 +100,15 @@ def offered_ciphers_text(r: HandshakeRecord, limit: int = 4) -> str:
     return f"{count} ({', '.join(shown[:limit])}{more})" if shown else "no cipher suites"
 
 
+ENDED = {
+    "fin": "the connection was closed",
+    "rst_client": "the client reset the connection",
+    "rst_server": "the server reset the connection",
+    "idle_timeout": "the connection went idle",
+    "capture_end": "the capture ended",
+}
+
+
 def captured_to_end(r: HandshakeRecord) -> bool:
     """The capture ended while this connection was still going, within the grace time,
     with nobody having given up (SPEC §4 ``incomplete``)."""
@@ -789,8 +798,8 @@ def rule_no_server_response(r: HandshakeRecord, f: Facts) -> Verdict | None:
         failure="no_server_response",
         side="server",
         reason=(
-            f"{server(r)} acknowledged the ClientHello at the TCP level but sent nothing for "
-            f"{waited} until the client gave up ({r.close}): the service behind the port is "
+            f"{server(r)} acknowledged the ClientHello at the TCP level but sent nothing in "
+            f"{waited}, until {ENDED.get(r.close, r.close)}: the service behind the port is "
             "not answering TLS"
         ),
         remedy=(
@@ -810,11 +819,11 @@ def rule_aborted(r: HandshakeRecord, f: Facts) -> Verdict | None:
             failure="handshake_aborted",
             side="network",
             reason=(
-                f"{server(r)} sent its handshake flight but only {r.server_bytes} bytes "
-                "arrived, with a hole the client never acknowledged; the client gave up "
-                f"{after_ch(r, r.ts_close).strip() or 'later'} at stage {r.stage}: large "
-                "segments are lost on the path (an MTU black hole: ICMP 'fragmentation "
-                "needed' blocked)"
+                f"{server(r)} sent its handshake flight ({r.server_unacked_bytes} bytes, "
+                f"{r.server_retransmits} retransmission(s)) but the client never "
+                f"acknowledged it, and gave up {after_ch(r, r.ts_close).strip() or 'later'} "
+                f"at stage {r.stage}: large segments are lost on the path (an MTU black "
+                "hole: ICMP 'fragmentation needed' blocked)"
             ),
             remedy=(
                 "Allow ICMP 'fragmentation needed' on the path or clamp the MSS "
