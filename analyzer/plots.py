@@ -157,7 +157,17 @@ def failures_over_time(df: pd.DataFrame, freq: str | None = None) -> Figure:
     for label, values, colour in series:
         if not values.any():
             continue
-        top.bar(times, values, width=width, bottom=base, align="edge", color=colour, label=label)
+        top.bar(
+            times,
+            values,
+            width=width,
+            bottom=base,
+            align="edge",
+            color=colour,
+            label=label,
+            edgecolor="white",
+            linewidth=0.5,
+        )
         base = base + values
         handles.append(Patch(facecolor=colour, label=label))
     _legend_right(top, handles, "outcome")
@@ -172,7 +182,15 @@ def failures_over_time(df: pd.DataFrame, freq: str | None = None) -> Figure:
         for cat in cats:
             values = wide[cat].to_numpy(dtype=float)
             bottom.bar(
-                times, values, width=width, bottom=base, align="edge", color=color(cat), label=cat
+                times,
+                values,
+                width=width,
+                bottom=base,
+                align="edge",
+                color=color(cat),
+                label=cat,
+                edgecolor="white",
+                linewidth=0.5,
             )
             base = base + values
         _legend_right(bottom, _category_patches(cats), "failure category")
@@ -189,12 +207,12 @@ def failures_over_time(df: pd.DataFrame, freq: str | None = None) -> Figure:
 def top_failing_servers(df: pd.DataFrame, top: int = 10) -> Figure:
     """The servers (IP:port and SNI) with the most failed handshakes, each bar stacked by
     failure category and labelled with ``failed of connections (rate)``."""
-    fig = _figure((10.0, max(3.0, 1.2 + 0.45 * top)))
+    worst = agg.worst_servers(df, top=top)
+    fig = _figure((10.0, 1.3 + 0.45 * max(len(worst), 4)))
     ax = fig.subplots()
     ax.set_title("Servers with the most failed handshakes", fontweight="bold")
     ax.set_xlabel("failed handshakes (count)")
     ax.set_ylabel("server IP:port (SNI)")
-    worst = agg.worst_servers(df, top=top)
     if worst.empty:
         _empty(ax, "no failed handshakes")
         return fig
@@ -261,7 +279,7 @@ def version_outcome_heatmap(df: pd.DataFrame) -> Figure:
             f"{int(v)}",
             ha="center",
             va="center",
-            color="white" if v > peak * 0.6 else "black",
+            color="white" if v > peak * 0.6 else ("#9a9a9a" if v == 0 else "black"),
             fontsize="medium",
         )
     bar = fig.colorbar(image, ax=ax, label="connections (count)")
@@ -277,7 +295,7 @@ def handshake_funnel(df: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     ax.set_title("How far handshakes got", fontweight="bold")
     ax.set_xlabel("connections (count)")
-    ax.set_ylabel("furthest stage reached")
+    ax.set_ylabel("handshake stage")
     if df.empty:
         _empty(ax, "no connections")
         return fig
@@ -322,7 +340,7 @@ def handshake_funnel(df: pd.DataFrame) -> Figure:
         handles.append(Patch(facecolor=color("established"), label="established"))
     if rest.any():
         handles.append(Patch(facecolor=color("incomplete"), label="incomplete or not blamed"))
-    _legend_right(ax, handles, "stopped here")
+    _legend_right(ax, handles, "at this stage")
     return fig
 
 
