@@ -44,6 +44,8 @@ SAMPLE_TRUST := --ca-bundle sample_pcaps/test-ca.pem
 run: install
 	$(VENV)/bin/tlsa analyze sample_pcaps/ $(SAMPLE_TRUST)
 	$(VENV)/bin/tlsa summary sample_pcaps/ $(SAMPLE_TRUST)
+	$(VENV)/bin/tlsa report sample_pcaps/ -o out/report $(SAMPLE_TRUST) >/dev/null
+	@echo "HTML report: $(CURDIR)/out/report/index.html"
 
 lint: install
 	$(VENV)/bin/ruff check analyzer tests bench sample_pcaps
