@@ -575,3 +575,42 @@ def test_fast_open_syn_retransmission_is_one_connection(
     assert rec.syn_count == 2 and rec.client_hello_segments == 1
     assert rec.history == "CsiI" and rec.version == "TLSv1.3"
     assert rec.established and rec.outcome == "established" and rec.gap_bytes == 0
+
+
+@pytest.mark.xfail(strict=True, reason="engine: the client's RST answering a challenge ACK "
+                   "(its sequence number is the stale ACK's, outside the client's own space) "
+                   "ends the connection; the SYN retransmission with the same ISN becomes a "
+                   "second record and the first is judged failed/handshake_aborted (see "
+                   "tls-subjectaltname in ../shared)")
+def test_challenge_ack_and_rst_before_the_handshake(
+        ns: Netns, pki: TestPKI, tmp_path: Path) -> None:
+    if shutil.which("iptables") is None:
+        pytest.skip("iptables is not installed")
+    path = tmp_path / "challenge.pcap"
+    port = 40000 + (os.getpid() + 7) % 20000
+    client = client_spec(pki, bind=("127.0.0.1", port))
+    with capture(ns, path, [443]):
+        res = ns.call(tls_peers.half_open_then_connect, server_spec(pki), client)
+    assert res.error is None and res.version == "TLSv1.3", res
+    # What the setup produced on the wire: a SYN, a bare ACK from the server (the challenge
+    # ACK), the client's RST, then the same SYN again.
+    new_syn_seq = None
+    flags: list[str] = []
+    for _ts, ip in packets(path):
+        tcp = ip.data
+        if tcp.flags & 0x02 and not tcp.flags & 0x10:
+            if new_syn_seq is None and flags:  # the first SYN belongs to the old connection
+                new_syn_seq = tcp.seq
+            flags.append(f"SYN{'=' if tcp.seq == new_syn_seq else ''}")
+        elif tcp.flags & 0x04:
+            flags.append("RST")
+        elif tcp.sport == 443 and not tcp.data and not tcp.flags & 0x01:
+            flags.append("ack")
+    assert "SYN= ack RST SYN=" in " ".join(flags), flags
+    # The old connection (before the capture's challenge) and one connection that went
+    # SYN, challenge ACK, RST, SYN again: as tshark sees it, two TCP streams.
+    recs = [r for r in records(path, pki) if r.client_port == port]
+    assert len(recs) == 2, [(r.outcome, r.failure, r.history) for r in recs]
+    rec = recs[1]
+    assert rec.syn_count == 2 and rec.established and rec.outcome == "established"
+    assert rec.history == "CsiI" and rec.failure is None

@@ -6,7 +6,9 @@ another, and returns what the clients' own TLS stacks reported (``SSLSocket.ciph
 ``version()``, ALPN, the peer's certificate DER, the local port). The server answers one
 HTTP/1.0 request per connection and closes first, so client ports can be reused at once.
 Clients can shrink their segments (``TCP_MAXSEG``), bind a fixed port, speak plaintext to
-the TLS port, or connect where nothing listens.
+the TLS port, connect where nothing listens, or use TCP Fast Open (RFC 7413);
+:func:`half_open_then_connect` reconnects from a port the server still holds half-open
+(challenge ACK, RFC 5961 §4).
 
 What it does not do: capture packets (tests wrap it in a harness ``Capture``) or decode
 anything; it reports only what the stacks themselves said.
@@ -17,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import struct
+import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 REQUEST = b"GET / HTTP/1.0\r\nHost: www.example.com\r\nUser-Agent: tls-peers\r\n\r\n"
@@ -267,6 +271,36 @@ def _fastopen_client(spec: Client) -> Result:
         raw.close()
 
 
+def _listen(server: Server) -> socket.socket:
+    listener = socket.socket(_family(server.host), socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if server.fastopen:
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 8)
+    listener.bind((server.host, server.port))
+    listener.listen(8)
+    return listener
+
+
+def _serve_clients(server: Server, count: int,
+                   clients: Callable[[], list[Result]]) -> list[Result]:
+    """Serve ``count`` connections while ``clients()`` runs; its results with the server's
+    error (or None) for each connection, in order."""
+    listener = _listen(server)
+    errors: list[str | None] = []
+    thread = threading.Thread(target=_serve, args=(listener, server, count, errors),
+                              daemon=True)
+    thread.start()
+    try:
+        results = clients()
+        thread.join(TIMEOUT)
+    finally:
+        with contextlib.suppress(OSError):
+            listener.close()
+    errors = errors[len(errors) - len(results):] if len(errors) > len(results) else errors
+    return [replace(r, server_error=errors[i] if i < len(errors) else "server saw no connection")
+            for i, r in enumerate(results)]
+
+
 def exchange(server: Server | None, clients: Sequence[Client]) -> list[Result]:
     """Serve ``clients`` one after another (call inside the namespace); their results.
 
@@ -274,28 +308,32 @@ def exchange(server: Server | None, clients: Sequence[Client]) -> list[Result]:
     """
     if server is None:
         return [run_client(c) for c in clients]
-    listener = socket.socket(_family(server.host), socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if server.fastopen:
-        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 8)
-    listener.bind((server.host, server.port))
-    listener.listen(8)
-    errors: list[str | None] = []
-    thread = threading.Thread(target=_serve, args=(listener, server, len(clients), errors),
-                              daemon=True)
-    thread.start()
-    results = []
-    try:
-        for c in clients:
-            results.append(run_client(c))
-        thread.join(TIMEOUT)
-    finally:
-        with contextlib.suppress(OSError):
-            listener.close()
-    out = []
-    for i, r in enumerate(results):
-        err = errors[i] if i < len(errors) else "server saw no connection"
-        out.append(Result(local_port=r.local_port, cipher=r.cipher, version=r.version,
-                          alpn=r.alpn, peer_der=r.peer_der, response=r.response,
-                          error=r.error, server_error=err))
-    return out
+    return _serve_clients(server, len(clients), lambda: [run_client(c) for c in clients])
+
+
+def half_open_then_connect(server: Server, client: Client) -> Result:
+    """Leave the server a half-open connection from ``client.bind``, then connect again
+    from the same port (call inside the namespace, which this changes with iptables).
+
+    The first connection's client side disappears silently (its RST is dropped), so the
+    server still holds it ESTABLISHED. The new SYN then gets a challenge ACK (RFC 5961 §4),
+    the client answers it with a RST (RFC 9293 §3.10.7.3, SYN-SENT: an unacceptable ACK),
+    which also clears the server's stale connection, and the client's SYN retransmission
+    (same ISN) opens the connection that carries the TLS handshake.
+    """
+    bind = client.bind
+    assert bind is not None
+
+    def clients() -> list[Result]:
+        old = socket.socket(_family(client.host), socket.SOCK_STREAM)
+        old.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        old.bind(bind)
+        old.connect((client.host, client.port))
+        rule = ["OUTPUT", "-p", "tcp", "--sport", str(bind[1]), "-j", "DROP"]
+        subprocess.run(["iptables", "-A", *rule], check=True, capture_output=True)
+        old.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        old.close()  # a RST the server never gets
+        subprocess.run(["iptables", "-D", *rule], check=True, capture_output=True)
+        return [run_client(client)]
+
+    return _serve_clients(server, 2, clients)[0]
