@@ -399,7 +399,7 @@ def failure_categories(df: pd.DataFrame) -> Figure:
         ax.text(
             float(row["count"]) + 0.1,
             yi,
-            f" {row['count']} ({row['share']:.0%}), mostly {row['failure_side']}",
+            f" {row['count']} ({row['share']:.0%}), ended by {row['failure_side']}",
             va="center",
             fontsize="small",
         )
