@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from analyzer.anomalies import Anomaly
-from analyzer.tls.cursor import Cursor, Leftover, Malformed, total
+from analyzer.tls.cursor import Cursor, Leftover, Malformed, Truncated, total
 from analyzer.tls.enums import ExtensionType, HandshakeType, NameType, ProtocolVersion
 from analyzer.tls.events import ParseAnomaly
 from analyzer.tls.messages import ClientHello, Extension, ServerHello
@@ -240,24 +240,33 @@ def _extensions(
     if cur.at_end:  # RFC 5246 §7.4.1.2: a hello may end before its extensions
         return ()
     try:
-        with cur.vector(2, "extensions") as block:
-            while not block.at_end:
-                ext_type = block.u16()
-                data = block.opaque(2)
-                found.append(Extension(type=ext_type, data=data))
-                if ext_type in seen:
-                    anomalies.append(Anomaly.DUPLICATE_EXTENSION)
-                    continue
-                seen.add(ext_type)
-                if ext_type not in readers:
-                    continue
-                field, read = readers[ext_type]
-                what = f"extension {ext_type:#06x}"
-                value = total(read, data, what, Anomaly.MALFORMED_EXTENSION)
-                if isinstance(value, ParseAnomaly):
-                    anomalies.append(value.anomaly)
-                else:
-                    fields.setdefault(field, value)
+        # The framing is walked by hand (this loop runs for every extension of every
+        # hello); the typed extensions are read with bounds-checked cursors.
+        block = cur.vector(2, "extensions").rest()
+        pos, n = 0, len(block)
+        while pos < n:
+            if pos + 4 > n:
+                raise Truncated(f"extensions: {n - pos} bytes left, an extension header wanted")
+            ext_type = (block[pos] << 8) | block[pos + 1]
+            end = pos + 4 + ((block[pos + 2] << 8) | block[pos + 3])
+            if end > n:
+                raise Truncated(f"extension {ext_type:#06x}: runs past the extensions block")
+            data = block[pos + 4 : end]
+            pos = end
+            found.append(Extension(type=ext_type, data=data))
+            if ext_type in seen:
+                anomalies.append(Anomaly.DUPLICATE_EXTENSION)
+                continue
+            seen.add(ext_type)
+            entry = readers.get(ext_type)
+            if entry is None:
+                continue
+            field, read = entry
+            value = total(read, data, f"extension {ext_type:#06x}", Anomaly.MALFORMED_EXTENSION)
+            if isinstance(value, ParseAnomaly):
+                anomalies.append(value.anomaly)
+            else:
+                fields.setdefault(field, value)
         cur.expect_end()
     except Leftover:
         anomalies.append(Anomaly.TRAILING_BYTES)
