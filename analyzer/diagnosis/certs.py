@@ -114,6 +114,17 @@ def _issued_by(cert: Certificate, issuer: Certificate) -> bool:
     return True
 
 
+def _trusted(self_signed: bool) -> Trust:
+    return Trust(
+        trusted=True,
+        incomplete=False,
+        self_signed=self_signed,
+        interception=False,
+        broken_signature=False,
+        issuer=None,
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def chain_trust(chain: tuple[bytes, ...], ca_bundle: str | None) -> Trust | None:
     """Trust facts for a DER chain (leaf first), or None if the leaf cannot be parsed."""
@@ -136,25 +147,11 @@ def chain_trust(chain: tuple[bytes, ...], ca_bundle: str | None) -> Trust | None
     broken = False
     for _ in range(MAX_PATH):
         if current.fingerprint(_sha256()) in anchor_prints:
-            return Trust(
-                trusted=True,
-                incomplete=False,
-                self_signed=self_signed,
-                interception=False,
-                broken_signature=False,
-                issuer=None,
-            )
+            return _trusted(self_signed)
         issuer_name = current.issuer.public_bytes()
         trusted_issuers = [a for a in anchors.get(issuer_name, []) if _issued_by(current, a)]
         if trusted_issuers:
-            return Trust(
-                trusted=True,
-                incomplete=False,
-                self_signed=self_signed,
-                interception=False,
-                broken_signature=False,
-                issuer=None,
-            )
+            return _trusted(self_signed)
         if anchors.get(issuer_name):
             broken = True
         candidates = [c for c in sent.get(issuer_name, []) if c is not current]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from analyzer.engine.record import STAGES
 from analyzer.tls.enums import HandshakeType as H
 
 CCS: Final = -1
@@ -109,22 +110,8 @@ STAGE_OF: Final[dict[tuple[bool, int], str]] = {
 }
 """(sent by the client?, step) -> the stage that step proves."""
 
-STAGE_ORDER: Final[dict[str, int]] = {
-    s: i
-    for i, s in enumerate(
-        (
-            "tcp_syn",
-            "tcp_open",
-            "client_hello",
-            "server_hello",
-            "server_certificate",
-            "server_done",
-            "client_finished",
-            "established",
-            "application_data",
-        )
-    )
-}
+STAGE_ORDER: Final[dict[str, int]] = {s: i for i, s in enumerate(STAGES)}
+"""Stages in the order a handshake reaches them (SPEC §3 ``stage``)."""
 
 
 def letter(is_client: bool, step: int) -> str:
