@@ -426,7 +426,7 @@ def test_live_notebook_runs() -> None:
         out.get("text", "") + json.dumps(out.get("data", {}))
         for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
     )
-    if _missing() is None:
+    if os.geteuid() == 0 and shutil.which("dumpcap") is not None:
         assert "tcp_refused" in text and "not_tls" in text, text
     else:
         assert "Skipping the live capture cells" in text, text
