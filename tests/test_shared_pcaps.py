@@ -130,7 +130,10 @@ def _version(number: str) -> str:
 
 
 def tshark_rows(path: Path) -> list[list[str]]:
-    argv = ["tshark", "-n", "-r", str(path), "-Y", HELLO_FILTER, "-T", "fields",
+    # Out-of-order reassembly is off by default in tshark 4.0; without it tshark misses
+    # server flights that arrive out of order (tls-fingerprint-alert), which we reassemble.
+    argv = ["tshark", "-n", "-o", "tcp.reassemble_out_of_order:TRUE", "-r", str(path),
+            "-Y", HELLO_FILTER, "-T", "fields",
             "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
     for f in TSHARK_FIELDS:
         argv += ["-e", f]
