@@ -425,18 +425,18 @@ def live(
     session = LiveSession(
         interface, bpf=bpf, write=write, tls_ports=tls_port or (), options=options
     )
-    try:
-        session.start()
-    except LiveCaptureError as e:
-        if output:
-            stream.close()
-        raise Stop(str(e)) from None
-    err.print(
-        Text(f"tlsa: capturing on {interface} (filter: {bpf}); Ctrl-C to stop"), soft_wrap=True
-    )
+    previous = signal.signal(signal.SIGTERM, _sigterm)  # stop like Ctrl-C, flushing
     began = time.monotonic()
-    previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
+        try:
+            session.start()
+        except LiveCaptureError as e:
+            raise Stop(str(e)) from None
+        err.print(
+            Text(f"tlsa: capturing on {interface} (filter: {bpf}); Ctrl-C to stop"),
+            soft_wrap=True,
+        )
+        began = time.monotonic()
         emit = live_writer(fmt, stream)
         try:
             for r in session.records(duration=duration, count=count):

@@ -85,7 +85,13 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def explain_dumpcap_error(lines: Sequence[str], interface: str, bpf: str | None) -> str:
+def explain_dumpcap_error(
+    lines: Sequence[str],
+    interface: str,
+    bpf: str | None,
+    *,
+    otherwise: str = "dumpcap exited before capturing anything",
+) -> str:
     """One line for the user from what dumpcap printed on stderr before it exited."""
     text = "\n".join(lines)
     if "There is no device named" in text or "No such device" in text:
@@ -103,10 +109,11 @@ def explain_dumpcap_error(lines: Sequence[str], interface: str, bpf: str | None)
     for line in lines:
         if line.startswith("dumpcap:") and "cap_set_proc" not in line:
             return _one_line(line)
-    meaningful = [ln for ln in lines if ln.strip() and not ln.startswith(("Capturing on", "File:"))]
+    quiet = ("Capturing on", "File:", "Packets captured", "Packets received/dropped")
+    meaningful = [ln for ln in lines if ln.strip() and not ln.strip().startswith(quiet)]
     if meaningful:
         return "dumpcap: " + _one_line(meaningful[0])
-    return "dumpcap exited before capturing anything"
+    return otherwise
 
 
 def dumpcap_command(
@@ -266,6 +273,14 @@ class LiveSource:
         except OSError as e:
             self._close_tee()
             raise LiveCaptureError(f"cannot run {argv[0]}: {e.strerror or e}") from e
+        try:
+            self._wait_until_capturing(self._proc)
+        except BaseException:  # an error, or Ctrl-C while waiting: leave nothing running
+            self.close()
+            raise
+        self._anchor_ts, self._anchor_mono = time.time(), time.monotonic()
+
+    def _wait_until_capturing(self, proc: subprocess.Popen[bytes]) -> None:
         self._anchor_ts, self._anchor_mono = time.time(), time.monotonic()
         for target, name in ((self._read_stderr, "stderr"), (self._read_frames, "frames")):
             thread = threading.Thread(target=target, name=f"tlsa-live-{name}", daemon=True)
@@ -273,20 +288,18 @@ class LiveSource:
             self._threads.append(thread)
         deadline = time.monotonic() + LIVE_START_TIMEOUT
         while not self._ready.wait(0.02):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is not None or time.monotonic() > deadline:
                 break
-        if not self._ready.is_set():
-            timed_out = self._proc.poll() is None
-            self.close()
-            if timed_out:
-                raise LiveCaptureError(
-                    f"dumpcap did not start capturing on {self.interface!r} "
-                    f"within {LIVE_START_TIMEOUT:.0f} s"
-                )
+        if self._ready.is_set():
+            return
+        timed_out = proc.poll() is None
+        self.close()
+        if timed_out:
             raise LiveCaptureError(
-                explain_dumpcap_error(self.stderr_lines, self.interface, self.bpf)
+                f"dumpcap did not start capturing on {self.interface!r} "
+                f"within {LIVE_START_TIMEOUT:.0f} s"
             )
-        self._anchor_ts, self._anchor_mono = time.time(), time.monotonic()
+        raise LiveCaptureError(explain_dumpcap_error(self.stderr_lines, self.interface, self.bpf))
 
     def _read_stderr(self) -> None:
         proc = self._proc
@@ -382,7 +395,11 @@ class LiveSource:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(LIVE_STOP_TIMEOUT)
         self._threads[0].join(LIVE_STOP_TIMEOUT)
-        self.error = explain_dumpcap_error(self.stderr_lines, self.interface, self.bpf)
+        status = self._proc.poll()
+        self.error = explain_dumpcap_error(
+            self.stderr_lines, self.interface, self.bpf,
+            otherwise=f"dumpcap exited unexpectedly (status {status})",
+        )
 
     # ------------------------------------------------------------------ stop
 
