@@ -129,9 +129,9 @@ def run_inputs(
 
 def report_problems(run: Run) -> None:
     for w in run.warnings:
-        err.print(Text(f"tlsa: warning: {safe(w)}"))
+        err.print(Text(f"tlsa: warning: {safe(w)}"), soft_wrap=True)
     for e in run.errors:
-        err.print(Text(f"tlsa: error: {safe(e)}"))
+        err.print(Text(f"tlsa: error: {safe(e)}"), soft_wrap=True)
 
 
 def select(
@@ -488,14 +488,15 @@ def main() -> None:
         err.print(Text("tlsa: interrupted"))
         sys.exit(130)
     except Exception as e:
-        import click
-
-        if isinstance(e, click.exceptions.Abort):
+        # typer may bring its own copy of click: recognise click's exceptions by name.
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "Abort" in kinds:
             sys.exit(130)
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(2)
+        if "ClickException" in kinds:
+            message = e.format_message() if hasattr(e, "format_message") else str(e)
+            err.print(Text(f"tlsa: error: {message} (see tlsa --help)"), soft_wrap=True)
+            sys.exit(int(getattr(e, "exit_code", 2)) or 2)
         if os.environ.get("TLSA_DEBUG"):
             raise
-        err.print(Text(f"tlsa: internal error: {type(e).__name__}: {e}"))
+        err.print(Text(f"tlsa: internal error: {type(e).__name__}: {e}"), soft_wrap=True)
         sys.exit(2)

@@ -384,9 +384,6 @@ def test_main_bad_usage_is_not_an_internal_error(monkeypatch: pytest.MonkeyPatch
     assert code == 2 and "needs -o" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="cli.main: typer's vendored click (typer._click) "
-                   "exceptions are not click.ClickException, so a usage error is reported as "
-                   "'tlsa: internal error: NoSuchOption: ...'")
 def test_main_usage_error_wording(monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     _code, _out, err = run_main(monkeypatch, capsys, "analyze", "--no-such-option",
@@ -404,9 +401,6 @@ def test_main_exit_status(monkeypatch: pytest.MonkeyPatch,
     assert code == 1
 
 
-@pytest.mark.xfail(strict=True, reason="cli.report_problems prints through a rich Console that "
-                   "wraps at the terminal width (80 when stderr is not a terminal): a long error "
-                   "or warning spans several lines")
 def test_long_problems_stay_on_one_line(monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str],
                                         tmp_path: Path) -> None:

@@ -577,11 +577,6 @@ def test_fast_open_syn_retransmission_is_one_connection(
     assert rec.established and rec.outcome == "established" and rec.gap_bytes == 0
 
 
-@pytest.mark.xfail(strict=True, reason="engine: the client's RST answering a challenge ACK "
-                   "(its sequence number is the stale ACK's, outside the client's own space) "
-                   "ends the connection; the SYN retransmission with the same ISN becomes a "
-                   "second record and the first is judged failed/handshake_aborted (see "
-                   "tls-subjectaltname in ../shared)")
 def test_challenge_ack_and_rst_before_the_handshake(
         ns: Netns, pki: TestPKI, tmp_path: Path) -> None:
     if shutil.which("iptables") is None:
@@ -633,12 +628,6 @@ def trim_before_first(src: Path, dst: Path, *, sport: int) -> None:
             writer.writepkt(buf, ts=ts)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: without a SYN the server's first bytes wait until "
-                   "the client's show TLS, then are fed after them: history 'GIsxkni' instead "
-                   "of the wire order 'sxknGIi', server messages timed at the client's packet, and "
-                   "the client's encrypted Finished parsed as plaintext (handshake_too_long) "
-                   "because the ServerHello was not known yet at the client's CCS "
-                   "(also sample_pcaps/cap_starts_mid_handshake.pcap)")
 def test_capture_starting_at_the_server_hello(ns: Netns, pki: TestPKI, tmp_path: Path) -> None:
     path, late = tmp_path / "orig.pcap", tmp_path / "late_start.pcap"
     (res,) = run_python(ns, path, server_spec(pki, max_version="TLSv1_2"), [client_spec(pki)])

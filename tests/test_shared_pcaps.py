@@ -335,9 +335,6 @@ ONE_RECORD_PER_CONNECTION = {
         "makes a second record (6 connections: client ports 59621, 59622, 59691, 59949, "
         "60036, 60093)",
 }
-_CHALLENGE_ACK = pytest.mark.xfail(
-    strict=True, reason="engine: the client's RST answering a challenge ACK before the "
-    "handshake ends the connection (see ONE_RECORD_PER_CONNECTION)")
 
 
 def tshark_streams_per_tuple(path: Path) -> Counter[frozenset[tuple[str, int]]]:
@@ -354,10 +351,7 @@ def tshark_streams_per_tuple(path: Path) -> Counter[frozenset[tuple[str, int]]]:
     return Counter({k: len(v) for k, v in streams.items()})
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=_CHALLENGE_ACK) if "subjectaltname" in n else n
-    for n in sorted(ONE_RECORD_PER_CONNECTION)
-])
+@pytest.mark.parametrize("name", sorted(ONE_RECORD_PER_CONNECTION))
 def test_one_record_per_tcp_connection(results: list[FileResult], name: str) -> None:
     path = SHARED / name
     ours = Counter(frozenset(((r.client_ip, r.client_port), (r.server_ip, r.server_port)))
@@ -408,10 +402,6 @@ def test_records_are_consistent(shared_records: list[HandshakeRecord]) -> None:
     assert problems == []
 
 
-@pytest.mark.xfail(strict=True, reason="engine: tcp_rtt is SYN-ACK time minus SYN time even when "
-                   "the capture's clock jumps back (bug-1450-04/05: the SYN-ACK is stamped 21 "
-                   "years before the SYN, tcp_rtt = -668322441.99 s); a negative duration "
-                   "should be null")
 def test_durations_are_never_negative(shared_records: list[HandshakeRecord]) -> None:
     negative = [(r.capture, r.client_port, name, value) for r in shared_records
                 for name, value in (("tcp_rtt", r.tcp_rtt), ("handshake_time", r.handshake_time))

@@ -134,6 +134,14 @@ def client_sent_data(r: HandshakeRecord) -> bool:
 def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if not r.established:
         return None
+    if not r.offered_versions and "midstream" in r.anomalies:
+        return Verdict(
+            outcome="incomplete",
+            reason=(
+                "the capture started after this connection's ClientHello; the rest of the "
+                "handshake completed"
+            ),
+        )
     srv = r.server_encrypted_after_client_flight
     if r.version == "TLSv1.3" and srv and all(size <= ALERT_SIZED for size in srv):
         # The server answered the client's flight with an alert-sized record and nothing

@@ -174,7 +174,9 @@ class Engine:
             # Data on a SYN (TCP Fast Open) starts one after the SYN's own sequence number.
             seq = (seg.seq + 1) & 0xFFFFFFFF if flags & SYN else seg.seq
             conn.tcp_data(ts, from_client, seq, payload)
-        if flags & ACK and not flags & SYN:
+        if flags & ACK and not flags & SYN and (from_client or conn.synack or conn.syn_count == 0):
+            # A server ACK before its SYN-ACK belongs to an older connection (a challenge
+            # ACK, RFC 5961 §4): it acknowledges nothing of this one.
             conn.peer_ack(from_client, seg.ack)
         if conn.is_settled():
             self.table.mark_settled(conn)
@@ -210,6 +212,14 @@ class Engine:
         self, conn: Connection, seg: Segment, from_client: bool, out: list[HandshakeRecord]
     ) -> None:
         if seg.flags & RST:
+            if from_client and not conn.synack and conn.syn_seq is not None and (
+                seg.seq != (conn.syn_seq + 1) & 0xFFFFFFFF
+            ):
+                # RFC 9293 §3.10.7.3: in SYN-SENT a client answers an ACK that is not for
+                # its SYN (a challenge ACK) with a RST carrying that ACK's number, then
+                # retransmits its SYN: the connection goes on.
+                conn.note(seg.ts, "client", "RST (answering an ACK of an older connection)")
+                return
             conn.tcp_rst(seg.ts, from_client)
             self._closed_by_flags(conn, seg.ts)
             self._report(conn, "rst_client" if conn.rst_by == "client" else "rst_server", out)

@@ -404,13 +404,18 @@ class Connection:
             self.mode == "detect"
             and self.syn_count == 0
             and not self.client.plain
-            and preamble.find_client_hello(buf) == 0
+            and preamble.classify_client_start(buf) in ("tls", "sslv2")
         ):
-            # No SYN seen and the side taken for the server sends a ClientHello: swap.
-            self.swap()
-            self.server.plain = bytearray()
-            self.client.plain = bytearray()
-            self.client_start(buf, ts)
+            if preamble.find_client_hello(buf) == 0:
+                # No SYN seen and the side taken for the server sends a ClientHello: swap.
+                self.swap()
+                self.server.plain = bytearray()
+                self.client.plain = bytearray()
+                self.client_start(buf, ts)
+            else:
+                # Mid-stream, the server's TLS comes first: follow both sides from here,
+                # in wire order.
+                self.start_tls(0, ts)
 
     def start_tls(self, offset: int, ts: float) -> None:
         """TLS starts at ``offset`` in the client's buffered bytes; the server's TLS
@@ -482,8 +487,8 @@ class Connection:
         prev = self.last_step[from_client]
         if not machine.allowed(from_client, prev, step):
             self.anomaly(Anomaly.UNEXPECTED_MESSAGE)
-        if not from_client and self.ch is None and step != CCS:
-            self.anomaly(Anomaly.UNEXPECTED_MESSAGE)
+        if not from_client and self.ch is None and step != CCS and self.syn_count:
+            self.anomaly(Anomaly.UNEXPECTED_MESSAGE)  # (mid-stream the hello was missed)
         self.last_step[from_client] = step
         if step != FIN:
             self.add_letter(machine.letter(from_client, step))
@@ -669,9 +674,7 @@ class Connection:
             "client_bytes": self.client.bytes,
             "server_bytes": self.server.bytes,
             "packets": self.packets,
-            "tcp_rtt": (self.synack_ts - self.syn_ts)
-            if self.synack_ts is not None and self.syn_ts is not None
-            else None,
+            "tcp_rtt": _duration(self.syn_ts, self.synack_ts),
             "retransmits": self.client.rx.retransmits
             + self.server.rx.retransmits
             + max(self.syn_count - 1, 0),
@@ -696,9 +699,8 @@ class Connection:
             "capture_end": capture_end,
             "timeline": list(self.timeline),
         }
-        if self.ts_ch is not None:
-            end = self.ts_established or self.ts_failure or self.ts_close
-            rec["handshake_time"] = end - self.ts_ch if end is not None else None
+        end = self.ts_established or self.ts_failure or self.ts_close
+        rec["handshake_time"] = _duration(self.ts_ch, end)
         if ch is not None:
             versions = [v for v in ch.supported_versions if not is_grease(v)]
             if not versions:
@@ -803,6 +805,14 @@ def leaf_facts(chain: tuple[bytes, ...]) -> tuple[LeafFacts | None, list[str]]:
 @functools.lru_cache(maxsize=4096)
 def sni_matches(sni: str, sans: tuple[str, ...], cn: str | None) -> bool:
     return name_matches(sni, list(sans), cn)
+
+
+def _duration(start: float | None, end: float | None) -> float | None:
+    """Seconds from ``start`` to ``end``; None when unknown or when the capture's clock
+    ran backwards between them."""
+    if start is None or end is None or end < start:
+        return None
+    return end - start
 
 
 def _text(value: bytes) -> str:
