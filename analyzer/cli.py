@@ -188,10 +188,12 @@ def write_records(records: list[HandshakeRecord], fmt: Format, output: Path | No
             out.write_jsonl(records, stream)
         elif fmt is Format.csv:
             out.write_csv(records, stream)
+        elif not records:
+            err.print(Text("tlsa: no TLS connections in the input"), soft_wrap=True)
         else:
-            Console(file=stream, highlight=False, width=200 if output else None).print(
-                records_table(records)
-            )
+            # A terminal sets its own width; a file or pipe gets room for the reasons.
+            width = None if stream.isatty() else 200
+            Console(file=stream, highlight=False, width=width).print(records_table(records))
 
 
 @contextmanager
