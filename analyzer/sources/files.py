@@ -193,7 +193,7 @@ class CaptureReader:
     def _open(self) -> tuple[BinaryIO, Iterator[Frame]] | str:
         """Open the file and read its header: (file, frames) or a one-line error."""
         try:
-            raw: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by the caller
+            raw = self._open_raw()
         except OSError as exc:
             return f"{self.name}: {_describe_os_error(exc)}"
         try:
@@ -231,6 +231,11 @@ class CaptureReader:
             raw.close()
             return f"{self.name}: {frames}"
         return raw, frames
+
+    def _open_raw(self) -> BinaryIO:
+        """The file's bytes, from the start (a subclass may read them from elsewhere,
+        e.g. object storage in :mod:`analyzer.scale.work`)."""
+        return open(self.path, "rb")  # noqa: SIM115 - closed by the caller
 
     def _probe(self) -> None:
         opened = self._open()
