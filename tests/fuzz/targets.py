@@ -1,0 +1,258 @@
+"""Fuzz targets: one function per entry point into the parsers, bytes in, no exception out.
+
+Each target takes one input (``bytes``) and runs it through a part of the pipeline. The
+parsers are total (STYLE "Errors and limits"): they return a value, "need more" or an
+anomaly. So a target raises only for a bug: an exception escaping a parser, or a broken
+invariant checked here with :class:`Broken` (an event stream that depends on how the bytes
+were split, a buffer over its limit, a record field outside the SPEC's value lists).
+
+Targets (the first bytes of an input steer the target; the rest is the data):
+
+``tls_stream``
+    One direction of a TLS connection: :class:`analyzer.tls.TLSStream`. Byte 0: bit 0 the
+    client side, bit 1 "the caller sets ``encrypted`` after ChangeCipherSpec" (as the
+    engine does in TLS <= 1.2); byte 1 seeds the split points. The stream is fed whole and
+    cut into pieces; both must give the same events, and the parser never holds more than
+    one record and one handshake message.
+``hello``
+    Handshake message bodies: byte 0 picks the parser (ClientHello, ServerHello,
+    HelloRetryRequest, Certificate, ServerKeyExchange, SSLv2 ClientHello); the typed value
+    then goes through what the engine does with it (names, JA3/JA3S/JA4, X.509 leaf
+    facts, host name matching).
+``capture``
+    The whole-file path: the input is a capture file (pcap, pcapng, gzip) read by
+    :class:`analyzer.sources.CaptureReader`, analysed by the engine, diagnosed, sharpened
+    by cross-connection evidence and written as JSONL and CSV cells.
+
+Not here: running the targets (``fuzz.py`` under atheris, ``replay.py`` for corpora).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import tempfile
+from collections.abc import Callable, Iterable
+
+from analyzer import limits
+from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
+from analyzer.engine.engine import Engine
+from analyzer.engine.record import (
+    CERT_STATUSES,
+    CLOSES,
+    FAILURE_SIDES,
+    FAILURES,
+    OUTCOMES,
+    STAGES,
+    HandshakeRecord,
+)
+from analyzer.fingerprints import client_fingerprints, ja3s
+from analyzer.output import csv_cell, jsonl_line
+from analyzer.sources import CaptureReader
+from analyzer.tls import events as ev
+from analyzer.tls.certificate import chain_sha256, describe_leaf, name_matches
+from analyzer.tls.enums import HandshakeType
+from analyzer.tls.handshake import parse_handshake_body
+from analyzer.tls.hello import parse_sslv2_client_hello
+from analyzer.tls.messages import CertificateChain, ClientHello, ServerHello
+from analyzer.tls.names import cipher_name, group_name, sigalg_name, version_name
+from analyzer.tls.records import RECORD_HEADER
+from analyzer.tls.stream import TLSStream
+
+
+class Broken(AssertionError):
+    """An invariant of the parsers does not hold for this input."""
+
+
+def check(condition: bool, what: str) -> None:
+    if not condition:
+        raise Broken(what)
+
+
+# --- tls_stream -------------------------------------------------------------------------
+
+MAX_STREAM_BUFFER = limits.MAX_TLS_RECORD + RECORD_HEADER + limits.MAX_HANDSHAKE_MESSAGE + 4
+"""What one direction's parser may hold between calls: a partial record (header included)
+and a partial handshake message (header included)."""
+
+
+def _events(stream: TLSStream, pieces: Iterable[bytes], follow_ccs: bool) -> list[object]:
+    out: list[object] = []
+    for piece in pieces:
+        for event in stream.feed(piece):
+            out.append(event)
+            if follow_ccs and isinstance(event, ev.ChangeCipherSpec):
+                stream.encrypted = True
+        check(stream.buffered <= MAX_STREAM_BUFFER, f"stream holds {stream.buffered} bytes")
+    return out
+
+
+def _same(a: list[object], b: list[object]) -> bool:
+    """Equal event lists, but for the evidence a NotTLS keeps: the bytes buffered when the
+    stream was judged, which depends on where the first segment ended."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, ev.NotTLS) and isinstance(y, ev.NotTLS):
+            short, long = sorted((x.prefix, y.prefix), key=len)
+            if not short or not long.startswith(short):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _pieces(data: bytes, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    cuts = sorted({rng.randrange(len(data) + 1) for _ in range(rng.randrange(8))})
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def tls_stream(data: bytes) -> None:
+    if len(data) < 2:
+        return
+    is_client, follow_ccs = bool(data[0] & 1), bool(data[0] & 2)
+    body = data[2:]
+    whole = _events(TLSStream(is_client), [body], follow_ccs)
+    split = _events(TLSStream(is_client), _pieces(body, data[1]), follow_ccs)
+    check(_same(whole, split), "events depend on how the bytes were split")
+    for event in whole:
+        check(isinstance(event, ev.TLSEvent), f"unexpected event {event!r}")
+        if isinstance(event, ev.HandshakeMsg):
+            check(0 <= event.length <= limits.MAX_HANDSHAKE_MESSAGE, f"length {event.length}")
+        elif isinstance(event, ev.ApplicationData | ev.Heartbeat | ev.EncryptedHandshake):
+            check(0 <= event.length <= limits.MAX_TLS_RECORD, f"record of {event.length}")
+    # Byte at a time: the hardest split.
+    if len(body) <= 512:
+        single = _events(
+            TLSStream(is_client), [body[i : i + 1] for i in range(len(body))], follow_ccs
+        )
+        check(_same(single, whole), "events differ when fed one byte at a time")
+
+
+# --- hello ------------------------------------------------------------------------------
+
+HELLO_PARSERS = (
+    HandshakeType.client_hello,
+    HandshakeType.server_hello,
+    HandshakeType.hello_retry_request,
+    HandshakeType.certificate,
+    HandshakeType.server_key_exchange,
+)
+"""Byte 0 modulo 6 picks one of these, or (index 5) the SSLv2-compatible ClientHello."""
+
+
+def _names(values: Iterable[int], name: Callable[[int], str]) -> None:
+    for value in values:
+        check(isinstance(name(value), str), f"no name for {value}")
+
+
+def _client_hello(ch: ClientHello) -> None:
+    check(all(0 <= c <= 0xFFFF for c in ch.cipher_suites), "cipher suite out of range")
+    _names(ch.cipher_suites, cipher_name)
+    _names(ch.supported_groups, group_name)
+    _names(ch.key_share_groups, group_name)
+    _names(ch.signature_algorithms, sigalg_name)
+    _names((*ch.supported_versions, ch.legacy_version), version_name)
+    text, ja3, ja4 = client_fingerprints(ch)
+    check(len(ja3) == 32 and isinstance(text, str), "ja3")
+    check(ja4.count("_") == 2, f"ja4 {ja4!r}")
+    if ch.sni is not None:
+        name_matches(ch.sni, [ch.sni, "*.example.com"], None)
+        json.dumps(ch.sni)
+
+
+def _server_hello(sh: ServerHello) -> None:
+    _names((sh.version,), version_name)
+    _names((sh.cipher_suite,), cipher_name)
+    text, digest = ja3s(sh)
+    check(len(digest) == 32 and isinstance(text, str), "ja3s")
+
+
+def _certificate(chain: CertificateChain) -> None:
+    check(len(chain.certificates) <= limits.MAX_CHAIN_CERTS, "chain over its limit")
+    check(all(chain.certificates), "empty certificate kept")
+    hashes = chain_sha256(chain.certificates)
+    check(len(hashes) == len(chain.certificates), "one hash per certificate")
+    leaf = describe_leaf(chain.certificates)
+    if leaf is not None and leaf.sans:
+        name_matches("www.example.com", list(leaf.sans), leaf.common_name)
+
+
+def hello(data: bytes) -> None:
+    if not data:
+        return
+    choice, body = data[0] % (len(HELLO_PARSERS) + 1), data[1:]
+    if choice == len(HELLO_PARSERS):
+        parsed: object = parse_sslv2_client_hello(body)
+    else:
+        parsed = parse_handshake_body(HELLO_PARSERS[choice], body)
+    if isinstance(parsed, ev.ParseAnomaly):
+        check(bool(parsed.anomaly), "anomaly without a code")
+    elif isinstance(parsed, ClientHello):
+        _client_hello(parsed)
+    elif isinstance(parsed, ServerHello):
+        _server_hello(parsed)
+    elif isinstance(parsed, CertificateChain):
+        _certificate(parsed)
+
+
+# --- capture ----------------------------------------------------------------------------
+
+_OPTIONS = DiagnosisOptions(verify=False)
+"""No trust store: certificate chains are still parsed, the result does not depend on
+the machine's CA bundle, and inputs run faster."""
+
+_FILE = os.path.join(tempfile.gettempdir(), f"tlsa-fuzz-{os.getpid()}.pcap")
+
+
+def _check_record(r: HandshakeRecord) -> None:
+    check(r.outcome in OUTCOMES, f"outcome {r.outcome}")
+    check(r.failure is None or r.failure in FAILURES, f"failure {r.failure}")
+    check(r.failure_side is None or r.failure_side in FAILURE_SIDES, f"side {r.failure_side}")
+    check(r.stage in STAGES, f"stage {r.stage}")
+    check(r.close in CLOSES, f"close {r.close}")
+    check(r.cert_status is None or r.cert_status in CERT_STATUSES, f"status {r.cert_status}")
+    check(r.packets >= 1 and r.client_bytes >= 0 and r.server_bytes >= 0, "counters")
+    check(len(r.anomalies) <= limits.MAX_ANOMALIES, "anomalies over their limit")
+    check(len(r.alerts) <= limits.MAX_ALERTS + 2, "alerts over their limit")
+    check(len(r.history) <= limits.MAX_HISTORY, "history over its limit")
+    line = jsonl_line(r)
+    check("\n" not in line, "a JSONL line with a line break")
+    json.loads(line)
+    for value in r.to_dict().values():
+        cell = csv_cell(value)
+        if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@"):
+            try:
+                float(cell)
+            except ValueError:
+                raise Broken(f"CSV cell left as a formula: {cell[:40]!r}") from None
+
+
+def analyse_file(path: str) -> list[HandshakeRecord]:
+    """What ``tlsa analyze`` does with one file, minus the terminal: the checked records."""
+    reader = CaptureReader(path)
+    engine = Engine(os.path.basename(path))
+    records = [diagnose(r, _OPTIONS) for r in engine.run(reader)]
+    records = cross_connection(records, _OPTIONS)
+    for r in records:
+        _check_record(r)
+    if reader.error is not None:
+        check("\n" not in reader.error, "a multi-line error")
+    return records
+
+
+def capture(data: bytes) -> None:
+    with open(_FILE, "wb") as f:
+        f.write(data)
+    analyse_file(_FILE)
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "tls_stream": tls_stream,
+    "hello": hello,
+    "capture": capture,
+}
