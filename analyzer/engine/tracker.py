@@ -437,8 +437,7 @@ class Connection:
     def tls_bytes(self, from_client: bool, data: bytes, ts: float) -> None:
         d = self.client if from_client else self.server
         stream = d.tls
-        assert stream is not None
-        if stream.dead:
+        if stream is None or stream.dead:  # settled while the other side was being fed
             return
         if from_client and self.ch is None:
             self.ch_segments += 1
