@@ -23,7 +23,6 @@ such a hello; callers that want to match them can leave the fingerprint out when
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterable
 
@@ -159,10 +158,8 @@ def _sha256_12(text: str) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
 
 
-@functools.lru_cache(maxsize=4096)
-def _client_cached(key: tuple[object, ...], ch: ClientHello) -> tuple[str, str, str]:
-    text, digest = ja3(ch)
-    return text, digest, ja4(ch)
+_CLIENT_CACHE: dict[tuple[object, ...], tuple[str, str, str]] = {}
+_CLIENT_CACHE_SIZE = 4096
 
 
 def client_fingerprints(ch: ClientHello) -> tuple[str, str, str]:
@@ -178,4 +175,10 @@ def client_fingerprints(ch: ClientHello) -> tuple[str, str, str]:
         ch.signature_algorithms,
         ch.alpn[:1],
     )
-    return _client_cached(key, ch)
+    found = _CLIENT_CACHE.get(key)
+    if found is None:
+        if len(_CLIENT_CACHE) >= _CLIENT_CACHE_SIZE:
+            _CLIENT_CACHE.clear()
+        text, digest = ja3(ch)
+        found = _CLIENT_CACHE[key] = (text, digest, ja4(ch))
+    return found

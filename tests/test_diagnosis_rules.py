@@ -397,3 +397,53 @@ def test_cross_connection_names_what_the_server_chose() -> None:
     out = cross_connection([ok, bad])
     assert "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" in (out[1].reason or "")
     assert out[0] == ok
+
+
+def test_the_alert_names_which_certificate_problem_ended_it() -> None:
+    # Expired and for another name: OpenSSL's bad_certificate means the name, not the date.
+    facts = hello(
+        version="TLSv1.2",
+        cert_chain=(b"\x30",),
+        cert_chain_sha256=["00"],
+        cert_not_after=T0 - 86400,
+        sni_matches_cert=False,
+        cert_sans=["www.example.com"],
+    )
+    bad_cert = diagnose(rec(**facts, alerts=[alert("client", "bad_certificate", 42)]), OPTS)
+    assert (bad_cert.failure, bad_cert.cert_status) == ("sni_mismatch", "expired")
+    assert bad_cert.cert_problems == ["expired", "hostname_mismatch"]
+    expired = diagnose(rec(**facts, alerts=[alert("client", "certificate_expired", 45)]), OPTS)
+    assert expired.failure == "certificate_expired"
+
+
+def test_tls13_bad_certificate_takes_the_problem_of_the_same_servers_visible_certificate() -> None:
+    visible = diagnose(
+        rec(
+            uid="Cv",
+            **hello(
+                sni="legacy.example.com",
+                version="TLSv1.2",
+                cert_chain=(b"\x30",),
+                cert_chain_sha256=["00"],
+                sni_matches_cert=False,
+                alerts=[alert("client", "bad_certificate", 42)],
+            ),
+        ),
+        OPTS,
+    )
+    hidden = diagnose(
+        rec(
+            uid="Ch",
+            ts=T0 + 1,
+            **hello(
+                sni="legacy.example.com",
+                version="TLSv1.3",
+                alerts=[alert("client", "bad_certificate", 42)],
+            ),
+        ),
+        OPTS,
+    )
+    assert hidden.failure == "certificate_expired" and hidden.inferred  # alone: clock skew
+    out = cross_connection([visible, hidden])
+    assert out[1].failure == "sni_mismatch"
+    assert "Cv" in (out[1].reason or "")

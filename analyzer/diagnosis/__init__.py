@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from analyzer.diagnosis.certs import cert_status
+from analyzer.diagnosis.certs import cert_problems, cert_status
 from analyzer.diagnosis.cross import cross_connection
 from analyzer.diagnosis.rules import RULES, Facts, Verdict
 from analyzer.diagnosis.warnings import warnings_for
@@ -52,8 +52,9 @@ def verdict_for(r: HandshakeRecord, facts: Facts) -> Verdict:
 def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -> HandshakeRecord:
     """The record with its judgement fields filled in."""
     opts = options or DiagnosisOptions()
-    status = cert_status(record, ca_bundle=opts.ca_bundle, verify=opts.verify)
-    facts = Facts(cert_status=status, alert=deciding_alert(record))
+    problems = cert_problems(record, ca_bundle=opts.ca_bundle, verify=opts.verify)
+    status = cert_status(problems, bool(record.cert_chain))
+    facts = Facts(cert_status=status, cert_problems=problems, alert=deciding_alert(record))
     v = verdict_for(record, facts)
     failed = v.outcome in ("failed", "not_tls")
     return replace(
@@ -65,5 +66,7 @@ def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -
         remedy=v.remedy if failed or v.outcome == "not_tls" else None,
         inferred=v.inferred,
         cert_status=status,
+        cert_problems=problems,
+        cert_chain=(),  # judged: the DER is not needed any more (memory)
         warnings=warnings_for(record, status),
     )

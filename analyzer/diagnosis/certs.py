@@ -177,27 +177,34 @@ def chain_trust(chain: tuple[bytes, ...], ca_bundle: str | None) -> Trust | None
     )
 
 
-def cert_status(record: HandshakeRecord, *, ca_bundle: str | None, verify: bool) -> str | None:
-    """SPEC §3 ``cert_status`` for a record, or None when no certificate was visible.
-
-    When several apply, the first in this order wins: expired, not_yet_valid,
-    self_signed, incomplete_chain, untrusted, hostname_mismatch.
-    """
+def cert_problems(record: HandshakeRecord, *, ca_bundle: str | None, verify: bool) -> list[str]:
+    """Every SPEC §3 ``cert_status`` problem the leaf has, in the spec's order (expired,
+    not_yet_valid, self_signed, incomplete_chain, untrusted, hostname_mismatch); empty when
+    the certificate is fine or was not visible."""
     if not record.cert_chain:
-        return None
+        return []
+    problems = []
     at = record.ts
     if record.cert_not_after is not None and at > record.cert_not_after:
-        return "expired"
+        problems.append("expired")
     if record.cert_not_before is not None and at < record.cert_not_before:
-        return "not_yet_valid"
+        problems.append("not_yet_valid")
     if verify:
         trust = chain_trust(record.cert_chain, ca_bundle)
         if trust is not None and not trust.trusted:
             if trust.self_signed:
-                return "self_signed"
-            if trust.incomplete and not trust.interception:
-                return "incomplete_chain"
-            return "untrusted"
+                problems.append("self_signed")
+            elif trust.incomplete and not trust.interception:
+                problems.append("incomplete_chain")
+            else:
+                problems.append("untrusted")
     if record.sni_matches_cert is False:
-        return "hostname_mismatch"
-    return "ok"
+        problems.append("hostname_mismatch")
+    return problems
+
+
+def cert_status(problems: list[str], visible: bool) -> str | None:
+    """SPEC §3 ``cert_status``: the first problem, ``ok``, or None when not visible."""
+    if not visible:
+        return None
+    return problems[0] if problems else "ok"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from analyzer.diagnosis.rules import certificate_verdict
+from analyzer.diagnosis.rules import certificate_verdict, status_for_alert
 from analyzer.engine.record import HandshakeRecord
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def _summaries(records: Sequence[HandshakeRecord]) -> dict[tuple[str, int], Serv
         if r.established and r.version and r.cipher:
             s.versions[r.version] += 1
             s.ciphers[r.cipher] += 1
-        if r.cert_chain and r.cert_status is not None:
+        if r.cert_chain_sha256 and r.cert_status is not None:
             s.cert.setdefault(r.sni, r)
     return out
 
@@ -82,10 +82,17 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
                 reason=f"{r.reason}; the same server chose {_top(s.ciphers)} for other "
                 "clients, which this client did not offer",
             )
-    if r.inferred and r.failure == "certificate_untrusted" and not r.cert_chain:
+    if (
+        r.inferred
+        and r.failure in ("certificate_untrusted", "certificate_expired")
+        and not r.cert_chain_sha256
+    ):
         seen = s.cert.get(r.sni)
         if seen is not None and seen.cert_status not in (None, "ok"):
-            exact = certificate_verdict(seen, seen.cert_status, inferred=True)
+            # The problem the client's alert names, among those the visible copy shows.
+            alert = next((a.description for a in r.alerts if a.sender == "client"), None)
+            status = status_for_alert(alert, seen.cert_problems) or seen.cert_status
+            exact = certificate_verdict(seen, status, inferred=True)
             if exact is not None and exact.reason:
                 return replace(
                     r,

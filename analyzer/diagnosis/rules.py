@@ -43,6 +43,8 @@ class Facts:
     """What the rules need besides the record: derived once per record."""
 
     cert_status: str | None
+    cert_problems: list[str]
+    """Every problem the certificate shows (``cert_status`` is the first)."""
     alert: AlertInfo | None
     """The plaintext alert that ended the handshake (first fatal, else the last one)."""
 
@@ -412,6 +414,24 @@ def certificate_verdict(
     )
 
 
+_ALERT_NAMES_PROBLEMS = {
+    "certificate_expired": ("expired", "not_yet_valid"),
+    # OpenSSL's bad_certificate: not yet valid, host name mismatch (checked in the
+    # handshake), key or digest too weak.
+    "bad_certificate": ("not_yet_valid", "hostname_mismatch"),
+    "unknown_ca": ("self_signed", "incomplete_chain", "untrusted"),
+}
+"""The certificate problems each client alert stands for, most likely first."""
+
+
+def status_for_alert(desc: str | None, problems: list[str]) -> str | None:
+    """Of the certificate's problems, the one the client's alert names (None if none)."""
+    for problem in _ALERT_NAMES_PROBLEMS.get(desc or "", ()):
+        if problem in problems:
+            return problem
+    return None
+
+
 _PROTOCOL_ERRORS = {
     "decode_error",
     "illegal_parameter",
@@ -468,7 +488,8 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
             ),
         )
     if desc in _CERT_ALERTS and sender == "client":
-        by_status = certificate_verdict(r, f.cert_status, inferred=False, alert=a)
+        status = status_for_alert(desc, f.cert_problems) or f.cert_status
+        by_status = certificate_verdict(r, status, inferred=False, alert=a)
         if by_status is not None:
             return by_status
         if desc == "certificate_expired":

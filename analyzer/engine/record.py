@@ -165,6 +165,8 @@ class HandshakeRecord:
     offered_groups: list[str] = field(default_factory=list)
     offered_sigalgs: list[str] = field(default_factory=list)
     key_share_groups: list[str] = field(default_factory=list)
+    cert_problems: list[str] = field(default_factory=list)
+    """Every problem of the leaf, in ``cert_status`` order (``cert_status`` is the first)."""
     cert_key: str | None = None
     """Leaf public key, e.g. ``RSA-2048``, ``EC-256``."""
     cert_signature_hash: str | None = None
