@@ -1,6 +1,6 @@
 """Frame decoding: link layer -> IP -> TCP segment / UDP datagram / skip (no I/O)."""
 
-from analyzer.decode.frames import decode_frame, format_ip
+from analyzer.decode.frames import decode_frame, format_ip, tcp_count_view
 from analyzer.decode.types import ACK, FIN, PSH, RST, SYN, URG, Datagram, Decoded, Segment, Skipped
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "Skipped",
     "decode_frame",
     "format_ip",
+    "tcp_count_view",
 ]

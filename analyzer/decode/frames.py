@@ -76,6 +76,32 @@ _udp = struct.Struct("!HHH").unpack_from
 _new = tuple.__new__
 
 
+_eth_ip4 = struct.Struct("!HBxHxxHxB2x4s4s").unpack_from
+"""From offset 12 of an Ethernet frame: ethertype, then the IPv4 fields of ``_ip4``."""
+_tcp_ports_flags = struct.Struct("!HH8xBB").unpack_from
+
+
+def tcp_count_view(
+    linktype: int, data: bytes
+) -> tuple[tuple[bytes, int, bytes, int], int, int] | None:
+    """``((src, sport, dst, dport), tcp flags, payload length)`` of the commonest frame,
+    Ethernet + IPv4 without options + TCP, fully captured and not a fragment; None for
+    anything else (which :func:`decode_frame` handles). Enough to count a packet of a
+    connection that is no longer parsed, for a fraction of a full decode."""
+    if linktype != LINKTYPE_ETHERNET or len(data) < 54:
+        return None
+    etype, vihl, total, frag, proto, src, dst = _eth_ip4(data, 12)
+    if etype != ETH_IPV4 or vihl != 0x45 or proto != IPPROTO_TCP or frag & 0x3FFF:
+        return None
+    if 14 + total > len(data):
+        return None
+    sport, dport, offset, flags = _tcp_ports_flags(data, 34)
+    payload = total - 20 - ((offset >> 4) << 2)
+    if payload < 0:
+        return None
+    return (src, sport, dst, dport), flags, payload
+
+
 def _cut(ts: float, have: int, wire: int, anomaly: Anomaly) -> Skipped:
     """A header that runs past the captured bytes: the snaplen's doing if the frame was
     longer on the wire, else a malformed frame."""

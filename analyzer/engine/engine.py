@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from analyzer import limits
-from analyzer.decode import decode_frame
+from analyzer.decode import decode_frame, tcp_count_view
 from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, Segment
 from analyzer.engine.preamble import DEFAULT_TLS_PORTS
 from analyzer.engine.record import HandshakeRecord
@@ -85,8 +85,27 @@ class Engine:
             self._next_expiry = ts + _EXPIRY_INTERVAL
         if st.last_ts is None or ts > st.last_ts:
             st.last_ts = ts
-        seg = decode_frame(ts, frame.linktype, frame.data, frame.wirelen)
         out: list[HandshakeRecord] = []
+        view = tcp_count_view(frame.linktype, frame.data)
+        if view is not None:
+            # Fast path: a packet of a settled connection, no SYN/FIN/RST: count it.
+            key, flags, length = view
+            conn = self.table.get(key)
+            if conn is not None and conn.settled and not flags & (SYN | FIN | RST):
+                st.tcp_segments += 1
+                conn.packets += 1
+                if ts > conn.last_ts:
+                    conn.last_ts = ts
+                if length:
+                    if key[1] == conn.key[1] and key[0] == conn.key[0]:
+                        conn.client.bytes += length
+                    else:
+                        conn.server.bytes += length
+                if ts >= self._next_expiry:
+                    self._next_expiry = ts + _EXPIRY_INTERVAL
+                    self._expire(ts, out)
+                return out
+        seg = decode_frame(ts, frame.linktype, frame.data, frame.wirelen)
         if type(seg) is Segment:
             st.tcp_segments += 1
             self._segment(seg, out)
