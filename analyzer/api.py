@@ -89,9 +89,20 @@ def collect(
     tls_ports: Iterable[int] = (),
     options: DiagnosisOptions | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> list[HandshakeRecord]:
-    """All records, with cross-connection evidence, sorted by ``(ts, uid)`` (SPEC §5)."""
+    """All records, with cross-connection evidence, sorted by ``(ts, uid)`` (SPEC §5).
+
+    ``workers``: processes to use (None: every core when there are several inputs or a
+    large one, see :mod:`analyzer.scale.local`); the result does not depend on it.
+    """
     opts = options or DiagnosisOptions()
+    if workers != 1:
+        from analyzer.scale.local import collect_parallel
+
+        return collect_parallel(
+            paths, run, workers=workers, tls_ports=tls_ports, options=opts, progress=progress
+        )
     records = list(analyze_files(paths, run, tls_ports=tls_ports, options=opts, progress=progress))
     records = cross_connection(records, opts)
     records.sort(key=lambda r: (r.ts, r.uid))

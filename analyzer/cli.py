@@ -112,6 +112,7 @@ def run_inputs(
     ca_bundle: Path | None,
     no_verify: bool,
     progress: bool = True,
+    workers: int | None = None,
 ) -> tuple[list[HandshakeRecord], Run]:
     if ca_bundle is not None:
         try:
@@ -123,7 +124,9 @@ def run_inputs(
         ca_bundle=str(ca_bundle) if ca_bundle else None, verify=not no_verify
     )
     with progress_bar(progress) as bar:
-        records = collect(paths, run, tls_ports=tls_ports or (), options=options, progress=bar)
+        records = collect(
+            paths, run, tls_ports=tls_ports or (), options=options, progress=bar, workers=workers
+        )
     return records, run
 
 
@@ -230,12 +233,74 @@ def analyze(
     fail_on_failure: Annotated[
         bool, typer.Option("--fail-on-failure", help="Exit 1 if any handshake failed.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes (default: every core for several or large inputs).",
+        ),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Run on a Dask scheduler (tcp://HOST:8786); writes jsonl or parquet (-o DIR).",
+        ),
+    ] = None,
 ) -> None:
     """One record per TLS connection: how far the handshake got, and why it failed."""
-    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
+    if dask is not None:
+        if only_failed or sni or server:
+            raise Stop("--dask writes every record: filter the output instead")
+        analyze_dask(paths, dask, fmt, output, tls_port, ca_bundle, no_verify, fail_on_failure)
+        return
+    records, run = run_inputs(
+        paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify, workers=workers
+    )
     shown = select(records, only_failed, sni, server)
     write_records(shown, fmt, output)
     finish(run, records, fail_on_failure)
+
+
+def analyze_dask(
+    paths: Sequence[str],
+    address: str,
+    fmt: Format,
+    output: Path | None,
+    tls_ports: Sequence[int] | None,
+    ca_bundle: Path | None,
+    no_verify: bool,
+    fail_on_failure: bool,
+) -> None:
+    """``tlsa analyze --dask ADDRESS`` (see :mod:`analyzer.scale.dask`)."""
+    if fmt not in (Format.jsonl, Format.parquet):
+        raise Stop("--dask writes --format jsonl or --format parquet (-o DIR)")
+    if fmt is Format.parquet and output is None:
+        raise Stop("--dask --format parquet needs -o DIR (a directory or URL all workers reach)")
+    try:
+        from analyzer.scale.dask import analyze_on_cluster
+    except ImportError as e:
+        raise Stop(f"--dask needs the dask extra (pip install '.[dask]'): {e}") from e
+    run = Run()
+    verify = not no_verify
+    options = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=verify)
+    try:
+        _, failed = analyze_on_cluster(
+            paths,
+            address,
+            run,
+            fmt=fmt.value,
+            output=str(output) if output else None,
+            tls_ports=tls_ports or (),
+            options=options,
+        )
+    except OSError as e:
+        raise Stop(f"--dask {address}: {e}") from e
+    finish(run, [], False)
+    if fail_on_failure and failed:
+        raise typer.Exit(1)
 
 
 def summarize(records: Sequence[HandshakeRecord], run: Run) -> dict[str, object]:

@@ -1,0 +1,220 @@
+"""Local scale-out (``tlsa analyze --workers N``): every core of one machine.
+
+Plan: each input file is one task; a file of at least ``limits.SHARD_MIN_BYTES`` is split
+into ``N`` shard tasks instead (each worker reads the whole file and analyzes only the
+connections of its shard, see :mod:`analyzer.scale.shard`). Tasks run in a pool of ``N``
+worker processes (``forkserver`` start method where there is one, else ``spawn``: never
+plain ``fork`` of a process that may hold threads), largest first. Their records are
+merged, cross-connection evidence is added over the merged records (SPEC §5), and the
+result is sorted by ``(ts, uid)``: the same list, ``uid``s included, as one process makes.
+
+Measured on the 1 GB benchmark capture (bench/scale.py, bench/RESULTS.md): re-reading the
+file in every worker costs each of them a few percent of the single-process time, so it
+does not cap the speed-up; a single reader shipping frames to the workers would pay for
+pickling every frame instead.
+
+A file that cannot be read, or whose worker dies, becomes one line in ``run.errors``
+naming it; every other file's records still come out.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from analyzer import limits
+from analyzer.diagnosis import DiagnosisOptions, cross_connection
+from analyzer.engine.record import HandshakeRecord
+from analyzer.scale import transport
+from analyzer.scale.work import (
+    Merged,
+    Part,
+    PartResult,
+    analyze_part,
+    failed_part,
+    merge_parts,
+)
+from analyzer.sources import expand_paths
+
+if TYPE_CHECKING:
+    from analyzer.api import PathArg, Progress, Run
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers(files: Sequence[Path]) -> int:
+    """Every core when there is a large input, or several that are not all tiny; else 1."""
+    sizes = [_size(f) for f in files]
+    if any(size >= limits.SHARD_MIN_BYTES for size in sizes) or (
+        len(files) > 1 and sum(sizes) >= limits.PARALLEL_MIN_BYTES
+    ):
+        return cores()
+    return 1
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def plan(
+    files: Sequence[Path],
+    workers: int,
+    *,
+    tls_ports: Iterable[int] = (),
+    options: DiagnosisOptions | None = None,
+    shard_bytes: int | None = None,
+) -> list[Part]:
+    """The tasks for ``files``: one per file, ``workers`` shards per file of at least
+    ``shard_bytes`` (default ``limits.SHARD_MIN_BYTES``)."""
+    opts = options or DiagnosisOptions()
+    threshold = limits.SHARD_MIN_BYTES if shard_bytes is None else shard_bytes
+    ports = tuple(tls_ports)
+    parts: list[Part] = []
+    for index, path in enumerate(files):
+        size = _size(path)
+        shards = workers if workers > 1 and size >= threshold else 1
+        for shard in range(shards):
+            parts.append(
+                Part(
+                    path=str(path),
+                    index=index,
+                    shard=shard,
+                    shards=shards,
+                    size=size,
+                    tls_ports=ports,
+                    options=opts,
+                )
+            )
+    return parts
+
+
+def analyze_part_packed(part: Part) -> bytes:
+    """:func:`analyze_part` in a worker: its result pickled the fast way
+    (:mod:`analyzer.scale.transport`)."""
+    return transport.dumps(analyze_part(part))
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["analyzer.scale.work"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+@contextmanager
+def _main_not_imported() -> Iterator[None]:
+    """Start worker processes without the caller's main module.
+
+    ``spawn`` and ``forkserver`` import the parent's ``__main__`` in every child, which
+    re-runs a script that lacks an ``if __name__ == "__main__":`` guard (and
+    ``python -m analyzer`` would run the command again in each worker). The workers need
+    only :mod:`analyzer.scale.work`, so the main module's file and spec are hidden from
+    :mod:`multiprocessing` while the processes start.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, object] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+    }
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+def run_parts(
+    parts: Sequence[Part], workers: int, progress: Progress | None = None
+) -> list[PartResult]:
+    """Run the parts in a pool of ``workers`` processes; a part whose worker fails
+    gets an error result."""
+    results: list[PartResult] = []
+    done: dict[int, int] = {}
+    report: Callable[[PartResult], None] = lambda r: None  # noqa: E731
+    if progress is not None:
+        for p in parts:
+            if p.shard == 0:
+                progress(Path(p.path).name, 0, p.size)
+
+        def report(r: PartResult) -> None:
+            p = r.part
+            done[p.index] = done.get(p.index, 0) + (p.size or 0) // p.shards
+            finished = sum(1 for q in results if q.part.index == p.index) == p.shards
+            progress(r.capture, (p.size or 0) if finished else done[p.index], p.size)
+
+    order = sorted(parts, key=lambda p: -(p.size or 0) // p.shards)
+    size = max(1, min(workers, len(parts)))
+    with ProcessPoolExecutor(max_workers=size, mp_context=_context()) as pool:
+        with _main_not_imported():  # the pool starts its processes on submit
+            futures: dict[Future[bytes], Part] = {
+                pool.submit(analyze_part_packed, p): p for p in order
+            }
+        for future in as_completed(futures):
+            part = futures[future]
+            try:
+                result = pickle.loads(future.result())
+            except BrokenProcessPool:
+                result = failed_part(part, "its worker process died")
+            except Exception as exc:  # a bug in the analysis: report it, keep the rest
+                result = failed_part(part, f"{type(exc).__name__}: {exc}")
+            results.append(result)
+            report(result)
+    return results
+
+
+def collect_parallel(
+    paths: PathArg,
+    run: Run,
+    *,
+    workers: int | None = None,
+    tls_ports: Iterable[int] = (),
+    options: DiagnosisOptions | None = None,
+    progress: Progress | None = None,
+    shard_bytes: int | None = None,
+) -> list[HandshakeRecord]:
+    """:func:`analyzer.api.collect` on ``workers`` processes (None: :func:`default_workers`);
+    with one worker and nothing to split, the work stays in this process. ``shard_bytes``:
+    split files at least this large (default ``limits.SHARD_MIN_BYTES``)."""
+    from analyzer.api import _paths, analyze_files
+
+    opts = options or DiagnosisOptions()
+    files, errors = expand_paths(_paths(paths))
+    run.errors.extend(errors)
+    n = default_workers(files) if workers is None else max(1, workers)
+    parts = plan(files, n, tls_ports=tls_ports, options=opts, shard_bytes=shard_bytes)
+    if n == 1 or len(parts) < 2:
+        found = list(
+            analyze_files(files, run, tls_ports=tls_ports, options=opts, progress=progress)
+        )
+    else:
+        merged: Merged = merge_parts(run_parts(parts, n, progress))
+        run.errors.extend(merged.errors)
+        run.warnings.extend(merged.warnings)
+        run.stats.update(merged.stats)
+        found = merged.records
+    records = cross_connection(found, opts)
+    records.sort(key=lambda r: (r.ts, r.uid))
+    return records

@@ -1,0 +1,202 @@
+"""One unit of work for a worker: a whole capture file, or one shard of a large one.
+
+:func:`analyze_part` is what a worker process (or a Dask task) runs: it reads one file,
+runs the engine over all of it or over one shard (:mod:`analyzer.scale.shard`), diagnoses
+each record on its own, and returns a picklable :class:`PartResult` with the records and
+what the file-level reader and the engine found. :func:`merge_parts` puts the results of
+one run back together the way :func:`analyzer.api.analyze_files` would have produced them:
+errors, warnings and statistics in file order, shard statistics added up.
+
+Cross-connection evidence is not added here: it needs every record of the run
+(:func:`analyzer.diagnosis.cross_connection`, SPEC §5), so it runs after the merge.
+
+Paths with a URL scheme (``s3://``, ``gcs://``, ``file://``, ...) are read with fsspec,
+so Dask workers can read from object storage; plain paths are opened as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from analyzer.diagnosis import DiagnosisOptions, diagnose
+from analyzer.engine.engine import CaptureStats, Engine
+from analyzer.engine.record import HandshakeRecord
+from analyzer.scale.shard import ShardEngine
+from analyzer.sources import CaptureReader
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Part:
+    """What one task analyzes: ``shard`` of ``shards`` of the file at ``path``."""
+
+    path: str
+    """A local path or an fsspec URL."""
+    index: int
+    """Position of the file among the run's inputs (results are merged in this order)."""
+    shard: int = 0
+    shards: int = 1
+    size: int | None = None
+    """File size in bytes, when known (for scheduling and progress)."""
+    tls_ports: tuple[int, ...] = ()
+    options: DiagnosisOptions = field(default_factory=DiagnosisOptions)
+
+
+@dataclass(slots=True, kw_only=True)
+class PartResult:
+    """The records of one part and what the reader and engine found (picklable)."""
+
+    part: Part
+    capture: str
+    records: list[HandshakeRecord]
+    stats: CaptureStats
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+    """CPU time the part took in its worker (for benchmarks)."""
+
+
+def has_scheme(path: str) -> bool:
+    """``s3://bucket/x.pcap`` is a URL; ``/data/x.pcap`` and ``C:\\x.pcap`` are not."""
+    scheme, sep, _ = path.partition("://")
+    return bool(sep) and len(scheme) > 1 and scheme.replace("+", "").replace("-", "").isalnum()
+
+
+def capture_name(path: str) -> str:
+    """The ``capture`` field of a path or URL: its base name."""
+    if has_scheme(path):
+        return path.rstrip("/").rsplit("/", 1)[-1]
+    return Path(path).name
+
+
+class UrlCaptureReader(CaptureReader):
+    """A :class:`CaptureReader` over an fsspec URL (object storage, HTTP, ...)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(url)
+        try:
+            import fsspec  # type: ignore[import-untyped]
+
+            fs, inner = fsspec.core.url_to_fs(url)
+            size = fs.size(inner)
+            self.size = int(size) if size is not None else None
+        except Exception:  # the probe above already said why the file cannot be read
+            self.size = None
+
+    def _open_raw(self) -> BinaryIO:
+        try:
+            import fsspec
+
+            opened: Any = fsspec.open(self.url, "rb").open()
+        except OSError:
+            raise
+        except Exception as exc:  # storage clients raise their own types
+            raise OSError(f"{type(exc).__name__}: {exc}") from exc
+        raw: BinaryIO = opened
+        return raw
+
+
+def open_capture(path: str) -> CaptureReader:
+    return UrlCaptureReader(path) if has_scheme(path) else CaptureReader(path)
+
+
+def analyze_part(part: Part) -> PartResult:
+    """Analyze one part; never raises for bad input (the result carries the error)."""
+    started = time.process_time()
+    reader = open_capture(part.path)
+    name = capture_name(part.path)
+    records: list[HandshakeRecord] = []
+    if part.shards == 1:
+        engine = Engine(name, tls_ports=part.tls_ports)
+        found: Iterable[HandshakeRecord] = engine.run(reader)
+    else:
+        engine = ShardEngine(name, tls_ports=part.tls_ports)
+        found = engine.run_shard(reader, part.shard, part.shards)
+    opts = part.options
+    records = [diagnose(r, opts) for r in found]
+    warnings: list[str] = []
+    if part.shard == 0:  # every shard reads the whole file: one of them reports on it
+        warnings = [f"{part.path}: {detail or anomaly}" for anomaly, detail in reader.anomalies]
+    return PartResult(
+        part=part,
+        capture=name,
+        records=records,
+        stats=engine.stats,
+        error=reader.error,
+        warnings=warnings,
+        cpu_seconds=time.process_time() - started,
+    )
+
+
+def failed_part(part: Part, why: str) -> PartResult:
+    """The result of a part whose worker failed (crashed, killed, lost)."""
+    return PartResult(
+        part=part,
+        capture=capture_name(part.path),
+        records=[],
+        stats=CaptureStats(),
+        error=f"{part.path}: analysis failed ({why})",
+    )
+
+
+def merge_stats(a: CaptureStats, b: CaptureStats) -> CaptureStats:
+    """The statistics of two shards of one capture as one (counts added up)."""
+    out = CaptureStats()
+    for f in fields(CaptureStats):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, Counter):
+            value: Any = x + y
+        elif f.name.startswith("first"):
+            value = y if x is None else x if y is None else min(x, y)
+        elif f.name.startswith("last"):
+            value = y if x is None else x if y is None else max(x, y)
+        elif isinstance(x, int) and isinstance(y, int):
+            value = x + y
+        else:
+            value = x if x is not None else y
+        setattr(out, f.name, value)
+    return out
+
+
+@dataclass(slots=True, kw_only=True)
+class Merged:
+    records: list[HandshakeRecord] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stats: dict[str, CaptureStats] = field(default_factory=dict)
+
+
+def merge_parts(results: Sequence[PartResult]) -> Merged:
+    """Results of a run's parts in input order, shards of a file joined into one."""
+    out = Merged()
+    by_file: dict[int, list[PartResult]] = {}
+    for r in sorted(results, key=lambda r: (r.part.index, r.part.shard)):
+        by_file.setdefault(r.part.index, []).append(r)
+    for parts in by_file.values():
+        stats = parts[0].stats
+        for p in parts[1:]:
+            stats = merge_stats(stats, p.stats)
+        out.stats[parts[0].capture] = stats
+        for p in parts:
+            out.records.extend(p.records)
+        for err in dict.fromkeys(p.error for p in parts if p.error):
+            if err:
+                out.errors.append(err)
+        for p in parts:
+            out.warnings.extend(p.warnings)
+    return out
+
+
+def file_size(path: str) -> int | None:
+    if has_scheme(path):
+        return None
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
