@@ -17,9 +17,17 @@ from analyzer.engine.record import RECORD_FIELDS, HandshakeRecord
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+_JSON_UNSAFE = {
+    c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+"""Characters JSON lets through raw that a terminal acts on (DEL, C1 controls such as the
+8-bit CSI) or that reorder the text shown (bidi overrides): written as ``\\u`` escapes,
+so a JSONL printed to a terminal cannot drive it; the decoded strings are unchanged."""
+
 
 def jsonl_line(record: HandshakeRecord) -> str:
-    return json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    return text.translate(_JSON_UNSAFE)
 
 
 def write_jsonl(records: Iterable[HandshakeRecord], out: IO[str]) -> int:
