@@ -202,6 +202,10 @@ class Engine:
             if self.report_at_settle and not conn.reported and conn.relevant():
                 conn.reported = True
                 out.append(conn.record(self.capture, "open", None))
+        elif conn.established:
+            # Out of its handshake: it idles like an established connection (IDLE_TIMEOUT)
+            # while the first records after the handshake are awaited.
+            self.table.mark_settled(conn)
         if flags & (FIN | RST):
             self._close_flags(conn, seg, from_client, out)
 

@@ -1,16 +1,21 @@
 """The connection table: 4-tuple lookup in either direction, idle expiry by packet time.
 
 Each connection is stored under both orientations of its 4-tuple so a packet needs one
-dict lookup whatever its direction. Expiry is lazy: two FIFO queues (connections still in
-their handshake, and settled ones) are scanned from the front only when packet time has
-moved on; an entry that saw traffic since it was queued is re-queued instead of expired.
+dict lookup whatever its direction. Expiry is lazy: two queues (connections still in their
+handshake, and settled ones), each a heap by the time a connection was queued, are scanned
+from the front only when packet time has moved on; an entry that saw traffic since it was
+queued is re-queued at its last packet time instead of expired. Because the heap keeps that
+order exactly, a scan expires every idle connection and nothing else, whatever else is in
+the table: a worker that holds one shard of a capture's connections expires each of them at
+the same packet as a single process holding all of them.
 The table holds any object with ``last_ts`` and ``settled`` attributes; it knows nothing
 about TLS.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import heapq
+import itertools
 from collections.abc import Iterator
 from typing import Generic, Protocol, TypeVar
 
@@ -39,15 +44,18 @@ class FlowTable(Generic[F]):
         idle_timeout: float = limits.IDLE_TIMEOUT,
     ) -> None:
         self._by_key: dict[FlowKey, F] = {}
-        # id(flow) -> (time queued, flow)
-        self._handshaking: OrderedDict[int, tuple[float, F]] = OrderedDict()
-        self._settled: OrderedDict[int, tuple[float, F]] = OrderedDict()
+        # Per queue (0: still in their handshake, 1: settled): the live flows by id, in
+        # the order they joined the queue, and a heap of (time queued, sequence, flow)
+        # whose entries for flows that left the queue are dropped lazily.
+        self._members: tuple[dict[int, F], dict[int, F]] = ({}, {})
+        self._heaps: tuple[list[tuple[float, int, F]], list[tuple[float, int, F]]] = ([], [])
+        self._seq = itertools.count()
         self.max_flows = max_flows
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
 
     def __len__(self) -> int:
-        return len(self._handshaking) + len(self._settled)
+        return len(self._members[0]) + len(self._members[1])
 
     def get(self, key: FlowKey) -> F | None:
         return self._by_key.get(key)
@@ -56,12 +64,15 @@ class FlowTable(Generic[F]):
         src, sport, dst, dport = flow.key
         self._by_key[flow.key] = flow
         self._by_key[(dst, dport, src, sport)] = flow
-        self._handshaking[id(flow)] = (flow.last_ts, flow)
+        self._members[0][id(flow)] = flow
+        heapq.heappush(self._heaps[0], (flow.last_ts, next(self._seq), flow))
 
     def mark_settled(self, flow: F) -> None:
         """Move a flow to the settled queue (longer idle timeout)."""
-        if self._handshaking.pop(id(flow), None) is not None:
-            self._settled[id(flow)] = (flow.last_ts, flow)
+        if self._members[0].pop(id(flow), None) is not None:
+            self._members[1][id(flow)] = flow
+            heapq.heappush(self._heaps[1], (flow.last_ts, next(self._seq), flow))
+            self._compact(0)
 
     def remove(self, flow: F) -> None:
         src, sport, dst, dport = flow.key
@@ -70,30 +81,40 @@ class FlowTable(Generic[F]):
         rev = (dst, dport, src, sport)
         if self._by_key.get(rev) is flow:
             del self._by_key[rev]
-        self._handshaking.pop(id(flow), None)
-        self._settled.pop(id(flow), None)
+        for which, members in enumerate(self._members):
+            if members.get(id(flow)) is flow:
+                del members[id(flow)]
+                self._compact(which)
+
+    def _compact(self, which: int) -> None:
+        """Drop the entries of flows that left the queue once they outnumber the others."""
+        heap, members = self._heaps[which], self._members[which]
+        if len(heap) > 2 * len(members) + 1024:
+            heap[:] = [e for e in heap if members.get(id(e[2])) is e[2]]
+            heapq.heapify(heap)
 
     def expired(self, now: float) -> Iterator[F]:
         """Remove and yield the flows idle for longer than their timeout at packet time
-        ``now``.
+        ``now``: every one of them, whatever the other flows in the table (so a table
+        holding a subset of the connections expires them at the same packet).
 
-        Each queue is ordered by the time a flow was (re)queued. A front flow that saw
+        Each queue is a heap by the time a flow was (re)queued. A front flow that saw
         traffic since it was queued is requeued at its last packet time; the first front
-        flow that did not, and is not idle long enough, ends the scan: everything behind it
-        was queued later.
+        flow that did not, and is not idle long enough, ends the scan: every other flow was
+        queued at that time or later and has seen no fewer packets since.
         """
-        for queue, timeout in (
-            (self._handshaking, self.handshake_timeout),
-            (self._settled, self.idle_timeout),
-        ):
-            while queue:
-                fid, (queued_at, flow) = next(iter(queue.items()))
-                if flow.last_ts + timeout < now:
+        for which, timeout in ((0, self.handshake_timeout), (1, self.idle_timeout)):
+            heap, members = self._heaps[which], self._members[which]
+            while heap:
+                queued_at, _, flow = heap[0]
+                if members.get(id(flow)) is not flow:
+                    heapq.heappop(heap)  # left this queue
+                elif flow.last_ts + timeout < now:
+                    heapq.heappop(heap)
                     self.remove(flow)
                     yield flow
                 elif flow.last_ts > queued_at:
-                    queue.move_to_end(fid)
-                    queue[fid] = (flow.last_ts, flow)
+                    heapq.heapreplace(heap, (flow.last_ts, next(self._seq), flow))
                 else:
                     break
 
@@ -101,14 +122,17 @@ class FlowTable(Generic[F]):
         """Remove and yield the oldest flows while the table is over its size limit,
         flows still in their handshake first (half-open floods land there)."""
         while len(self) > self.max_flows:
-            queue = self._handshaking or self._settled
-            _, flow = next(iter(queue.values()))
+            which = 0 if self._members[0] else 1
+            heap, members = self._heaps[which], self._members[which]
+            while members.get(id(heap[0][2])) is not heap[0][2]:
+                heapq.heappop(heap)
+            flow = heapq.heappop(heap)[2]
             self.remove(flow)
             yield flow
 
     def drain(self) -> Iterator[F]:
         """Remove and yield every flow (end of capture), oldest first."""
-        flows = [f for _, f in (*self._handshaking.values(), *self._settled.values())]
+        flows = [*self._members[0].values(), *self._members[1].values()]
         flows.sort(key=lambda f: f.last_ts)
         for flow in flows:
             self.remove(flow)

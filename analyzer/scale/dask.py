@@ -27,6 +27,7 @@ Not here: starting a cluster (``dask scheduler`` / ``dask worker``, see README).
 from __future__ import annotations
 
 import glob as globmod
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -123,7 +124,8 @@ def plan_parts(
         n = shards if shards > 1 and size is not None and size >= threshold else 1
         parts.extend(
             Part(
-                path=path,
+                path=path if has_scheme(path) else os.path.abspath(path),
+                label=path,
                 index=index,
                 shard=s,
                 shards=n,
@@ -198,10 +200,50 @@ def final_records(result: PartResult, changed: dict[str, HandshakeRecord]) -> li
     return out
 
 
+_DTYPES = {
+    "int": "int64",
+    "float": "float64",
+    "float | None": "float64",
+    "int | None": "float64",
+    "bool": "bool",
+    "str": "str",
+    "str | None": "str",
+}
+"""Partition dtypes by field annotation, for the columns :func:`analyzer.frame.to_dataframe`
+leaves to pandas' inference (which depends on the values: a text column of only nulls is
+``object``, an ``int | None`` column without nulls is ``int64``). Every partition and the
+meta get the same dtypes; what pandas infers for a whole run is the usual case here."""
+
+
+def frame_dtypes() -> dict[str, Any]:
+    """The dtypes of every column of :func:`read_pcaps`' frame."""
+    from dataclasses import fields
+
+    from analyzer.frame import CATEGORIES, TIME_COLUMNS, to_dataframe
+
+    fixed = to_dataframe([]).dtypes
+    out: dict[str, Any] = {}
+    for f in fields(HandshakeRecord):
+        if f.name not in fixed.index:
+            continue
+        if f.name in CATEGORIES or str(fixed[f.name]) == "string":
+            out[f.name] = fixed[f.name]
+        elif f.name in TIME_COLUMNS:
+            out[f.name] = "datetime64[ns, UTC]"
+        else:
+            out[f.name] = _DTYPES.get(str(f.type), "object")
+    return out
+
+
+def conform(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the dtypes of :func:`frame_dtypes`."""
+    return df.astype(frame_dtypes())
+
+
 def to_frame(result: PartResult, changed: dict[str, HandshakeRecord]) -> pd.DataFrame:
     from analyzer.frame import to_dataframe
 
-    return to_dataframe(final_records(result, changed))
+    return conform(to_dataframe(final_records(result, changed)))
 
 
 def write_part(
@@ -307,7 +349,8 @@ def start(
             summary = summarize(result)
             infos.append(summary.info)
             failing |= summary.failing
-        good = list(local)
+            if result.error is None or result.records:
+                good.append(result)
         changed: Any = sharpen([of_servers(r, failing) for r in local], opts)
     else:
         futures = cluster.map(analyze_part, parts, pure=False)
@@ -320,7 +363,8 @@ def start(
                 continue
             infos.append(summary.info)
             failing |= summary.failing
-            good.append(future)
+            if summary.info.error is None or summary.info.stats.records:
+                good.append(future)  # an unreadable file makes no partition
         groups = [cluster.submit(of_servers, f, failing, pure=False) for f in good]
         changed = cluster.submit(sharpen, groups, opts, pure=False)
     merged = merge_parts(infos)
@@ -357,6 +401,7 @@ def read_pcaps(
     ``run.errors`` when a :class:`analyzer.api.Run` is given, else each is a
     :class:`CaptureWarning`; the other inputs' records are all there.
     """
+    import dask
     import dask.dataframe
     from dask.delayed import delayed
 
@@ -367,13 +412,15 @@ def read_pcaps(
     opts = DiagnosisOptions(ca_bundle=ca_bundle, verify=verify)
     dask_run = start(paths, client, tls_ports=tls_ports, options=opts, shard_bytes=shard_bytes)
     _report(dask_run, run)
-    meta = to_dataframe([])
-    if not dask_run.results:
-        empty: dd.DataFrame = ddf.from_pandas(meta, npartitions=1)
-        return empty
-    parts = [delayed(to_frame)(r, dask_run.changed) for r in dask_run.results]
-    frame: dd.DataFrame = ddf.from_delayed(parts, meta=meta, verify_meta=False)
-    return frame
+    meta = conform(to_dataframe([]))
+    # Dask would turn text columns into Arrow strings: keep read_pcap's dtypes.
+    with dask.config.set({"dataframe.convert-string": False}):
+        if not dask_run.results:
+            empty: dd.DataFrame = ddf.from_pandas(meta, npartitions=1)
+            return empty
+        parts = [delayed(to_frame)(r, dask_run.changed) for r in dask_run.results]
+        frame: dd.DataFrame = ddf.from_delayed(parts, meta=meta, verify_meta=False)
+        return frame
 
 
 def collect_records(dask_run: DaskRun) -> list[HandshakeRecord]:

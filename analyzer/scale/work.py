@@ -37,6 +37,9 @@ class Part:
 
     path: str
     """A local path or an fsspec URL."""
+    label: str | None = None
+    """The input as the user named it, for messages (default: ``path``); Dask workers get
+    absolute paths, as their working directory is not the client's."""
     index: int
     """Position of the file among the run's inputs (results are merged in this order)."""
     shard: int = 0
@@ -120,15 +123,19 @@ def analyze_part(part: Part) -> PartResult:
         found = engine.run_shard(reader, part.shard, part.shards)
     opts = part.options
     records = [diagnose(r, opts) for r in found]
+    label = part.label or part.path
     warnings: list[str] = []
     if part.shard == 0:  # every shard reads the whole file: one of them reports on it
-        warnings = [f"{part.path}: {detail or anomaly}" for anomaly, detail in reader.anomalies]
+        warnings = [f"{label}: {detail or anomaly}" for anomaly, detail in reader.anomalies]
+    error = reader.error
+    if error is not None and label != part.path and error.startswith(part.path):
+        error = label + error[len(part.path) :]
     return PartResult(
         part=part,
         capture=name,
         records=records,
         stats=engine.stats,
-        error=reader.error,
+        error=error,
         warnings=warnings,
         cpu_seconds=time.process_time() - started,
     )
@@ -138,10 +145,10 @@ def failed_part(part: Part, why: str) -> PartResult:
     """The result of a part whose worker failed (crashed, killed, lost)."""
     return PartResult(
         part=part,
-        capture=capture_name(part.path),
+        capture=capture_name(part.path) if isinstance(part.path, str) else str(part.label),
         records=[],
         stats=CaptureStats(),
-        error=f"{part.path}: analysis failed ({why})",
+        error=f"{part.label or part.path}: analysis failed ({why})",
     )
 
 
