@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import sys
 from base64 import b32encode
 from typing import Final
 
@@ -59,7 +60,9 @@ def is_tls13(version: int) -> bool:
     return version == TLS13 or (version >> 8) in (0x7F, 0x7E)
 
 
+@functools.lru_cache(maxsize=65536)
 def ip_text(addr: bytes) -> str:
+    """An address as text, one shared string per address (records hold many copies)."""
     return str(ipaddress.ip_address(addr))
 
 
@@ -210,9 +213,9 @@ class Connection:
     # ------------------------------------------------------------------ small helpers
 
     def note(self, ts: float, sender: str, what: str) -> None:
-        if len(self.timeline) < limits.MAX_HISTORY:
+        if len(self.timeline) < limits.MAX_TIMELINE:
             self.timeline.append(
-                TimelineEntry(t=ts - self.first_ts, sender=sender, what=what)  # type: ignore[arg-type]
+                TimelineEntry(t=ts - self.first_ts, sender=sender, what=sys.intern(what))  # type: ignore[arg-type]
             )
 
     def anomaly(self, code: Anomaly | str) -> None:

@@ -20,6 +20,8 @@ RFCs: 8446 §4.2.3 (SignatureScheme), §4.2.7 (NamedGroup), §6 (AlertDescriptio
 
 from __future__ import annotations
 
+import functools
+
 _VERSIONS: dict[int, str] = {
     0x0002: "SSLv2",
     0x0300: "SSLv3",
@@ -30,6 +32,7 @@ _VERSIONS: dict[int, str] = {
 }
 
 
+@functools.cache  # one string per code, shared by every record (at most 2^16)
 def version_name(version: int) -> str:
     """``TLSv1.2`` for 0x0303; anything else (TLS 1.3 drafts, DTLS) as ``0xNNNN``.
 
@@ -427,6 +430,7 @@ pre-standard ChaCha20 suites 0xCC13-0xCC15 marked ``_OLD``) and the SSLv2 cipher
 which are three bytes long (RFC 6101 appendix E)."""
 
 
+@functools.cache  # one string per code, shared by every record (at most 2^16)
 def cipher_name(code: int) -> str:
     """The IANA name of a cipher suite (or SSLv2 cipher spec); unknown as ``0xNNNN``."""
     name = _CIPHER_SUITES.get(code)
@@ -519,6 +523,7 @@ ML-KEM drafts), plus the pre-standard Kyber hybrids browsers shipped (0x6399, 0x
 0xFE30, 0xFE31)."""
 
 
+@functools.cache  # one string per code, shared by every record (at most 2^16)
 def group_name(code: int) -> str:
     """Supported group / named curve name (``secp256r1``, ``x25519``); unknown as ``0xNNNN``."""
     return _GROUPS.get(code, _hex4(code))
@@ -567,6 +572,7 @@ _ALERTS: dict[int, str] = {
 114) keep the name their RFC gave them: old peers still send them."""
 
 
+@functools.cache  # one string per code, shared by every record (at most 2^16)
 def alert_name(code: int) -> str:
     """Alert description (``handshake_failure``, ``unknown_ca``); unknown as ``unknown_NN``."""
     return _ALERTS.get(code, f"unknown_{code}")
@@ -625,6 +631,7 @@ _TLS12_SIGNATURES: dict[int, str] = {1: "rsa_pkcs1", 2: "dsa", 3: "ecdsa"}
 """RFC 5246 §7.4.1.4.1: before TLS 1.3 a code was a (HashAlgorithm, SignatureAlgorithm) pair."""
 
 
+@functools.cache  # one string per code, shared by every record (at most 2^16)
 def sigalg_name(code: int) -> str:
     """Signature scheme name (``rsa_pss_rsae_sha256``, ``ecdsa_secp256r1_sha256``).
 
