@@ -171,3 +171,8 @@ two workers)."""
 DASK_CONNECT_TIMEOUT = 30.0
 """Wall seconds ``--dask ADDRESS`` waits for the scheduler to answer before giving up
 with a one-line error (a scheduler on a loaded machine can take a few seconds)."""
+
+MAX_TIMELINE = 40
+"""Steps kept in a record's ``timeline`` (for ``tlsa show``): a full TLS 1.2 handshake with
+its TCP set-up, alerts and close takes about 20; the rest of a long connection is counted,
+not narrated."""
