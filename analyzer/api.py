@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
+from analyzer.diagnosis import DiagnosisOptions, diagnose
+from analyzer.diagnosis.cross import Evidence
 from analyzer.engine.engine import CaptureStats, Engine
 from analyzer.engine.record import HandshakeRecord
+from analyzer.sorted_records import SortedRecords
 from analyzer.sources import CaptureReader, expand_paths
 from analyzer.sources.base import Frame
 
@@ -96,17 +98,39 @@ def collect(
     ``workers``: processes to use (None: every core when there are several inputs or a
     large one, see :mod:`analyzer.scale.local`); the result does not depend on it.
     """
+    return list(
+        collect_sorted(
+            paths, run, tls_ports=tls_ports, options=options, progress=progress, workers=workers
+        )
+    )
+
+
+def collect_sorted(
+    paths: PathArg,
+    run: Run,
+    *,
+    tls_ports: Iterable[int] = (),
+    options: DiagnosisOptions | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> Iterator[HandshakeRecord]:
+    """:func:`collect` as an iterator. In one process its memory is bounded by the live
+    connections, whatever the number of records (:mod:`analyzer.sorted_records`)."""
     opts = options or DiagnosisOptions()
     if workers != 1:
         from analyzer.scale.local import collect_parallel
 
-        return collect_parallel(
+        yield from collect_parallel(
             paths, run, workers=workers, tls_ports=tls_ports, options=opts, progress=progress
         )
-    records = list(analyze_files(paths, run, tls_ports=tls_ports, options=opts, progress=progress))
-    records = cross_connection(records, opts)
-    records.sort(key=lambda r: (r.ts, r.uid))
-    return records
+        return
+    evidence = Evidence()
+    records = SortedRecords()
+    for record in analyze_files(paths, run, tls_ports=tls_ports, options=opts, progress=progress):
+        evidence.add(record)
+        records.add(record)
+    for record in records:
+        yield evidence.sharpen(record)
 
 
 def analyze(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.api import Progress, Run, collect
+from analyzer.api import Progress, Run, collect_sorted
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.certs import load_ca_bundle
 from analyzer.engine.preamble import printable
@@ -105,6 +105,34 @@ def progress_bar(enabled: bool) -> Iterator[Progress | None]:
         yield update
 
 
+def options_for(ca_bundle: Path | None, no_verify: bool) -> DiagnosisOptions:
+    if ca_bundle is not None:
+        try:
+            load_ca_bundle(str(ca_bundle))
+        except (OSError, ValueError) as e:
+            raise Stop(f"--ca-bundle {ca_bundle}: cannot read it as PEM certificates ({e})") from e
+    return DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=not no_verify)
+
+
+def stream_inputs(
+    paths: Sequence[str],
+    run: Run,
+    *,
+    tls_ports: Sequence[int] | None,
+    ca_bundle: Path | None,
+    no_verify: bool,
+    progress: bool = True,
+    workers: int | None = None,
+) -> Iterator[HandshakeRecord]:
+    """Every record of the inputs, sorted, as a stream (memory bounded by live
+    connections in one process), with a progress bar while the inputs are read."""
+    options = options_for(ca_bundle, no_verify)
+    with progress_bar(progress) as bar:
+        yield from collect_sorted(
+            paths, run, tls_ports=tls_ports or (), options=options, progress=bar, workers=workers
+        )
+
+
 def run_inputs(
     paths: Sequence[str],
     *,
@@ -114,19 +142,18 @@ def run_inputs(
     progress: bool = True,
     workers: int | None = None,
 ) -> tuple[list[HandshakeRecord], Run]:
-    if ca_bundle is not None:
-        try:
-            load_ca_bundle(str(ca_bundle))
-        except (OSError, ValueError) as e:
-            raise Stop(f"--ca-bundle {ca_bundle}: cannot read it as PEM certificates ({e})") from e
     run = Run()
-    options = DiagnosisOptions(
-        ca_bundle=str(ca_bundle) if ca_bundle else None, verify=not no_verify
-    )
-    with progress_bar(progress) as bar:
-        records = collect(
-            paths, run, tls_ports=tls_ports or (), options=options, progress=bar, workers=workers
+    records = list(
+        stream_inputs(
+            paths,
+            run,
+            tls_ports=tls_ports,
+            ca_bundle=ca_bundle,
+            no_verify=no_verify,
+            progress=progress,
+            workers=workers,
         )
+    )
     return records, run
 
 
@@ -137,22 +164,17 @@ def report_problems(run: Run) -> None:
         err.print(Text(f"tlsa: error: {safe(e)}"), soft_wrap=True)
 
 
-def select(
-    records: list[HandshakeRecord], only_failed: bool, sni: str | None, server: str | None
-) -> list[HandshakeRecord]:
-    out = records
-    if only_failed:
-        out = [r for r in out if r.outcome in ("failed", "not_tls") and r.failure]
-    if sni:
-        out = [r for r in out if r.sni and (r.sni == sni or r.sni.endswith("." + sni.lstrip("*.")))]
+def wanted(r: HandshakeRecord, only_failed: bool, sni: str | None, server: str | None) -> bool:
+    """Whether a record passes ``--only-failed``, ``--sni`` and ``--server``."""
+    if only_failed and not (r.outcome in ("failed", "not_tls") and r.failure):
+        return False
+    if sni and not (r.sni and (r.sni == sni or r.sni.endswith("." + sni.lstrip("*.")))):
+        return False
     if server:
         host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
-        out = [
-            r
-            for r in out
-            if (r.server_ip == host or r.sni == host) and (not port or str(r.server_port) == port)
-        ]
-    return out
+        if not (r.server_ip == host or r.sni == host) or (port and str(r.server_port) != port):
+            return False
+    return True
 
 
 def records_table(records: Sequence[HandshakeRecord]) -> Table:
@@ -177,13 +199,14 @@ def records_table(records: Sequence[HandshakeRecord]) -> Table:
     return table
 
 
-def write_records(records: list[HandshakeRecord], fmt: Format, output: Path | None) -> None:
+def write_records(records: Iterable[HandshakeRecord], fmt: Format, output: Path | None) -> None:
+    """Write records in ``fmt``; JSONL and CSV are streamed, the others need them all."""
     from analyzer import output as out
 
     if fmt is Format.parquet:
         if output is None:
             raise Stop("--format parquet needs -o FILE")
-        out.write_parquet(records, str(output))
+        out.write_parquet(list(records), str(output))
         return
     stream: TextIO
     with open(output, "w", encoding="utf-8", newline="") if output else _stdout() as stream:
@@ -191,12 +214,12 @@ def write_records(records: list[HandshakeRecord], fmt: Format, output: Path | No
             out.write_jsonl(records, stream)
         elif fmt is Format.csv:
             out.write_csv(records, stream)
-        elif not records:
+        elif not (rows := list(records)):
             err.print(Text("tlsa: no TLS connections in the input"), soft_wrap=True)
         else:
             # A terminal sets its own width; a file or pipe gets room for the reasons.
             width = None if stream.isatty() else 200
-            Console(file=stream, highlight=False, width=width).print(records_table(records))
+            Console(file=stream, highlight=False, width=width).print(records_table(rows))
 
 
 @contextmanager
@@ -205,7 +228,7 @@ def _stdout() -> Iterator[TextIO]:
     sys.stdout.flush()
 
 
-def finish(run: Run, records: Sequence[HandshakeRecord], fail_on_failure: bool) -> None:
+def finish(run: Run, records: Iterable[HandshakeRecord], fail_on_failure: bool) -> None:
     report_problems(run)
     if run.errors:
         raise typer.Exit(2)
@@ -256,12 +279,25 @@ def analyze(
             raise Stop("--dask writes every record: filter the output instead")
         analyze_dask(paths, dask, fmt, output, tls_port, ca_bundle, no_verify, fail_on_failure)
         return
-    records, run = run_inputs(
-        paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify, workers=workers
-    )
-    shown = select(records, only_failed, sni, server)
-    write_records(shown, fmt, output)
-    finish(run, records, fail_on_failure)
+    run = Run()
+    failed: list[HandshakeRecord] = []  # at most one: enough for --fail-on-failure
+
+    def shown() -> Iterator[HandshakeRecord]:
+        for r in stream_inputs(
+            paths,
+            run,
+            tls_ports=tls_port,
+            ca_bundle=ca_bundle,
+            no_verify=no_verify,
+            workers=workers,
+        ):
+            if r.outcome == "failed" and not failed:
+                failed.append(r)
+            if wanted(r, only_failed, sni, server):
+                yield r
+
+    write_records(shown(), fmt, output)
+    finish(run, failed, fail_on_failure)
 
 
 def analyze_dask(

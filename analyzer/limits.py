@@ -176,3 +176,7 @@ MAX_TIMELINE = 40
 """Steps kept in a record's ``timeline`` (for ``tlsa show``): a full TLS 1.2 handshake with
 its TCP set-up, alerts and close takes about 20; the rest of a long connection is counted,
 not narrated."""
+
+MAX_RECORDS_IN_MEMORY = 5_000
+"""Finished records held as objects while a sorted file output is being prepared; beyond
+this they wait in a temporary file (about 2.5 KB each on disk, 40 bytes in memory)."""

@@ -34,16 +34,29 @@ class ServerSummary:
     """A record with the certificate visible, by SNI (first seen)."""
 
 
-def _summaries(records: Sequence[HandshakeRecord]) -> dict[tuple[str, int], ServerSummary]:
-    out: dict[tuple[str, int], ServerSummary] = defaultdict(ServerSummary)
-    for r in sorted(records, key=lambda r: (r.ts, r.uid)):
-        s = out[(r.server_ip, r.server_port)]
+class Evidence:
+    """Per-server summaries, built one record at a time (order does not matter: counts,
+    and for certificates the connection that comes first in ``(ts, uid)`` order)."""
+
+    def __init__(self) -> None:
+        self._servers: dict[tuple[str, int], ServerSummary] = defaultdict(ServerSummary)
+
+    def add(self, r: HandshakeRecord) -> None:
+        s = self._servers[(r.server_ip, r.server_port)]
         if r.established and r.version and r.cipher:
             s.versions[r.version] += 1
             s.ciphers[r.cipher] += 1
         if r.cert_chain_sha256 and r.cert_status is not None:
-            s.cert.setdefault(r.sni, r)
-    return out
+            seen = s.cert.get(r.sni)
+            if seen is None or (r.ts, r.uid) < (seen.ts, seen.uid):
+                s.cert[r.sni] = r
+
+    def sharpen(self, r: HandshakeRecord) -> HandshakeRecord:
+        """The record with what the other connections say about its failure."""
+        s = self._servers.get((r.server_ip, r.server_port))
+        if s is None or r.outcome != "failed":
+            return r
+        return _sharpen(r, s)
 
 
 def _top(counter: Counter[str]) -> str:
@@ -54,15 +67,10 @@ def cross_connection(
     records: Sequence[HandshakeRecord], options: DiagnosisOptions | None = None
 ) -> list[HandshakeRecord]:
     """The records with cross-connection evidence added (order preserved)."""
-    summaries = _summaries(records)
-    out: list[HandshakeRecord] = []
+    evidence = Evidence()
     for r in records:
-        s = summaries.get((r.server_ip, r.server_port))
-        if s is None or r.outcome != "failed":
-            out.append(r)
-            continue
-        out.append(_sharpen(r, s))
-    return out
+        evidence.add(r)
+    return [evidence.sharpen(r) for r in records]
 
 
 def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:

@@ -235,7 +235,7 @@ class CaptureReader:
     def _open_raw(self) -> BinaryIO:
         """The file's bytes, from the start (a subclass may read them from elsewhere,
         e.g. object storage in :mod:`analyzer.scale.work`)."""
-        return open(self.path, "rb")  # noqa: SIM115 - closed by the caller
+        return open(self.path, "rb")  # closed by the caller
 
     def _probe(self) -> None:
         opened = self._open()
