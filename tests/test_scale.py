@@ -116,7 +116,7 @@ def _collect(paths: Any, workers: int, **kw: Any) -> tuple[list[HandshakeRecord]
     run = Run()
     if workers == 1:
         return collect(paths, run, workers=1), run
-    return local.collect_parallel(paths, run, workers=workers, **kw), run
+    return list(local.collect_parallel(paths, run, workers=workers, **kw)), run
 
 
 def _same_run(a: Run, b: Run) -> None:
@@ -229,6 +229,25 @@ def test_many_files_one_process_each(tmp_path: Path) -> None:
     assert any("aa_not_a_capture.pcap" in e for e in run2.errors)
     assert any("zz_corrupt.pcap" in line for line in run2.errors + run2.warnings)
     assert len({r.capture for r in two}) > 40
+
+
+def test_cross_connection_evidence_does_not_depend_on_order() -> None:
+    """Workers hand their records over in another order than one process finds them."""
+    from dataclasses import replace
+
+    from analyzer.diagnosis import cross_connection
+
+    (failed,) = collect(SAMPLES / "nginx_version_mismatch.pcap", Run(), workers=1)
+    assert failed.failure == "version_mismatch"
+    others = [
+        replace(failed, uid=f"Cother{n}", ts=failed.ts + n, established=True, outcome="established",
+                failure=None, version=version, cipher="TLS_AES_128_GCM_SHA256")
+        for n, version in enumerate(["TLSv1.3", "TLSv1.2", "TLSv1.2", "TLSv1.3"], 1)
+    ]
+    a = cross_connection([failed, *others])[0]
+    b = cross_connection([*reversed(others), failed])[-1]
+    assert a.reason == b.reason
+    assert "negotiated TLSv1.2 (2), TLSv1.3 (2) with other clients" in str(a.reason)
 
 
 def test_default_workers() -> None:

@@ -60,7 +60,10 @@ class Evidence:
 
 
 def _top(counter: Counter[str]) -> str:
-    return ", ".join(f"{k} ({n})" for k, n in counter.most_common(3))
+    # Ties in name order: the text must not depend on the order records were added in
+    # (several workers add them in another order than one process).
+    top = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    return ", ".join(f"{k} ({n})" for k, n in top)
 
 
 def cross_connection(

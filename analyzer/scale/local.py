@@ -6,7 +6,8 @@ connections of its shard, see :mod:`analyzer.scale.shard`). Tasks run in a pool 
 worker processes (``forkserver`` start method where there is one, else ``spawn``: never
 plain ``fork`` of a process that may hold threads), largest first. Their records are
 merged, cross-connection evidence is added over the merged records (SPEC §5), and the
-result is sorted by ``(ts, uid)``: the same list, ``uid``s included, as one process makes.
+result is sorted by ``(ts, uid)``: the same records, ``uid``s included, as one process
+makes.
 
 Measured on the 1 GB benchmark capture (bench/scale.py, bench/RESULTS.md): re-reading the
 file in every worker costs each of them a few percent of the single-process time, so it
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analyzer import limits
-from analyzer.diagnosis import DiagnosisOptions, cross_connection
+from analyzer.diagnosis import DiagnosisOptions
+from analyzer.diagnosis.cross import Evidence
 from analyzer.engine.record import HandshakeRecord
 from analyzer.scale import transport
 from analyzer.scale.work import (
@@ -42,6 +43,7 @@ from analyzer.scale.work import (
     failed_part,
     merge_parts,
 )
+from analyzer.sorted_records import SortedRecords
 from analyzer.sources import expand_paths
 
 if TYPE_CHECKING:
@@ -147,17 +149,21 @@ def _main_not_imported() -> Iterator[None]:
 
 
 def run_parts(
-    parts: Sequence[Part], workers: int, progress: Progress | None = None
+    parts: Sequence[Part],
+    workers: int,
+    progress: Progress | None = None,
+    take: Callable[[HandshakeRecord], None] | None = None,
 ) -> list[PartResult]:
-    """Run the parts in a pool of ``workers`` processes; a part whose worker fails
-    gets an error result."""
+    """Run the parts in a pool of ``workers`` processes; a part whose worker fails gets
+    an error result. With ``take``, each record goes to it as its part finishes and the
+    results come back without their records (the parent holds one part at a time)."""
     results: list[PartResult] = []
     done: dict[int, int] = {}
     report: Callable[[PartResult], None] = lambda r: None  # noqa: E731
     if progress is not None:
         for p in parts:
             if p.shard == 0:
-                progress(Path(p.path).name, 0, p.size)
+                progress(Path(p.label or p.path).name, 0, p.size)
 
         def report(r: PartResult) -> None:
             p = r.part
@@ -175,11 +181,15 @@ def run_parts(
         for future in as_completed(futures):
             part = futures[future]
             try:
-                result = pickle.loads(future.result())
+                result = transport.loads(future.result())
             except BrokenProcessPool:
                 result = failed_part(part, "its worker process died")
             except Exception as exc:  # a bug in the analysis: report it, keep the rest
                 result = failed_part(part, f"{type(exc).__name__}: {exc}")
+            if take is not None:
+                for record in result.records:
+                    take(record)
+                result.records = []
             results.append(result)
             report(result)
     return results
@@ -194,10 +204,13 @@ def collect_parallel(
     options: DiagnosisOptions | None = None,
     progress: Progress | None = None,
     shard_bytes: int | None = None,
-) -> list[HandshakeRecord]:
-    """:func:`analyzer.api.collect` on ``workers`` processes (None: :func:`default_workers`);
-    with one worker and nothing to split, the work stays in this process. ``shard_bytes``:
-    split files at least this large (default ``limits.SHARD_MIN_BYTES``)."""
+) -> Iterator[HandshakeRecord]:
+    """:func:`analyzer.api.collect_sorted` on ``workers`` processes (None:
+    :func:`default_workers`); with one worker and nothing to split, the work stays in
+    this process. ``shard_bytes``: split files at least this large (default
+    ``limits.SHARD_MIN_BYTES``). Records come sorted by ``(ts, uid)``, with
+    cross-connection evidence from every record of the run; the parent keeps them as
+    :func:`analyzer.api.collect_sorted` does (bounded memory, the rest on disk)."""
     from analyzer.api import _paths, analyze_files
 
     opts = options or DiagnosisOptions()
@@ -205,16 +218,21 @@ def collect_parallel(
     run.errors.extend(errors)
     n = default_workers(files) if workers is None else max(1, workers)
     parts = plan(files, n, tls_ports=tls_ports, options=opts, shard_bytes=shard_bytes)
+    evidence = Evidence()
+    records = SortedRecords()
+
+    def take(record: HandshakeRecord) -> None:
+        evidence.add(record)
+        records.add(record)
+
     if n == 1 or len(parts) < 2:
-        found = list(
-            analyze_files(files, run, tls_ports=tls_ports, options=opts, progress=progress)
-        )
+        found = analyze_files(files, run, tls_ports=tls_ports, options=opts, progress=progress)
+        for record in found:
+            take(record)
     else:
-        merged: Merged = merge_parts(run_parts(parts, n, progress))
+        merged: Merged = merge_parts(run_parts(parts, n, progress, take))
         run.errors.extend(merged.errors)
         run.warnings.extend(merged.warnings)
         run.stats.update(merged.stats)
-        found = merged.records
-    records = cross_connection(found, opts)
-    records.sort(key=lambda r: (r.ts, r.uid))
-    return records
+    for record in records:
+        yield evidence.sharpen(record)
