@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from analyzer import limits
+from analyzer.anomalies import Anomaly
 from analyzer.decode import decode_frame, tcp_count_view
 from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, Segment
 from analyzer.engine.preamble import DEFAULT_TLS_PORTS
@@ -189,6 +190,10 @@ class Engine:
                     conn.tcp_synack(ts, seg.seq)
             elif from_client:
                 conn.tcp_syn(ts, seg.seq)
+        if seg.truncated:
+            # The snaplen cut this segment: its bytes are fed as far as they go and the
+            # rest is a hole (judged like any capture loss).
+            conn.anomaly(Anomaly.SNAPLEN_TRUNCATED)
         if payload:
             # Data on a SYN (TCP Fast Open) starts one after the SYN's own sequence number.
             seq = (seg.seq + 1) & 0xFFFFFFFF if flags & SYN else seg.seq
