@@ -89,6 +89,15 @@ class RecordReader:
 
     def next(self) -> RecordItem | None:
         """The next whole record, a reason to stop, or ``None`` when more bytes are needed."""
+        item = self._next()
+        if item is None and self._pos:
+            # Waiting for bytes: keep only the partial record, not the records returned
+            # (a connection that goes quiet would otherwise hold them until its end).
+            self._buf = self._buf[self._pos :]
+            self._pos = 0
+        return item
+
+    def _next(self) -> RecordItem | None:
         if self.dead:
             return None
         if not self._started:
