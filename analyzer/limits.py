@@ -29,6 +29,19 @@ bytes are forgotten (a later copy of them is then not compared), never an anomal
 MAX_UNACKED_SEGMENTS = 256
 """Segments kept for that comparison per direction (bounds the work per retransmission)."""
 
+MAX_OOO_TOTAL = 32 * 1024 * 1024
+"""Out-of-order bytes buffered by all connections of the process together. The limits
+above bound one direction; this bounds their sum, which a flood of connections that each
+leave a hole would otherwise make ``MAX_FLOWS`` times larger. A real capture has at most a
+few hundred holes open at once (128 full ``MAX_OOO_BYTES`` buffers fit); beyond it the
+direction whose bytes overflow the total declares its hole a gap (``ooo_buffer_limit``)."""
+
+MAX_UNACKED_TOTAL = 16 * 1024 * 1024
+"""Unacknowledged bytes kept (see ``MAX_UNACKED_BYTES``) by all connections together:
+bytes in flight at one moment of a capture, tens of MB only on a multi-gigabit link. Beyond
+it the direction that overflows forgets its kept bytes (no anomaly: only the comparison of
+a later retransmission with them is lost)."""
+
 MAX_FLOWS = 200_000
 """Live connections in the flow table; beyond this the oldest by packet time is evicted.
 About 1 KB each when idle: a 200 MB ceiling for the worst case."""

@@ -14,6 +14,12 @@ Rules (RFC 9293 §3.4 sequence numbers, §3.10.7.4 segment arrival):
   comparison until the peer acknowledges them (at most ``MAX_UNACKED_BYTES``).
 * Out-of-order segments wait in a bounded buffer (``MAX_OOO_BYTES``, ``MAX_OOO_SEGMENTS``);
   beyond it the hole is declared a gap (:attr:`Anomaly.OOO_BUFFER_LIMIT`).
+* Memory is also bounded across connections: every reassembler of the process draws on
+  two shared budgets (:data:`OOO_BUDGET`, :data:`UNACKED_BUDGET`), so that many connections
+  each holding a little cannot add up to a lot (a flood of connections with holes). A
+  direction whose out-of-order bytes push the shared total over ``MAX_OOO_TOTAL`` declares
+  its hole a gap like above; one whose kept bytes push theirs over ``MAX_UNACKED_TOTAL``
+  forgets them (later copies of those bytes are then not compared).
 * Bytes the peer acknowledged but the capture never had are a gap; so is a hole still
   open, with data or a FIN behind it, at :meth:`Reassembler.flush`. After a gap the
   direction delivers nothing more and only counts payload bytes.
@@ -26,13 +32,16 @@ data (delivered inline like any other byte) and parsing the bytes.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Set
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import (
     MAX_OOO_BYTES,
     MAX_OOO_SEGMENTS,
+    MAX_OOO_TOTAL,
     MAX_UNACKED_BYTES,
     MAX_UNACKED_SEGMENTS,
+    MAX_UNACKED_TOTAL,
 )
 
 SEQ_MASK = 0xFFFFFFFF
@@ -44,7 +53,34 @@ MAX_WINDOW = 0xFFFF << 14
 """The largest window TCP can advertise (RFC 7323 §2.3): no segment or acknowledgement of
 this stream can be further ahead of what was seen in order."""
 
-__all__ = ["MAX_WINDOW", "SEQ_MASK", "Reassembler", "seq_diff"]
+__all__ = [
+    "MAX_WINDOW",
+    "OOO_BUDGET",
+    "SEQ_MASK",
+    "UNACKED_BUDGET",
+    "Budget",
+    "Reassembler",
+    "seq_diff",
+]
+
+_NO_ANOMALIES: frozenset[Anomaly] = frozenset()
+"""Shared by every reassembler that has seen nothing odd (most): no empty set per object."""
+
+
+class Budget:
+    """Bytes of one kind of buffer held by all reassemblers of the process together."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
+OOO_BUDGET = Budget(MAX_OOO_TOTAL)
+"""Out-of-order bytes buffered by every reassembler."""
+UNACKED_BUDGET = Budget(MAX_UNACKED_TOTAL)
+"""Delivered, not yet acknowledged bytes kept by every reassembler."""
 
 
 def seq_diff(a: int, b: int) -> int:
@@ -106,7 +142,7 @@ class Reassembler:
         self.stream_bytes = 0
         self.payload_bytes = 0
         self.midstream = False
-        self.anomalies: set[Anomaly] = set()
+        self.anomalies: Set[Anomaly] = _NO_ANOMALIES
         # Stream positions below are plain ints: stream_bytes is the position of next_seq.
         self._start_seq: int | None = None  # seq of the first stream byte
         self._alt_start: int | None = None  # the start given by another SYN, until data comes
@@ -116,6 +152,14 @@ class Reassembler:
         self._kept: list[bytes] = []  # delivered, not yet acknowledged, ending at next_seq
         self._kept_bytes = 0
         self._plain = False  # started, nothing buffered, no FIN, no gap: the fast path
+
+    def __del__(self, ooo: Budget = OOO_BUDGET, unacked: Budget = UNACKED_BUDGET) -> None:
+        # A reassembler dropped while holding bytes gives them back to the shared budgets
+        # (bound as defaults: they outlive the module's globals at interpreter exit).
+        if self._ooo_bytes:
+            ooo.used -= self._ooo_bytes
+        if self._kept_bytes:
+            unacked.used -= self._kept_bytes
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -130,7 +174,7 @@ class Reassembler:
         if self._start_seq == start:
             if self.midstream:  # data was captured before its SYN: not midstream after all
                 self.midstream = False
-                self.anomalies.discard(Anomaly.MIDSTREAM)
+                self._forget(Anomaly.MIDSTREAM)
             return
         if not self._untouched():
             return
@@ -147,7 +191,12 @@ class Reassembler:
             self.stream_bytes += n
             self._kept.append(payload)
             self._kept_bytes += n
-            if self._kept_bytes > MAX_UNACKED_BYTES or len(self._kept) > MAX_UNACKED_SEGMENTS:
+            UNACKED_BUDGET.used += n
+            if (
+                self._kept_bytes > MAX_UNACKED_BYTES
+                or len(self._kept) > MAX_UNACKED_SEGMENTS
+                or UNACKED_BUDGET.used > UNACKED_BUDGET.limit
+            ):
                 self._trim_kept()
             return payload
         return self._data_slow(seq, payload)
@@ -159,20 +208,20 @@ class Reassembler:
             self._fin_seq = fin_seq
         elif fin_seq != self._fin_seq:
             # Two different ends: one of them has data after it.
-            self.anomalies.add(Anomaly.DATA_AFTER_CLOSE)
+            self._note(Anomaly.DATA_AFTER_CLOSE)
             return
         self._plain = False
         if self.next_seq is None or self.gap:
             return
         end = self.stream_bytes + seq_diff(fin_seq, self.next_seq)
         if end - self.stream_bytes > MAX_WINDOW:
-            self.anomalies.add(Anomaly.SEQ_OUT_OF_WINDOW)
+            self._note(Anomaly.SEQ_OUT_OF_WINDOW)
             self._fin_seq = None
             self._plain = not self._ooo
         elif end < self.stream_bytes:
-            self.anomalies.add(Anomaly.DATA_AFTER_CLOSE)  # already delivered beyond the FIN
+            self._note(Anomaly.DATA_AFTER_CLOSE)  # already delivered beyond the FIN
         elif self._ooo and self._ooo[-1][0] + len(self._ooo[-1][1]) > end:
-            self.anomalies.add(Anomaly.DATA_AFTER_CLOSE)  # buffered beyond the FIN: drop it
+            self._note(Anomaly.DATA_AFTER_CLOSE)  # buffered beyond the FIN: drop it
             self._cut_ooo(end)
 
     def peer_ack(self, ack: int) -> bytes:
@@ -184,8 +233,7 @@ class Reassembler:
         next_seq = self.next_seq
         if ack == next_seq:  # the common case: everything delivered is acknowledged
             if self._kept:
-                self._kept.clear()
-                self._kept_bytes = 0
+                self._forget_kept()
             return b""
         if next_seq is None or self.gap:
             return b""
@@ -194,7 +242,7 @@ class Reassembler:
             return b""
         ahead = seq_diff(ack, next_seq)
         if ahead > MAX_WINDOW:
-            self.anomalies.add(Anomaly.SEQ_OUT_OF_WINDOW)
+            self._note(Anomaly.SEQ_OUT_OF_WINDOW)
             return b""
         if ahead < 0:
             self._drop_kept_before(self.stream_bytes + ahead)
@@ -210,8 +258,7 @@ class Reassembler:
 
     def flush(self) -> None:
         """End of the connection or capture: a hole with data or a FIN behind it is a gap."""
-        self._kept.clear()
-        self._kept_bytes = 0
+        self._forget_kept()
         if self.next_seq is None or self.gap:
             return
         end = self.stream_bytes
@@ -226,10 +273,8 @@ class Reassembler:
     def release(self) -> None:
         """The stream will not be read any further (its connection took the fast path):
         drop every buffer without judging the holes. Facts stay as they are."""
-        self._kept.clear()
-        self._kept_bytes = 0
-        self._ooo.clear()
-        self._ooo_bytes = 0
+        self._forget_kept()
+        self._forget_ooo()
         self._plain = False
 
     # -- internals ------------------------------------------------------------------------
@@ -239,7 +284,7 @@ class Reassembler:
         self.next_seq = start
         self._plain = self._fin_seq is None
         self.midstream = False
-        self.anomalies.discard(Anomaly.MIDSTREAM)
+        self._forget(Anomaly.MIDSTREAM)
 
     def _untouched(self) -> bool:
         """Nothing delivered or buffered yet: the stream's start may still change."""
@@ -259,7 +304,7 @@ class Reassembler:
         if self.next_seq is None:  # no SYN seen: the capture started mid-connection
             self._begin(seq)
             self.midstream = True
-            self.anomalies.add(Anomaly.MIDSTREAM)
+            self._note(Anomaly.MIDSTREAM)
         elif seq == self._alt_start and self._untouched():
             self._switch_start()
         next_seq = self.next_seq
@@ -267,7 +312,7 @@ class Reassembler:
         base = self.stream_bytes
         start = base + seq_diff(seq, next_seq)
         if start - base > MAX_WINDOW:
-            self.anomalies.add(Anomaly.SEQ_OUT_OF_WINDOW)
+            self._note(Anomaly.SEQ_OUT_OF_WINDOW)
             return b""
         end = start + len(payload)
         if end == base and start == base - 1:
@@ -276,7 +321,7 @@ class Reassembler:
         if self._fin_seq is not None:
             fin_end = base + seq_diff(self._fin_seq, next_seq)
             if end > fin_end:
-                self.anomalies.add(Anomaly.DATA_AFTER_CLOSE)
+                self._note(Anomaly.DATA_AFTER_CLOSE)
                 if fin_end <= start:
                     return b""
                 payload = payload[: fin_end - start]
@@ -293,8 +338,12 @@ class Reassembler:
         if self._buffer(start, payload) or repeated:
             self.retransmits += 1
         out = self._deliver()
-        if self._ooo_bytes > MAX_OOO_BYTES or len(self._ooo) > MAX_OOO_SEGMENTS:
-            self.anomalies.add(Anomaly.OOO_BUFFER_LIMIT)
+        if (
+            self._ooo_bytes > MAX_OOO_BYTES
+            or len(self._ooo) > MAX_OOO_SEGMENTS
+            or (self._ooo and OOO_BUDGET.used > OOO_BUDGET.limit)
+        ):
+            self._note(Anomaly.OOO_BUFFER_LIMIT)
             self._declare_gap(self._missing(self._ooo[-1][0] + len(self._ooo[-1][1])))
         else:
             self._plain = not self._ooo and self._fin_seq is None
@@ -317,13 +366,14 @@ class Reassembler:
                 new.append((pos, payload[pos - start : b_start - start]))
             lo, hi = max(pos, b_start), min(end, b_end)
             if payload[lo - start : hi - start] != b_data[lo - b_start : hi - b_start]:
-                self.anomalies.add(Anomaly.OVERLAP_MISMATCH)
+                self._note(Anomaly.OVERLAP_MISMATCH)
             pos = max(pos, b_end)
             j += 1
         if pos < end:
             new.append((pos, payload if pos == start else payload[pos - start :]))
-        for piece in new:
-            self._ooo_bytes += len(piece[1])
+        added = sum(len(piece[1]) for piece in new)
+        self._ooo_bytes += added
+        OOO_BUDGET.used += added
         if j > i:
             ooo[i:j] = sorted(ooo[i:j] + new, key=_start)
         else:
@@ -344,12 +394,18 @@ class Reassembler:
         del ooo[:k]
         size = base - self.stream_bytes
         self._ooo_bytes -= size
+        OOO_BUDGET.used -= size
         self.stream_bytes = base
         assert self.next_seq is not None
         self.next_seq = (self.next_seq + size) & SEQ_MASK
         self._kept.extend(parts)
         self._kept_bytes += size
-        if self._kept_bytes > MAX_UNACKED_BYTES or len(self._kept) > MAX_UNACKED_SEGMENTS:
+        UNACKED_BUDGET.used += size
+        if (
+            self._kept_bytes > MAX_UNACKED_BYTES
+            or len(self._kept) > MAX_UNACKED_SEGMENTS
+            or UNACKED_BUDGET.used > UNACKED_BUDGET.limit
+        ):
             self._trim_kept()
         return parts[0] if k == 1 else b"".join(parts)
 
@@ -364,7 +420,7 @@ class Reassembler:
                     return
                 lo, hi = max(pos, start), min(c_end, end)
                 if chunk[lo - pos : hi - pos] != old[lo - start : hi - start]:
-                    self.anomalies.add(Anomaly.OVERLAP_MISMATCH)
+                    self._note(Anomaly.OVERLAP_MISMATCH)
                     return
             pos = c_end
 
@@ -378,9 +434,14 @@ class Reassembler:
             k += 1
         if k:
             del kept[:k]
-            self._kept_bytes = self.stream_bytes - pos
+            size = self.stream_bytes - pos
+            UNACKED_BUDGET.used -= self._kept_bytes - size
+            self._kept_bytes = size
 
     def _trim_kept(self) -> None:
+        if UNACKED_BUDGET.used > UNACKED_BUDGET.limit:
+            self._forget_kept()  # the shared budget is spent: this direction keeps nothing
+            return
         kept = self._kept
         k = 0
         size = self._kept_bytes
@@ -388,17 +449,38 @@ class Reassembler:
             size -= len(kept[k])
             k += 1
         del kept[:k]
+        UNACKED_BUDGET.used -= self._kept_bytes - size
         self._kept_bytes = size
+
+    def _forget_kept(self) -> None:
+        self._kept.clear()
+        UNACKED_BUDGET.used -= self._kept_bytes
+        self._kept_bytes = 0
+
+    def _forget_ooo(self) -> None:
+        self._ooo.clear()
+        OOO_BUDGET.used -= self._ooo_bytes
+        self._ooo_bytes = 0
+
+    def _note(self, anomaly: Anomaly) -> None:
+        if anomaly not in self.anomalies:
+            self.anomalies = self.anomalies | {anomaly}
+
+    def _forget(self, anomaly: Anomaly) -> None:
+        if anomaly in self.anomalies:
+            self.anomalies = self.anomalies - {anomaly}
 
     def _cut_ooo(self, end: int) -> None:
         """Drop buffered bytes at or beyond stream position ``end``."""
         ooo = self._ooo
+        before = self._ooo_bytes
         while ooo and ooo[-1][0] >= end:
             self._ooo_bytes -= len(ooo.pop()[1])
         if ooo and ooo[-1][0] + len(ooo[-1][1]) > end:
             b_start, b_data = ooo[-1]
             self._ooo_bytes -= b_start + len(b_data) - end
             ooo[-1] = (b_start, b_data[: end - b_start])
+        OOO_BUDGET.used -= before - self._ooo_bytes
 
     def _missing(self, end: int) -> int:
         """Bytes between next_seq and stream position ``end`` that are not buffered."""
@@ -415,7 +497,5 @@ class Reassembler:
         self.gap = True
         self.gap_bytes += missing
         self._plain = False
-        self._ooo.clear()
-        self._ooo_bytes = 0
-        self._kept.clear()
-        self._kept_bytes = 0
+        self._forget_ooo()
+        self._forget_kept()
