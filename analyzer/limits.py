@@ -58,6 +58,16 @@ MAX_ANOMALIES = 32
 MAX_CHAIN_CERTS = 16
 """Certificates kept from one Certificate message."""
 
+MAX_INTERNED = 4096
+"""Distinct small hello values (integer lists such as cipher suites, and raw extensions)
+shared between connections instead of copied per connection: the same client software
+sends the same lists every time, so a few thousand cover a busy capture and cut the memory
+of a connection in its handshake by a third. When the table is full, values are no longer
+shared (an attacker can only make it useless, not large)."""
+
+MAX_INTERNED_LENGTH = 512
+"""Wire bytes of the largest value shared that way (a table entry costs a few KB at most)."""
+
 IDLE_TIMEOUT = 300.0
 """Seconds of packet time without a packet after which a connection is settled as
 ``idle_timeout``. Chosen like common firewall idle timers for established TCP."""

@@ -6,6 +6,9 @@ and length-prefixed vectors from ``bytes``/``memoryview`` without copying the in
 context manager it checks on exit that every byte was read, so leftovers inside a
 length-prefixed block are caught where they occur.
 
+Integer lists of up to ``MAX_INTERNED_LENGTH`` wire bytes are shared between reads (a
+bounded table): equal lists are one tuple, which keeps per-connection memory down.
+
 What it does not do: buffering or "need more" (the input is always a whole structure;
 running past its end means the structure is malformed). Errors are the exceptions
 :class:`Malformed` and its kinds :class:`Truncated` and :class:`Leftover`: they never
@@ -22,9 +25,14 @@ from types import TracebackType
 from typing import TypeVar
 
 from analyzer.anomalies import Anomaly
+from analyzer.limits import MAX_INTERNED, MAX_INTERNED_LENGTH
 from analyzer.tls.events import ParseAnomaly
 
 T = TypeVar("T")
+
+_UINT_LISTS: dict[tuple[int, builtins.bytes], tuple[int, ...]] = {}
+"""Integer lists already read, by (item size, wire bytes): connections from the same client
+software share one tuple (and its int objects) instead of holding copies."""
 
 
 class Malformed(Exception):
@@ -121,14 +129,25 @@ class Cursor:
         if length % item_size:
             raise Malformed(f"{self._what}: {length} bytes, items of {item_size}")
         self._pos = start + length
+        small = length <= MAX_INTERNED_LENGTH
+        if small:
+            key = (item_size, self._data[start : start + length].tobytes())
+            known = _UINT_LISTS.get(key)
+            if known is not None:
+                return known
+        value: tuple[int, ...]
         if item_size == 1:
-            return tuple(self._data[start : start + length])
-        if item_size == 2:
-            return struct.unpack_from(f">{length // 2}H", self._data, start)
-        return tuple(
-            int.from_bytes(self._data[i : i + item_size], "big")
-            for i in range(start, start + length, item_size)
-        )
+            value = tuple(self._data[start : start + length])
+        elif item_size == 2:
+            value = struct.unpack_from(f">{length // 2}H", self._data, start)
+        else:
+            value = tuple(
+                int.from_bytes(self._data[i : i + item_size], "big")
+                for i in range(start, start + length, item_size)
+            )
+        if small and len(_UINT_LISTS) < MAX_INTERNED:
+            _UINT_LISTS[key] = value
+        return value
 
     def expect_end(self) -> None:
         """Raise :class:`Leftover` unless every byte was read."""

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from analyzer.anomalies import Anomaly
+from analyzer.limits import MAX_INTERNED, MAX_INTERNED_LENGTH
 from analyzer.tls.cursor import Cursor, Leftover, Malformed, Truncated, total
 from analyzer.tls.enums import ExtensionType, HandshakeType, NameType, ProtocolVersion
 from analyzer.tls.events import ParseAnomaly
@@ -224,6 +225,37 @@ _HRR_EXTENSIONS: dict[int, tuple[str, _Reader]] = {
 }
 
 
+_EXTENSIONS: dict[tuple[int, bytes], Extension] = {}
+"""Raw extensions already seen: most are the same on every connection of a client
+(groups, signature algorithms, ALPN...), so they are shared rather than copied."""
+
+_PER_CONNECTION = frozenset(
+    {
+        ExtensionType.server_name,
+        ExtensionType.session_ticket,
+        ExtensionType.key_share_old,
+        ExtensionType.pre_shared_key,
+        ExtensionType.cookie,
+        ExtensionType.key_share,
+        ExtensionType.encrypted_client_hello,
+    }
+)
+"""Extensions whose bytes differ from one connection to the next (keys, tickets, names):
+never shared, they would only fill the table."""
+
+
+def _extension(ext_type: int, data: bytes) -> Extension:
+    if len(data) > MAX_INTERNED_LENGTH or ext_type in _PER_CONNECTION:
+        return Extension(type=ext_type, data=data)
+    key = (ext_type, data)
+    known = _EXTENSIONS.get(key)
+    if known is None:
+        known = Extension(type=ext_type, data=data)
+        if len(_EXTENSIONS) < MAX_INTERNED:
+            _EXTENSIONS[key] = known
+    return known
+
+
 def _extensions(
     cur: Cursor,
     readers: dict[int, tuple[str, _Reader]],
@@ -253,7 +285,7 @@ def _extensions(
                 raise Truncated(f"extension {ext_type:#06x}: runs past the extensions block")
             data = block[pos + 4 : end]
             pos = end
-            found.append(Extension(type=ext_type, data=data))
+            found.append(_extension(ext_type, data))
             if ext_type in seen:
                 anomalies.append(Anomaly.DUPLICATE_EXTENSION)
                 continue
