@@ -42,9 +42,20 @@ bytes in flight at one moment of a capture, tens of MB only on a multi-gigabit l
 it the direction that overflows forgets its kept bytes (no anomaly: only the comparison of
 a later retransmission with them is lost)."""
 
-MAX_FLOWS = 200_000
-"""Live connections in the flow table; beyond this the oldest by packet time is evicted.
-About 1 KB each when idle: a 200 MB ceiling for the worst case."""
+MAX_FLOWS = 100_000
+"""Live connections in the flow table; beyond this the oldest settled one by packet time is
+evicted (``flow_table_limit``; see ``MAX_HANDSHAKING_FLOWS`` for the others). One costs
+about 3.5 KB with no payload yet and 5-8 KB once its hellos (and certificate) are parsed
+(measured by tests/test_stress.py), so this bounds the table near 600 MB for the largest
+legitimate captures (many long-lived connections)."""
+
+MAX_HANDSHAKING_FLOWS = 16_000
+"""Connections still in their handshake (a SYN, a ClientHello, nothing settled yet) kept
+at once; beyond this the oldest of them by packet time is evicted (``flow_table_limit``).
+This is what a flood of half-open connections fills: at ~6 KB each (a parsed ClientHello)
+it stays near 100 MB, and a whole run under 200 MB (tests/test_stress.py: a million SYNs,
+a million SYN + ClientHello). Real traffic has far fewer handshakes in flight: 16,000 is
+160,000 new connections a second with a 100 ms handshake."""
 
 MAX_ALERTS = 32
 """Alerts kept per connection; a peer that sends more is odd, not more informative."""

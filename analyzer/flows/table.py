@@ -8,6 +8,8 @@ queued is re-queued at its last packet time instead of expired. Because the heap
 order exactly, a scan expires every idle connection and nothing else, whatever else is in
 the table: a worker that holds one shard of a capture's connections expires each of them at
 the same packet as a single process holding all of them.
+Size is bounded twice: ``MAX_HANDSHAKING_FLOWS`` still in their handshake (what a flood
+of half-open connections fills) and ``MAX_FLOWS`` in all; the oldest go first.
 The table holds any object with ``last_ts`` and ``settled`` attributes; it knows nothing
 about TLS.
 """
@@ -40,6 +42,7 @@ class FlowTable(Generic[F]):
         self,
         *,
         max_flows: int = limits.MAX_FLOWS,
+        max_handshaking: int = limits.MAX_HANDSHAKING_FLOWS,
         handshake_timeout: float = limits.HANDSHAKE_IDLE_TIMEOUT,
         idle_timeout: float = limits.IDLE_TIMEOUT,
     ) -> None:
@@ -51,6 +54,7 @@ class FlowTable(Generic[F]):
         self._heaps: tuple[list[tuple[float, int, F]], list[tuple[float, int, F]]] = ([], [])
         self._seq = itertools.count()
         self.max_flows = max_flows
+        self.max_handshaking = max_handshaking
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
 
@@ -119,10 +123,20 @@ class FlowTable(Generic[F]):
                     break
 
     def over_limit(self) -> Iterator[F]:
-        """Remove and yield the oldest flows while the table is over its size limit,
-        flows still in their handshake first (half-open floods land there)."""
-        while len(self) > self.max_flows:
-            which = 0 if self._members[0] else 1
+        """Remove and yield the oldest flows while the table is over one of its limits.
+
+        More than ``max_handshaking`` flows in their handshake: the oldest of those go
+        (a flood of half-open connections costs a bounded amount of memory and pushes out
+        no settled connection). More than ``max_flows`` in all: the oldest settled ones go
+        (the flows still in their handshake are the newest and few), so a table full of
+        long-lived connections still takes new ones instead of evicting each at once."""
+        while True:
+            if len(self._members[0]) > self.max_handshaking:
+                which = 0
+            elif len(self) > self.max_flows:
+                which = 1 if self._members[1] else 0
+            else:
+                return
             heap, members = self._heaps[which], self._members[which]
             while members.get(id(heap[0][2])) is not heap[0][2]:
                 heapq.heappop(heap)
