@@ -4,6 +4,7 @@
   ``MAX_FILE_SEED`` bytes), plus the gzip sample as it is;
 - ``tls_stream``: the first ``MAX_STREAM_SEED`` bytes of every TCP direction that starts
   like TLS, with the target's two control bytes in front;
+- ``frame``: the first ``FRAMES_PER_FILE`` frames of every sample, with their link type;
 - ``hello``: every ClientHello, ServerHello, Certificate and ServerKeyExchange body found
   in those streams, with the selector byte in front, plus one SSLv2-compatible hello.
 
@@ -29,11 +30,12 @@ if str(ROOT) not in sys.path:
 from analyzer.decode import decode_frame  # noqa: E402
 from analyzer.decode.types import ACK, SYN, Segment  # noqa: E402
 from analyzer.sources import CaptureReader  # noqa: E402
-from tests.fuzz.targets import HELLO_PARSERS  # noqa: E402
+from tests.fuzz.targets import HELLO_PARSERS, LINKTYPES  # noqa: E402
 
 SAMPLES = ROOT / "sample_pcaps"
 MAX_FILE_SEED = 32 * 1024
 MAX_STREAM_SEED = 16 * 1024
+FRAMES_PER_FILE = 12
 STREAM_FLAGS_CLIENT = 0b11
 STREAM_FLAGS_SERVER = 0b10
 
@@ -129,10 +131,15 @@ def handshake_bodies(stream: bytes) -> list[tuple[int, bytes]]:
 
 def seeds() -> dict[str, dict[str, bytes]]:
     """Target -> seed name -> bytes."""
-    out: dict[str, dict[str, bytes]] = {"capture": {}, "tls_stream": {}, "hello": {}}
+    out: dict[str, dict[str, bytes]] = {"capture": {}, "tls_stream": {}, "hello": {}, "frame": {}}
     selector = {int(t): i for i, t in enumerate(HELLO_PARSERS)}
     out["hello"]["sslv2"] = bytes([len(HELLO_PARSERS)]) + SSLV2_HELLO
     for path in sample_files():
+        for n, f in enumerate(CaptureReader(path)):
+            if n == FRAMES_PER_FILE:
+                break
+            if f.linktype in LINKTYPES:
+                out["frame"][f"{path.stem}-{n}"] = bytes([LINKTYPES.index(f.linktype), 1]) + f.data
         out["capture"][path.name] = cut_pcap(file_bytes(path))
         if path.name.endswith(".gz") and path.stat().st_size <= MAX_FILE_SEED:
             out["capture"][path.name + ".raw"] = path.read_bytes()

@@ -19,6 +19,10 @@ Targets (the first bytes of an input steer the target; the rest is the data):
     HelloRetryRequest, Certificate, ServerKeyExchange, SSLv2 ClientHello); the typed value
     then goes through what the engine does with it (names, JA3/JA3S/JA4, X.509 leaf
     facts, host name matching).
+``frame``
+    One captured frame: :func:`analyzer.decode.decode_frame` under a link type picked by
+    byte 0 (byte 1 says whether the snaplen cut it); the fast path that counts packets of
+    settled connections (``tcp_count_view``) must agree with the full decode.
 ``capture``
     The whole-file path: the input is a capture file (pcap, pcapng, gzip) read by
     :class:`analyzer.sources.CaptureReader`, analysed by the engine, diagnosed, sharpened
@@ -37,6 +41,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 
 from analyzer import limits
+from analyzer.decode import decode_frame, tcp_count_view
+from analyzer.decode.types import Datagram, Segment, Skipped
 from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
 from analyzer.engine.engine import Engine
 from analyzer.engine.record import (
@@ -200,6 +206,35 @@ def hello(data: bytes) -> None:
         _certificate(parsed)
 
 
+# --- frame ------------------------------------------------------------------------------
+
+LINKTYPES = (1, 113, 276, 101, 0, 108, 12, 14, 228, 229, 0xBEEF)
+"""Byte 0 modulo this many picks the link type (the decoded ones, and an unknown one)."""
+
+
+def frame(data: bytes) -> None:
+    if len(data) < 2:
+        return
+    linktype = LINKTYPES[data[0] % len(LINKTYPES)]
+    body = data[2:]
+    wirelen = len(body) + (data[1] if data[1] % 4 == 0 else 0)  # sometimes snaplen-cut
+    seg = decode_frame(1.5, linktype, body, wirelen)
+    check(type(seg) in (Segment, Datagram, Skipped), f"decoded to {type(seg).__name__}")
+    if type(seg) is Segment:
+        check(len(seg.payload) <= len(body), "payload longer than the frame")
+        check(len(seg.src) == len(seg.dst) and len(seg.src) in (4, 16), "address length")
+        check(0 <= seg.sport <= 0xFFFF and 0 <= seg.dport <= 0xFFFF, "port range")
+        check(not seg.truncated or wirelen > len(body), "truncated without a snaplen cut")
+    view = tcp_count_view(linktype, body)
+    if view is not None:
+        check(type(seg) is Segment, "fast path counts what the decoder does not see as TCP")
+        assert type(seg) is Segment
+        key, flags, length = view
+        check(key == (seg.src, seg.sport, seg.dst, seg.dport), "fast path: other 4-tuple")
+        check(flags == seg.flags, "fast path: other flags")
+        check(length == len(seg.payload), "fast path: other payload length")
+
+
 # --- capture ----------------------------------------------------------------------------
 
 _OPTIONS = DiagnosisOptions(verify=False)
@@ -254,5 +289,6 @@ def capture(data: bytes) -> None:
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "tls_stream": tls_stream,
     "hello": hello,
+    "frame": frame,
     "capture": capture,
 }
