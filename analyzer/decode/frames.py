@@ -97,7 +97,7 @@ def tcp_count_view(
         return None
     sport, dport, offset, flags = _tcp_ports_flags(data, 34)
     payload = total - 20 - ((offset >> 4) << 2)
-    if payload < 0:
+    if payload < 0 or offset < 0x50:  # a data offset under 5 words: the decoder rejects it
         return None
     return (src, sport, dst, dport), flags, payload
 
