@@ -238,6 +238,13 @@ def main() -> int:
                 cpus[str(w)].append(cpu)
                 print(f"round {r + 1}: --workers {w}: {wall:.2f} s wall, {cpu:.2f} s CPU",
                       flush=True)
+        gz = capture.with_name(capture.name + ".gz")
+        gz_times: dict[int, float] = {}
+        if gz.exists():  # gzip: every shard decompresses the whole file
+            for w in (1, 2):
+                gz_times[w], _ = run_tlsa(["analyze", str(gz), "--format", "jsonl",
+                                           "-o", os.devnull, "--workers", str(w)])
+                print(f"gzip: --workers {w}: {gz_times[w]:.2f} s", flush=True)
         identical = outs[1].read_bytes() == outs[2].read_bytes()
         n_records = sum(1 for _ in outs[1].open())
         loads.append(load())
@@ -267,6 +274,11 @@ def main() -> int:
     critical = max(split["shard0_cpu"], split["shard1_cpu"])
     frames = split["frames"]
     serial = split["unpickle"] + split["cross"] + split["jsonl"]
+    gz_line = ""
+    if gz_times:
+        gz_line = (f"- The same capture gzip-compressed (one round; each shard decompresses the "
+                   f"whole file): `--workers 1` {gz_times[1]:.2f} s, `--workers 2` "
+                   f"{gz_times[2]:.2f} s ({gz_times[1] / gz_times[2]:.2f}×).\n")
     section = f"""{SECTION}
 
 Made by `python bench/scale.py` on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}; \
@@ -285,7 +297,7 @@ after: {" → ".join(loads)} (other work shared the machine, so single runs vary
 {min(times["dask"]):.2f}–{max(times["dask"]):.2f} | {frames / med["dask"]:,.0f} | \
 {size_mb / med["dask"]:.1f} | {med["1"] / med["dask"]:.2f} |
 
-- Speed-up of `--workers 2` per round: {", ".join(f"{x:.2f}" for x in per_round)} \
+{gz_line}- Speed-up of `--workers 2` per round: {", ".join(f"{x:.2f}" for x in per_round)} \
 (goal ≥ 1.7×: **{"met" if speedup >= 1.7 else "not met"}**). Outputs of `--workers 1`, \
 `--workers 2` and `--dask` byte-identical: {identical and dask_identical}.
 - Where the time goes (CPU seconds, in-process): the whole file in one process \

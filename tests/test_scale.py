@@ -404,6 +404,19 @@ def test_read_pcaps_equals_read_pcap(cluster: str, inputs: tuple[list[str], str]
         assert got[col].dtype == expected[col].dtype, col
 
 
+def test_read_pcaps_without_a_cluster(inputs: tuple[list[str], str]) -> None:
+    """No client and no default client: Dask's local scheduler runs the same tasks."""
+    pytest.importorskip("dask.dataframe")
+    import analyzer
+    import analyzer.dask
+
+    good, bad = inputs
+    run = Run()
+    ddf = analyzer.dask.read_pcaps([*good[:3], bad], run=run)
+    assert ddf.npartitions == 3 and len(run.errors) == 1
+    assert _canonical(ddf.compute()) == _canonical(analyzer.read_pcap(good[:3]))
+
+
 def test_read_pcaps_shards_a_large_file(cluster: str, interleaved: Path) -> None:
     distributed = pytest.importorskip("distributed")
     import analyzer
