@@ -9,10 +9,12 @@ merged, cross-connection evidence is added over the merged records (SPEC §5), a
 result is sorted by ``(ts, uid)``: the same records, ``uid``s included, as one process
 makes.
 
-Measured on the 1 GB benchmark capture (bench/scale.py, bench/RESULTS.md): re-reading the
-file in every worker costs each of them a few percent of the single-process time, so it
-does not cap the speed-up; a single reader shipping frames to the workers would pay for
-pickling every frame instead.
+Why every worker re-reads the file, measured on the 1 GB benchmark capture (1.06 M frames,
+bench/scale.py, bench/RESULTS.md): one process takes 10.8 CPU seconds; each of two shards
+6.3–6.7 s (half the analysis, plus about 1.9 µs a frame to read and key the other half's
+frames), 13 s in all. One reader piping frames to two workers (a prototype in
+bench/scale.py) took 3.5 s in the reader and 6.0 s in each worker: 15.6 s in all, so on
+two cores it is the slower split.
 
 A file that cannot be read, or whose worker dies, becomes one line in ``run.errors``
 naming it; every other file's records still come out.
