@@ -165,7 +165,7 @@ class Engine:
             new_syn = flags & SYN and not flags & ACK
             if not new_syn and self._closed.get(key) is not None:
                 return  # a late segment (or SYN-ACK) of a connection already reported
-            conn = self._new(seg, key)
+            conn = self._new(seg, key, out)
             if conn is None:
                 return
         conn.packets += 1
@@ -214,7 +214,9 @@ class Engine:
         if flags & (FIN | RST):
             self._close_flags(conn, seg, from_client, out)
 
-    def _new(self, seg: Segment, key: tuple[bytes, int, bytes, int]) -> Connection | None:
+    def _new(
+        self, seg: Segment, key: tuple[bytes, int, bytes, int], out: list[HandshakeRecord]
+    ) -> Connection | None:
         flags = seg.flags
         if flags & RST or (not seg.payload and not flags & SYN):
             return None  # a stray ACK/FIN/RST of a connection we never saw (or reported)
@@ -231,8 +233,8 @@ class Engine:
         self.stats.connections += 1
         self.table.add(conn)
         for old in self.table.over_limit():
-            old.anomaly("flow_table_limit")
-            self._report(old, "idle_timeout", [])
+            old.anomaly(Anomaly.FLOW_TABLE_LIMIT)
+            self._report(old, conn_close(old, idle=True), out)
             self.stats.anomalies["flow_table_limit"] += 1
         return conn
 
