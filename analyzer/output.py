@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -25,9 +26,13 @@ _JSON_UNSAFE = {
 so a JSONL printed to a terminal cannot drive it; the decoded strings are unchanged."""
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_UNSAFE = re.compile("[" + "".join(map(chr, _JSON_UNSAFE)) + "]")
+
+
 def jsonl_line(record: HandshakeRecord) -> str:
-    text = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
-    return text.translate(_JSON_UNSAFE)
+    text = _encode(record.to_dict())
+    return text.translate(_JSON_UNSAFE) if _UNSAFE.search(text) else text
 
 
 def write_jsonl(records: Iterable[HandshakeRecord], out: IO[str]) -> int:

@@ -9,7 +9,8 @@ engine fills the facts; :mod:`analyzer.diagnosis` fills the judgement (``outcome
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from operator import attrgetter
+from typing import Any, Literal, TypeVar
 
 Side = Literal["client", "server"]
 
@@ -58,7 +59,30 @@ CERT_STATUSES = (
 )
 STARTTLS = ("smtp", "imap", "pop3", "ftp", "xmpp", "irc", "ldap", "postgres")
 
+_C = TypeVar("_C", bound=type)
 
+
+def _tuple_state(cls: _C) -> _C:
+    """Pickle a frozen slots dataclass as the tuple of its field values: the dataclass
+    default walks ``fields()`` for every object, which made spilling records to disk
+    (:mod:`analyzer.sorted_records`) cost more than analysing them."""
+    names = tuple(f.name for f in fields(cls))
+    get = attrgetter(*names)
+    set_field = object.__setattr__
+
+    def getstate(self: Any) -> tuple[Any, ...]:
+        return get(self)
+
+    def setstate(self: Any, state: tuple[Any, ...]) -> None:
+        for name, value in zip(names, state, strict=True):
+            set_field(self, name, value)
+
+    setattr(cls, "__getstate__", getstate)  # noqa: B010 - mypy will not see a method assigned
+    setattr(cls, "__setstate__", setstate)  # noqa: B010
+    return cls
+
+
+@_tuple_state
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertInfo:
     """One alert seen on the connection."""
@@ -83,6 +107,7 @@ class AlertInfo:
         }
 
 
+@_tuple_state
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TimelineEntry:
     """One step of the connection, for ``tlsa show``: seconds since the first packet."""
@@ -92,6 +117,7 @@ class TimelineEntry:
     what: str
 
 
+@_tuple_state
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandshakeRecord:
     """Everything known about one TLS-relevant TCP connection (SPEC §3)."""
@@ -212,16 +238,11 @@ class HandshakeRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON-ready values (SPEC §3 names; internal fields left out)."""
-        out: dict[str, Any] = {}
-        for f in RECORD_FIELDS:
-            value = getattr(self, f)
-            if f == "alerts":
-                value = [a.as_dict() for a in value]
-            elif f == "timeline":
-                value = [[round(e.t, 6), e.sender, e.what] for e in value]
-            elif isinstance(value, list):
-                value = list(value)
-            out[f] = value
+        out = dict(zip(RECORD_FIELDS, _record_values(self), strict=True))
+        out["alerts"] = [a.as_dict() for a in self.alerts]
+        out["timeline"] = [[round(e.t, 6), e.sender, e.what] for e in self.timeline]
+        for name in _LIST_FIELDS:
+            out[name] = list(out[name])
         return out
 
 
@@ -230,3 +251,10 @@ RECORD_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(HandshakeRecord) if f.name not in INTERNAL_FIELDS
 )
 """Output column order."""
+_record_values = attrgetter(*RECORD_FIELDS)
+_LIST_FIELDS = tuple(
+    f.name
+    for f in fields(HandshakeRecord)
+    if f.name in RECORD_FIELDS and f.name not in ("alerts", "timeline") and "list" in str(f.type)
+)
+"""Fields whose lists ``to_dict`` copies (the record's own stay untouched)."""

@@ -27,6 +27,7 @@ import hashlib
 import ipaddress
 import sys
 from base64 import b32encode
+from collections.abc import Callable
 from typing import Final
 
 from analyzer import limits
@@ -711,12 +712,10 @@ class Connection:
                     versions = [0x0002, ch.legacy_version] if ch.legacy_version != 2 else [2]
             rec["sni"] = ch.sni
             rec["offered_versions"] = [version_name(v) for v in versions]
-            rec["offered_ciphers"] = [cipher_name(c) for c in ch.cipher_suites if not is_grease(c)]
-            rec["offered_groups"] = [group_name(g) for g in ch.supported_groups if not is_grease(g)]
-            rec["offered_sigalgs"] = [sigalg_name(s) for s in ch.signature_algorithms]
-            rec["key_share_groups"] = [
-                group_name(g) for g in ch.key_share_groups if not is_grease(g)
-            ]
+            rec["offered_ciphers"] = list(_names(cipher_name, ch.cipher_suites))
+            rec["offered_groups"] = list(_names(group_name, ch.supported_groups))
+            rec["offered_sigalgs"] = list(_names(sigalg_name, ch.signature_algorithms, False))
+            rec["key_share_groups"] = list(_names(group_name, ch.key_share_groups))
             rec["alpn_offered"] = [_text(p) for p in ch.alpn]
             rec["ja3_string"], rec["ja3"], rec["ja4"] = client_fingerprints(ch)
         if sh is not None:
@@ -807,6 +806,15 @@ def leaf_facts(chain: tuple[bytes, ...]) -> tuple[LeafFacts | None, list[str]]:
 @functools.lru_cache(maxsize=4096)
 def sni_matches(sni: str, sans: tuple[str, ...], cn: str | None) -> bool:
     return name_matches(sni, list(sans), cn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names(
+    namer: Callable[[int], str], codes: tuple[int, ...], skip_grease: bool = True
+) -> tuple[str, ...]:
+    """IANA names of a hello's list (GREASE left out), once per distinct list: clients
+    send the same lists on every connection."""
+    return tuple(namer(c) for c in codes if not (skip_grease and is_grease(c)))
 
 
 def _duration(start: float | None, end: float | None) -> float | None:

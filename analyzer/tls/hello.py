@@ -256,6 +256,22 @@ def _extension(ext_type: int, data: bytes) -> Extension:
     return known
 
 
+_VALUES: dict[tuple[_Reader, bytes], Any] = {}
+"""Typed values of the shared extensions already read (same bytes, same value)."""
+
+
+def _read_extension(read: _Reader, ext_type: int, data: bytes) -> Any:
+    shared = len(data) <= MAX_INTERNED_LENGTH and ext_type not in _PER_CONNECTION
+    if shared:
+        known = _VALUES.get((read, data))
+        if known is not None:
+            return known
+    value = total(read, data, f"extension {ext_type:#06x}", Anomaly.MALFORMED_EXTENSION)
+    if shared and len(_VALUES) < MAX_INTERNED:
+        _VALUES[(read, data)] = value
+    return value
+
+
 def _extensions(
     cur: Cursor,
     readers: dict[int, tuple[str, _Reader]],
@@ -294,7 +310,7 @@ def _extensions(
             if entry is None:
                 continue
             field, read = entry
-            value = total(read, data, f"extension {ext_type:#06x}", Anomaly.MALFORMED_EXTENSION)
+            value = _read_extension(read, ext_type, data)
             if isinstance(value, ParseAnomaly):
                 anomalies.append(value.anomaly)
             else:
