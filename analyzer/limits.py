@@ -42,12 +42,15 @@ bytes in flight at one moment of a capture, tens of MB only on a multi-gigabit l
 it the direction that overflows forgets its kept bytes (no anomaly: only the comparison of
 a later retransmission with them is lost)."""
 
-MAX_FLOWS = 100_000
+MAX_FLOWS = 20_000
 """Live connections in the flow table; beyond this the oldest settled one by packet time is
-evicted (``flow_table_limit``; see ``MAX_HANDSHAKING_FLOWS`` for the others). One costs
-about 3.5 KB with no payload yet and 5-8 KB once its hellos (and certificate) are parsed
-(measured by tests/test_stress.py), so this bounds the table near 600 MB for the largest
-legitimate captures (many long-lived connections)."""
+reported early (``flow_table_limit``; see ``MAX_HANDSHAKING_FLOWS`` for the others) and its
+4-tuple is remembered like a closed one, so its later packets start no new record for
+``CLOSED_TUPLE_TIMEOUT``. One costs about 4 KB with no payload yet and 5-8 KB once its
+hellos (and certificate) are parsed (measured by tests/test_stress.py), so the table stays
+near 100 MB, and a run that keeps 100,000 connections open, each with a hole in its
+stream, under 200 MB. Captures with more connections open at once than this (a busy load
+balancer's) get some records before those connections end, with their handshake intact."""
 
 MAX_HANDSHAKING_FLOWS = 16_000
 """Connections still in their handshake (a SYN, a ClientHello, nothing settled yet) kept
@@ -182,8 +185,9 @@ and figures, and ``tlsa analyze --only-failed`` lists them all."""
 
 MAX_CLOSED_TUPLES = 100_000
 """4-tuples of recently closed connections remembered so that late segments (a FIN
-retransmitted after the close, data in flight after a RST) do not start phantom records.
-About 200 bytes each: 20 MB at most."""
+retransmitted after the close, data in flight after a RST, the rest of a connection
+evicted by ``MAX_FLOWS``) do not start phantom records. One entry per connection, about
+150 bytes: 15 MB at most."""
 
 CLOSED_TUPLE_TIMEOUT = 60.0
 """Seconds of packet time a closed 4-tuple is remembered (Linux TIME_WAIT is 60 s)."""

@@ -71,8 +71,9 @@ class Engine:
         self.stats = CaptureStats()
         self._next_expiry = 0.0
         self._closed: OrderedDict[tuple[bytes, int, bytes, int], float] = OrderedDict()
-        """4-tuples (both directions) of connections closed by FIN or RST, with the time:
-        retransmissions and segments in flight after the close are not new connections."""
+        """4-tuples (in one orientation, see :func:`either_way`) of connections closed by
+        FIN or RST or evicted once settled, with the time: retransmissions and segments in
+        flight after the close are not new connections."""
 
     # ------------------------------------------------------------------ input
 
@@ -134,10 +135,16 @@ class Engine:
 
     def finish(self) -> list[HandshakeRecord]:
         """End of capture: report every connection still open."""
+        return list(self._drain())
+
+    def _drain(self) -> Iterator[HandshakeRecord]:
+        """:meth:`finish` one record at a time: a full table's records are never all in
+        memory at once."""
         out: list[HandshakeRecord] = []
         for conn in self.table.drain():
             self._report(conn, "capture_end", out)
-        return out
+            if out:
+                yield out.pop()
 
     def run(self, frames: Iterable[Frame]) -> Iterator[HandshakeRecord]:
         """Feed every frame, then finish; yield records as connections end."""
@@ -146,7 +153,7 @@ class Engine:
             records = feed(frame)
             if records:
                 yield from records
-        yield from self.finish()
+        yield from self._drain()
 
     # ------------------------------------------------------------------ TCP
 
@@ -163,7 +170,7 @@ class Engine:
                 conn = None
         if conn is None:
             new_syn = flags & SYN and not flags & ACK
-            if not new_syn and self._closed.get(key) is not None:
+            if not new_syn and self._closed.get(either_way(key)) is not None:
                 return  # a late segment (or SYN-ACK) of a connection already reported
             conn = self._new(seg, key, out)
             if conn is None:
@@ -234,6 +241,8 @@ class Engine:
         self.table.add(conn)
         for old in self.table.over_limit():
             old.anomaly(Anomaly.FLOW_TABLE_LIMIT)
+            if old.settled:
+                self._remember_closed(old, seg.ts)  # its later packets are not a new connection
             self._report(old, conn_close(old, idle=True), out)
             self.stats.anomalies["flow_table_limit"] += 1
         return conn
@@ -262,12 +271,13 @@ class Engine:
     def _closed_by_flags(self, conn: Connection, ts: float) -> None:
         """Forget the connection but remember its 4-tuple for a while (like TIME_WAIT)."""
         self.table.remove(conn)
-        src, sport, dst, dport = conn.key
+        self._remember_closed(conn, ts)
+
+    def _remember_closed(self, conn: Connection, ts: float) -> None:
         closed = self._closed
-        closed[conn.key] = ts
-        closed[(dst, dport, src, sport)] = ts
+        closed[either_way(conn.key)] = ts
         while closed and (
-            len(closed) > 2 * limits.MAX_CLOSED_TUPLES
+            len(closed) > limits.MAX_CLOSED_TUPLES
             or next(iter(closed.values())) + limits.CLOSED_TUPLE_TIMEOUT < ts
         ):
             closed.popitem(last=False)
@@ -290,6 +300,12 @@ class Engine:
         conn.reported = True
         self.stats.records += 1
         out.append(conn.record(self.capture, close, self.stats.last_ts))
+
+
+def either_way(key: tuple[bytes, int, bytes, int]) -> tuple[bytes, int, bytes, int]:
+    """A 4-tuple in the same orientation whichever side sent the packet."""
+    src, sport, dst, dport = key
+    return key if (src, sport) <= (dst, dport) else (dst, dport, src, sport)
 
 
 def conn_close(conn: Connection, *, idle: bool = False) -> str:

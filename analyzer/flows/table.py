@@ -148,6 +148,8 @@ class FlowTable(Generic[F]):
         """Remove and yield every flow (end of capture), oldest first."""
         flows = [*self._members[0].values(), *self._members[1].values()]
         flows.sort(key=lambda f: f.last_ts)
-        for flow in flows:
+        flows.reverse()
+        while flows:
+            flow = flows.pop()  # not kept here once yielded: the caller frees each in turn
             self.remove(flow)
             yield flow

@@ -39,13 +39,13 @@ from analyzer.diagnosis import DiagnosisOptions, cross_connection
 from analyzer.engine.record import HandshakeRecord
 from analyzer.scale.work import (
     Merged,
-    Part,
     PartResult,
     analyze_part,
     failed_part,
     file_size,
     has_scheme,
     merge_parts,
+    plan_parts,
 )
 from analyzer.sources import CAPTURE_SUFFIXES, expand_paths
 
@@ -106,36 +106,13 @@ def expand_inputs(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     return files, errors
 
 
-def plan_parts(
-    files: Sequence[str],
-    shards: int,
-    *,
-    tls_ports: Iterable[int] = (),
-    options: DiagnosisOptions | None = None,
-    shard_bytes: int | None = None,
-) -> list[Part]:
-    """One part per file; ``shards`` parts for a file of at least ``shard_bytes``."""
-    threshold = limits.SHARD_MIN_BYTES if shard_bytes is None else shard_bytes
-    opts = options or DiagnosisOptions()
-    ports = tuple(tls_ports)
-    parts: list[Part] = []
-    for index, path in enumerate(files):
-        size = file_size(path) if not has_scheme(path) else _url_size(path)
-        n = shards if shards > 1 and size is not None and size >= threshold else 1
-        parts.extend(
-            Part(
-                path=path if has_scheme(path) else os.path.abspath(path),
-                label=path,
-                index=index,
-                shard=s,
-                shards=n,
-                size=size,
-                tls_ports=ports,
-                options=opts,
-            )
-            for s in range(n)
-        )
-    return parts
+def _size(path: str) -> int | None:
+    return _url_size(path) if has_scheme(path) else file_size(path)
+
+
+def _locate(path: str) -> str:
+    """Workers get absolute paths: their working directory is not the client's."""
+    return path if has_scheme(path) else os.path.abspath(path)
 
 
 def _url_size(url: str) -> int | None:
@@ -341,7 +318,13 @@ def start(
     cluster: Any = client if client is not None else _default_client()
     files, errors = expand_inputs(_paths(paths))
     parts = plan_parts(
-        files, _threads(cluster), tls_ports=tls_ports, options=opts, shard_bytes=shard_bytes
+        files,
+        _threads(cluster),
+        tls_ports=tls_ports,
+        options=opts,
+        shard_bytes=shard_bytes,
+        size=_size,
+        locate=_locate,
     )
     infos: list[PartResult] = []
     good: list[Any] = []

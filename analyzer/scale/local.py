@@ -44,6 +44,7 @@ from analyzer.scale.work import (
     analyze_part,
     failed_part,
     merge_parts,
+    plan_parts,
 )
 from analyzer.sorted_records import SortedRecords
 from analyzer.sources import expand_paths
@@ -75,38 +76,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def plan(
-    files: Sequence[Path],
-    workers: int,
-    *,
-    tls_ports: Iterable[int] = (),
-    options: DiagnosisOptions | None = None,
-    shard_bytes: int | None = None,
-) -> list[Part]:
-    """The tasks for ``files``: one per file, ``workers`` shards per file of at least
-    ``shard_bytes`` (default ``limits.SHARD_MIN_BYTES``)."""
-    opts = options or DiagnosisOptions()
-    threshold = limits.SHARD_MIN_BYTES if shard_bytes is None else shard_bytes
-    ports = tuple(tls_ports)
-    parts: list[Part] = []
-    for index, path in enumerate(files):
-        size = _size(path)
-        shards = workers if workers > 1 and size >= threshold else 1
-        for shard in range(shards):
-            parts.append(
-                Part(
-                    path=str(path),
-                    index=index,
-                    shard=shard,
-                    shards=shards,
-                    size=size,
-                    tls_ports=ports,
-                    options=opts,
-                )
-            )
-    return parts
 
 
 def analyze_part_packed(part: Part) -> bytes:
@@ -219,7 +188,9 @@ def collect_parallel(
     files, errors = expand_paths(_paths(paths))
     run.errors.extend(errors)
     n = default_workers(files) if workers is None else max(1, workers)
-    parts = plan(files, n, tls_ports=tls_ports, options=opts, shard_bytes=shard_bytes)
+    parts = plan_parts(
+        [str(f) for f in files], n, tls_ports=tls_ports, options=opts, shard_bytes=shard_bytes
+    )
     evidence = Evidence()
     records = SortedRecords()
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions, diagnose
 from analyzer.engine.engine import CaptureStats, Engine
 from analyzer.engine.record import HandshakeRecord
@@ -198,6 +199,43 @@ def merge_parts(results: Sequence[PartResult]) -> Merged:
         for p in parts:
             out.warnings.extend(p.warnings)
     return out
+
+
+def plan_parts(
+    files: Sequence[str],
+    shards: int,
+    *,
+    tls_ports: Iterable[int] = (),
+    options: DiagnosisOptions | None = None,
+    shard_bytes: int | None = None,
+    size: Callable[[str], int | None] | None = None,
+    locate: Callable[[str], str] = str,
+) -> list[Part]:
+    """The tasks of a run: one per file, ``shards`` per file of at least ``shard_bytes``
+    (default ``limits.SHARD_MIN_BYTES``). ``size`` tells a file's size (default: the local
+    file's), ``locate`` turns an input as named into the path the worker opens."""
+    threshold = limits.SHARD_MIN_BYTES if shard_bytes is None else shard_bytes
+    size_of = size or file_size
+    opts = options or DiagnosisOptions()
+    ports = tuple(tls_ports)
+    parts: list[Part] = []
+    for index, path in enumerate(files):
+        n_bytes = size_of(path)
+        n = shards if shards > 1 and n_bytes is not None and n_bytes >= threshold else 1
+        parts.extend(
+            Part(
+                path=locate(path),
+                label=path,
+                index=index,
+                shard=s,
+                shards=n,
+                size=n_bytes,
+                tls_ports=ports,
+                options=opts,
+            )
+            for s in range(n)
+        )
+    return parts
 
 
 def file_size(path: str) -> int | None:
