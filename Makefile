@@ -61,7 +61,7 @@ bench: install
 	$(PY) bench/run.py
 
 stress: install
-	$(VENV)/bin/pytest -q -m slow tests/test_stress.py
+	$(VENV)/bin/pytest -q -rP -m slow tests/test_stress.py
 
 fuzz: install
 	$(PY) tests/fuzz/run.py --minutes 15
