@@ -475,3 +475,42 @@ def test_flow_table_bounds_half_open_flows_apart() -> None:
     assert add(11) == [0]
     assert add(12, settle=True) == [2]
     assert {f.key[1] - 1000 for f in flows if table.get(f.key) is f} == {7, 8, 9, 10, 11, 12}
+
+
+def test_flow_table_evicts_the_flow_idle_longest() -> None:
+    from analyzer.flows.table import FlowTable
+
+    table: FlowTable[_Flow] = FlowTable(max_flows=2, max_handshaking=2)
+    flows = [_Flow(n, float(n)) for n in range(3)]
+    for flow in flows[:2]:
+        table.add(flow)
+        table.mark_settled(flow)
+    flows[0].last_ts = 5.0  # the first connection is busy since; the second is idle
+    table.add(flows[2])
+    assert [f.key[1] - 1000 for f in table.over_limit()] == [1]
+
+
+def test_evicted_settled_connection_starts_no_phantom_record() -> None:
+    """A settled connection pushed out of a full table is reported once, with
+    ``flow_table_limit``; its later packets, either way, start no new record."""
+    from analyzer.engine.engine import Engine
+    from analyzer.flows.table import FlowTable
+    from analyzer.sources import CaptureReader
+    from analyzer.sources.base import Frame
+
+    frames = list(CaptureReader(HELLO_SAMPLE))
+    engine = Engine("x", table=FlowTable(max_flows=1, max_handshaking=1))
+    records = []
+    for i, frame in enumerate(frames):
+        records += engine.feed(frame)
+        if i == 9:  # settled by now (handshake done, application data seen)
+            assert len(engine.table) == 1 and records == []
+            ip = _IP.pack(0x45, 0, 40, 0, 0x4000, 64, 6, 0, bytes([10, 9, 9, 9]), SERVER)
+            tcp = _TCP.pack(40000, 443, 1, 0, 0x50, SYN, 65535, 0, 0)
+            records += engine.feed(Frame(frame.ts + 0.001, 101, ip + tcp, 40))
+    records += engine.finish()
+    assert len(records) == 2
+    evicted, syn = records
+    assert "flow_table_limit" in evicted.anomalies and evicted.server_port == 443
+    assert "midstream" not in evicted.anomalies
+    assert syn.client_ip == "10.9.9.9"

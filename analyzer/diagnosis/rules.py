@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from analyzer.anomalies import Anomaly
 from analyzer.diagnosis import remedies as rm
 from analyzer.engine.record import AlertInfo, HandshakeRecord
 from analyzer.limits import INCOMPLETE_GRACE
@@ -104,6 +105,8 @@ def offered_ciphers_text(r: HandshakeRecord, limit: int = 4) -> str:
     return f"{count} ({', '.join(shown[:limit])}{more})" if shown else "no cipher suites"
 
 
+EVICTED = str(Anomaly.FLOW_TABLE_LIMIT)
+
 ENDED = {
     "fin": "the connection was closed",
     "rst_client": "the client reset the connection",
@@ -113,11 +116,19 @@ ENDED = {
 }
 
 
+def ended(r: HandshakeRecord) -> str:
+    """How the observation of the connection ended, in words."""
+    if EVICTED in r.anomalies:
+        return "the analyzer's connection table was full (flow_table_limit)"
+    return ENDED.get(r.close, r.close)
+
+
 def captured_to_end(r: HandshakeRecord) -> bool:
     """The capture ended while this connection was still going, within the grace time,
-    with nobody having given up (SPEC §4 ``incomplete``)."""
+    with nobody having given up (SPEC §4 ``incomplete``). A connection the analyzer let go
+    of because its table was full counts as cut by the capture at that moment."""
     return (
-        r.close == "capture_end"
+        (r.close == "capture_end" or EVICTED in r.anomalies)
         and r.capture_end is not None
         and r.capture_end - r.ts_end < INCOMPLETE_GRACE
         and r.client_retransmits == 0
@@ -830,7 +841,7 @@ def rule_no_server_response(r: HandshakeRecord, f: Facts) -> Verdict | None:
         side="server",
         reason=(
             f"{server(r)} acknowledged the ClientHello at the TCP level but sent nothing in "
-            f"{waited}, until {ENDED.get(r.close, r.close)}: the service behind the port is "
+            f"{waited}, until {ended(r)}: the service behind the port is "
             "not answering TLS"
         ),
         remedy=(

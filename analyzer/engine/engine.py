@@ -135,9 +135,9 @@ class Engine:
 
     def finish(self) -> list[HandshakeRecord]:
         """End of capture: report every connection still open."""
-        return list(self._drain())
+        return list(self.drain())
 
-    def _drain(self) -> Iterator[HandshakeRecord]:
+    def drain(self) -> Iterator[HandshakeRecord]:
         """:meth:`finish` one record at a time: a full table's records are never all in
         memory at once."""
         out: list[HandshakeRecord] = []
@@ -153,7 +153,7 @@ class Engine:
             records = feed(frame)
             if records:
                 yield from records
-        yield from self._drain()
+        yield from self.drain()
 
     # ------------------------------------------------------------------ TCP
 
@@ -170,7 +170,7 @@ class Engine:
                 conn = None
         if conn is None:
             new_syn = flags & SYN and not flags & ACK
-            if not new_syn and self._closed.get(either_way(key)) is not None:
+            if not new_syn and self._closed_recently(key, seg.ts):
                 return  # a late segment (or SYN-ACK) of a connection already reported
             conn = self._new(seg, key, out)
             if conn is None:
@@ -241,7 +241,7 @@ class Engine:
         self.table.add(conn)
         for old in self.table.over_limit():
             old.anomaly(Anomaly.FLOW_TABLE_LIMIT)
-            if old.settled:
+            if old.settled or old.established:
                 self._remember_closed(old, seg.ts)  # its later packets are not a new connection
             self._report(old, conn_close(old, idle=True), out)
             self.stats.anomalies["flow_table_limit"] += 1
@@ -273,9 +273,21 @@ class Engine:
         self.table.remove(conn)
         self._remember_closed(conn, ts)
 
+    def _closed_recently(self, key: tuple[bytes, int, bytes, int], ts: float) -> bool:
+        """Whether ``key`` belongs to a connection closed (or evicted) lately; a packet of
+        it keeps it remembered (an evicted connection may go on for long)."""
+        known = either_way(key)
+        if known not in self._closed:
+            return False
+        self._closed.move_to_end(known)
+        self._closed[known] = max(ts, self._closed[known])
+        return True
+
     def _remember_closed(self, conn: Connection, ts: float) -> None:
         closed = self._closed
-        closed[either_way(conn.key)] = ts
+        known = either_way(conn.key)
+        closed.pop(known, None)  # to the back: the dict stays in time order
+        closed[known] = ts
         while closed and (
             len(closed) > limits.MAX_CLOSED_TUPLES
             or next(iter(closed.values())) + limits.CLOSED_TUPLE_TIMEOUT < ts

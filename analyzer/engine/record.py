@@ -67,7 +67,8 @@ def _tuple_state(cls: _C) -> _C:
     default walks ``fields()`` for every object, which made spilling records to disk
     (:mod:`analyzer.sorted_records`) cost more than analysing them."""
     names = tuple(f.name for f in fields(cls))
-    get = attrgetter(*names)
+    get = attrgetter(*names)  # a tuple of values: every class here has several fields
+    assert len(names) > 1, cls
     set_field = object.__setattr__
 
     def getstate(self: Any) -> tuple[Any, ...]:
@@ -255,6 +256,8 @@ _record_values = attrgetter(*RECORD_FIELDS)
 _LIST_FIELDS = tuple(
     f.name
     for f in fields(HandshakeRecord)
-    if f.name in RECORD_FIELDS and f.name not in ("alerts", "timeline") and "list" in str(f.type)
+    if f.default_factory is list
+    and f.name in RECORD_FIELDS
+    and f.name not in ("alerts", "timeline")
 )
 """Fields whose lists ``to_dict`` copies (the record's own stay untouched)."""

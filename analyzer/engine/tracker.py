@@ -717,10 +717,10 @@ class Connection:
                     versions = [0x0002, ch.legacy_version] if ch.legacy_version != 2 else [2]
             rec["sni"] = ch.sni
             rec["offered_versions"] = [version_name(v) for v in versions]
-            rec["offered_ciphers"] = list(_names(cipher_name, ch.cipher_suites))
-            rec["offered_groups"] = list(_names(group_name, ch.supported_groups))
-            rec["offered_sigalgs"] = list(_names(sigalg_name, ch.signature_algorithms, False))
-            rec["key_share_groups"] = list(_names(group_name, ch.key_share_groups))
+            rec["offered_ciphers"] = names(cipher_name, ch.cipher_suites)
+            rec["offered_groups"] = names(group_name, ch.supported_groups)
+            rec["offered_sigalgs"] = names(sigalg_name, ch.signature_algorithms, False)
+            rec["key_share_groups"] = names(group_name, ch.key_share_groups)
             rec["alpn_offered"] = [_text(p) for p in ch.alpn]
             rec["ja3_string"], rec["ja3"], rec["ja4"] = client_fingerprints(ch)
         if sh is not None:
@@ -813,13 +813,26 @@ def sni_matches(sni: str, sans: tuple[str, ...], cn: str | None) -> bool:
     return name_matches(sni, list(sans), cn)
 
 
-@functools.lru_cache(maxsize=4096)
-def _names(
+def names(
     namer: Callable[[int], str], codes: tuple[int, ...], skip_grease: bool = True
+) -> list[str]:
+    """IANA names of a hello's list (GREASE left out), worked out once per distinct short
+    list: clients send the same lists on every connection. A long list (only a crafted
+    hello has hundreds of cipher suites) is not remembered."""
+    if len(codes) > _MAX_CACHED_NAMES:
+        return list(_names_of(namer, codes, skip_grease))
+    return list(_cached_names(namer, codes, skip_grease))
+
+
+def _names_of(
+    namer: Callable[[int], str], codes: tuple[int, ...], skip_grease: bool
 ) -> tuple[str, ...]:
-    """IANA names of a hello's list (GREASE left out), once per distinct list: clients
-    send the same lists on every connection."""
     return tuple(namer(c) for c in codes if not (skip_grease and is_grease(c)))
+
+
+_cached_names = functools.lru_cache(maxsize=limits.MAX_INTERNED)(_names_of)
+_MAX_CACHED_NAMES = limits.MAX_INTERNED_LENGTH // 2
+"""Codes in the longest list whose names are remembered (as many as interned lists hold)."""
 
 
 def _duration(start: float | None, end: float | None) -> float | None:

@@ -138,18 +138,26 @@ class FlowTable(Generic[F]):
             else:
                 return
             heap, members = self._heaps[which], self._members[which]
-            while members.get(id(heap[0][2])) is not heap[0][2]:
+            queued_at, _, flow = heap[0]
+            if members.get(id(flow)) is not flow:
+                heapq.heappop(heap)  # left this queue
+            elif flow.last_ts > queued_at:
+                # Traffic since it was queued: requeue it at its last packet time, so the
+                # flow evicted is the one idle longest, not the one that came first.
+                heapq.heapreplace(heap, (flow.last_ts, next(self._seq), flow))
+            else:
                 heapq.heappop(heap)
-            flow = heapq.heappop(heap)[2]
-            self.remove(flow)
-            yield flow
+                self.remove(flow)
+                yield flow
 
     def drain(self) -> Iterator[F]:
         """Remove and yield every flow (end of capture), oldest first."""
         flows = [*self._members[0].values(), *self._members[1].values()]
         flows.sort(key=lambda f: f.last_ts)
         flows.reverse()
+        self._by_key.clear()
+        for members, heap in zip(self._members, self._heaps, strict=True):
+            members.clear()
+            heap.clear()
         while flows:
-            flow = flows.pop()  # not kept here once yielded: the caller frees each in turn
-            self.remove(flow)
-            yield flow
+            yield flows.pop()  # not kept here once yielded: the caller frees each in turn

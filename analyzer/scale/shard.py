@@ -208,4 +208,4 @@ class ShardEngine(Engine):
                     continue
             if records:
                 yield from records
-        yield from self.finish()
+        yield from self.drain()
