@@ -92,17 +92,18 @@ def _truths(rows: list[dict[str, Any]]) -> str:
 def write_readme(dest: Path, scenarios: list[Scenario], manifest: list[dict[str, Any]]) -> None:
     lines = [INTRO, "| file | size | stack | what it shows | truth per connection |",
              "|---|---:|---|---|---|"]
-    total = 0
+    total = written = 0
     for scn in scenarios:
         path = dest / scn.file
         if not path.exists():
             continue
         size = path.stat().st_size
         total += size
+        written += 1
         rows = [r for r in manifest if r["file"] == scn.file]
         lines.append(f"| `{scn.file}` | {size / 1024:.1f} KB | {scn.stack} | {scn.shows} | "
                      f"{_truths(rows)} |")
     lines.append("")
-    lines.append(f"{len(manifest)} connections in {len(lines) - 3} captures, "
+    lines.append(f"{len(manifest)} connections in {written} captures, "
                  f"{total / 1024:.0f} KB in all.")
     (dest / "README.md").write_text("\n".join(lines) + "\n")

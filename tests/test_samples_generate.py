@@ -123,8 +123,10 @@ def test_capture_sizes_within_limits() -> None:
 
 def test_readme_lists_every_capture(manifest: list[dict[str, Any]]) -> None:
     readme = (SAMPLES / "README.md").read_text()
-    for name in {row["file"] for row in manifest}:
+    files = {row["file"] for row in manifest}
+    for name in files:
         assert f"`{name}`" in readme, name
+    assert f"{len(manifest)} connections in {len(files)} captures," in readme
 
 
 @pytest.mark.root
