@@ -5,7 +5,9 @@ one process or many produced them. It builds per-server summaries (what the serv
 negotiated with the clients it accepted, what its certificate looked like where it was
 visible) and uses them to sharpen failures:
 
-- version and cipher mismatches name what the same server chose for other clients;
+- version and cipher mismatches name what the same server chose for other clients; a
+  version mismatch inferred from a refused TLS 1.2 hello becomes a cipher mismatch when the
+  same server negotiated a version this client offered;
 - a TLS 1.3 rejection inferred from an encrypted alert takes the exact certificate
   category when the same server's certificate is visible elsewhere (e.g. over TLS 1.2).
 """
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from analyzer.diagnosis.rules import certificate_verdict, status_for_alert
+from analyzer.diagnosis.rules import certificate_verdict, cipher_verdict, status_for_alert
 from analyzer.engine.record import HandshakeRecord
 
 if TYPE_CHECKING:
@@ -77,6 +79,19 @@ def cross_connection(
 
 
 def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
+    if r.failure == "version_mismatch" and r.inferred:
+        accepted = [v for v in s.versions if v in r.offered_versions]
+        refusal = next((a for a in r.alerts if a.sender == "server" and not a.encrypted), None)
+        if accepted and refusal is not None:
+            v = cipher_verdict(r, refusal)
+            r = replace(
+                r,
+                failure=v.failure,
+                failure_side=v.side,
+                reason=f"{v.reason}; the same server negotiated {', '.join(sorted(accepted))} "
+                "with other clients in this capture, so the version is not what it refused",
+                remedy=v.remedy,
+            )
     if r.failure == "version_mismatch" and s.versions:
         missing = [v for v in s.versions if v not in r.offered_versions]
         if missing:
@@ -94,8 +109,8 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
                 "clients, which this client did not offer",
             )
     if (
-        r.inferred
-        and r.failure in ("certificate_untrusted", "certificate_expired")
+        r.failure in ("certificate_untrusted", "certificate_expired", "certificate_invalid")
+        and (r.inferred or r.failure == "certificate_invalid")
         and not r.cert_chain_sha256
     ):
         seen = s.cert.get(r.sni)

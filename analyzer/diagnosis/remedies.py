@@ -45,10 +45,6 @@ def s_client(r: HandshakeRecord, *extra: str) -> str:
     return " ".join(shlex.quote(p) for p in parts) + " </dev/null"
 
 
-def version_flag(version: str) -> str | None:
-    return _OPENSSL_VERSION_FLAG.get(version)
-
-
 def curl(r: HandshakeRecord, *extra: str) -> str:
     """A ``curl -v`` line that reaches the same server with the same name."""
     name = r.sni or r.server_ip
@@ -119,4 +115,13 @@ def show_certs(r: HandshakeRecord) -> str:
     return (
         s_client(r, "-showcerts").removesuffix(" </dev/null")
         + " </dev/null 2>/dev/null | openssl x509 -noout -subject -issuer -dates"
+    )
+
+
+def show_cert_details(r: HandshakeRecord) -> str:
+    """Fetch the server's leaf and print its names, dates, key and signature algorithm."""
+    return (
+        s_client(r).removesuffix(" </dev/null")
+        + " </dev/null 2>/dev/null | openssl x509 -noout -text"
+        " | grep -E 'Subject:|Not (Before|After)|DNS:|Public-Key|Signature Algorithm'"
     )

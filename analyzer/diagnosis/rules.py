@@ -466,6 +466,92 @@ _CERT_ALERTS = {
 }
 
 
+_BOTH_KEYS_GCM = (
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"},
+)
+
+
+def broad_tls12_offer(r: HandshakeRecord) -> bool:
+    """A ClientHello that any server with TLS 1.2 enabled can accept: ECDHE with AES-GCM
+    for RSA and for ECDSA certificates, over a group everyone has (or no groups list)."""
+    ciphers = set(r.offered_ciphers)
+    groups = set(r.offered_groups)
+    return all(ciphers & suites for suites in _BOTH_KEYS_GCM) and (
+        not groups or bool(groups & {"x25519", "secp256r1"})
+    )
+
+
+def version_remedy(r: HandshakeRecord) -> str:
+    """What to change, on which side, for the versions this client offered."""
+    ranks = [rank(v) for v in r.offered_versions if rank(v) >= 0]
+    best, low = max(ranks, default=-1), min(ranks, default=-1)
+    check: tuple[str, ...] = ("-tls1_2",)
+    if best <= OLD_VERSIONS_MAX:
+        advice = (
+            "Enable TLS 1.2 or 1.3 on the client (or, if old clients must be served, allow "
+            "their version on the server, e.g. nginx ssl_protocols)"
+        )
+    elif low >= VERSION_RANK["TLSv1.3"]:
+        advice = (
+            "The client offers only TLS 1.3, which the server lacks: enable TLS 1.3 on the "
+            "server (e.g. nginx ssl_protocols TLSv1.2 TLSv1.3), or allow TLS 1.2 on the client"
+        )
+    elif best == VERSION_RANK["TLSv1.2"]:
+        advice = (
+            "The server wants TLS 1.3, which the client does not offer: enable TLS 1.3 on "
+            "the client, or allow TLS 1.2 on the server (e.g. nginx ssl_protocols TLSv1.2 "
+            "TLSv1.3)"
+        )
+        check = ("-tls1_3",)
+    else:
+        advice = (
+            "The server accepts neither TLS 1.2 nor 1.3: upgrade its TLS configuration (or, "
+            "only if it cannot be, allow its old version on the client)"
+        )
+        check = ("-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    return (
+        f"{advice}; reproduce: {rm.reproduce_version(r)}; then check what the server "
+        f"accepts: {rm.s_client(r, *check)}"
+    )
+
+
+def cipher_verdict(r: HandshakeRecord, a: AlertInfo) -> Verdict:
+    """No common cipher suite, group or signature algorithm: ``a`` refused the hello."""
+    groups = ", ".join(r.key_share_groups or r.offered_groups) or "none"
+    return Verdict(
+        outcome="failed",
+        failure="cipher_mismatch",
+        side=a.sender,
+        reason=(
+            f"the client offered {offered_ciphers_text(r)} with groups {groups} and "
+            f"{versions_text(r.offered_versions)}; the {alert_text(a)}{after_ch(r, a.ts)} "
+            "with no ServerHello: no common cipher suite, group or signature algorithm"
+        ),
+        remedy=(
+            "Enable a cipher suite both sides support (e.g. ECDHE with AES-GCM; nginx "
+            f"ssl_ciphers); reproduce: {rm.reproduce_ciphers(r)}; then compare with what "
+            f"the server accepts: {rm.s_client(r, '-cipher', 'ECDHE+AESGCM')}"
+        ),
+    )
+
+
+def weak_key_detail(r: HandshakeRecord) -> str | None:
+    """What OpenSSL's default security level refuses in this leaf, if anything."""
+    weak = []
+    bits = (r.cert_key or "").removeprefix("RSA-")
+    if (r.cert_key or "").startswith("RSA-") and bits.isdigit() and int(bits) < 2048:
+        weak.append(f"has a {bits}-bit RSA key")
+    if r.cert_signature_hash in ("sha1", "md5"):
+        weak.append(f"is signed with {r.cert_signature_hash.upper()}")
+    if not weak:
+        return None
+    return (
+        f"{' and '.join(weak)}, which OpenSSL's default security level (2048-bit RSA, no "
+        "SHA-1) refuses"
+    )
+
+
 def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
     a = f.alert
     if a is None or a.description is None:
@@ -480,23 +566,36 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
     def verdict(failure: str, side: str, reason: str, remedy: str) -> Verdict:
         return Verdict(outcome="failed", failure=failure, side=side, reason=reason, remedy=remedy)
 
-    if desc in ("protocol_version", "inappropriate_fallback") or (
-        desc in ("handshake_failure", "internal_error", "insufficient_security")
-        and sender == "server"
-        and r.version is None
-        and old_only
-    ):
-        flag = rm.version_flag("TLSv1.2")
+    refused_hello = desc in ("handshake_failure", "internal_error", "insufficient_security") and (
+        sender == "server" and r.version is None
+    )
+    if desc in ("protocol_version", "inappropriate_fallback") or (refused_hello and old_only):
         return verdict(
             "version_mismatch",
             sender,
             f"the client offered {offered} to {server(r)}; the {said}",
-            (
-                "Enable TLS 1.2 or 1.3 on the client (or, if old clients must be served, "
-                "allow their version on the server, e.g. nginx ssl_protocols); reproduce: "
-                f"{rm.reproduce_version(r)}; then check what the server accepts: "
-                f"{rm.s_client(r, flag or '-tls1_2')}"
+            version_remedy(r),
+        )
+    if (
+        refused_hello
+        and desc == "handshake_failure"
+        and best == VERSION_RANK["TLSv1.2"]
+        and broad_tls12_offer(r)
+    ):
+        groups = ", ".join(r.offered_groups) or "no groups extension"
+        return Verdict(
+            outcome="failed",
+            failure="version_mismatch",
+            side="server",
+            inferred=True,
+            reason=(
+                f"the client offered only {offered} to {server(r)}, with "
+                f"{offered_ciphers_text(r)}, ECDHE AES-GCM for RSA and ECDSA certificates "
+                f"among them, and groups {groups}; the {said} with no ServerHello: a server with "
+                "TLS 1.2 enabled accepts such an offer, so this one most likely accepts "
+                "only TLS 1.3 (inferred: the alert does not say which)"
             ),
+            remedy=version_remedy(r),
         )
     if desc in _CERT_ALERTS and sender == "client":
         status = status_for_alert(desc, f.cert_problems) or f.cert_status
@@ -516,22 +615,20 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 remedy=f"Renew the server's certificate; confirm the dates: {rm.show_certs(r)}",
             )
         if desc == "bad_certificate" and not r.cert_chain_sha256:
-            # OpenSSL clients send bad_certificate for a certificate not yet valid, a host
-            # name mismatch checked in the handshake, or a key too weak; with the
-            # certificate encrypted, the first (clock skew) is the usual cause.
-            return Verdict(
-                outcome="failed",
-                failure="certificate_expired",
-                side="client",
-                inferred=True,
-                reason=(
-                    f"the {said}; the certificate of {server(r)} is encrypted (TLS 1.3), so "
-                    "inferred: it is not yet valid (clock skew) — less often a host name "
-                    f"mismatch with {r.sni!r} or a weak key"
-                ),
-                remedy=(
-                    "Compare the certificate's dates with the client's clock, then its names: "
-                    f"{rm.show_certs(r)}"
+            # OpenSSL clients send bad_certificate for a host name mismatch checked in the
+            # handshake, a certificate not yet valid, or a key or digest too weak; the
+            # certificate is encrypted, so SPEC §4's reading of the alert stands.
+            asked = f"this client asked for {r.sni!r}" if r.sni else "this client sent no SNI"
+            return verdict(
+                "certificate_invalid",
+                "client",
+                f"the {said}; the certificate of {server(r)} is encrypted (TLS 1.3), so "
+                "which check failed is not visible: OpenSSL-based clients send this alert "
+                f"for a host name the certificate does not cover ({asked}), a certificate "
+                "not yet valid, or a key or signature too weak",
+                (
+                    "Check the certificate's names, dates and key against the client's "
+                    f"expectations: {rm.show_cert_details(r)}"
                 ),
             )
         if desc in ("unknown_ca", "certificate_unknown", "certificate_revoked", "access_denied"):
@@ -546,12 +643,23 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
                     f"{rm.show_certs(r)}"
                 ),
             )
+        weak = weak_key_detail(r)
+        if weak is not None:
+            return verdict(
+                "certificate_invalid",
+                "client",
+                f"the {said}: the certificate of {server(r)} ({r.cert_subject}) {weak}",
+                (
+                    "Reissue the certificate with an RSA key of 2048 bits or more (or an EC "
+                    f"key) and a SHA-256 signature; confirm: {rm.show_cert_details(r)}"
+                ),
+            )
         return verdict(
             "certificate_invalid",
             "client",
             f"the {said}: the certificate of {server(r)} is unusable (malformed, bad "
             "signature, wrong key usage or unsupported algorithm)",
-            f"Check the certificate's key usage and algorithms: {rm.show_certs(r)}",
+            f"Check the certificate's key usage and algorithms: {rm.show_cert_details(r)}",
         )
     if desc == "unrecognized_name" and not r.sni:
         return verdict(
@@ -577,9 +685,13 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
             ),
         )
     if desc == "certificate_required" or (
-        desc in ("handshake_failure", "bad_certificate", "access_denied")
-        and sender == "server"
+        sender == "server"
         and r.client_certificates is not None
+        and (
+            desc in ("handshake_failure", "bad_certificate", "access_denied")
+            # GnuTLS answers an empty Certificate with decode_error, others with their own
+            or (r.client_certificates == 0 and (desc in _CERT_ALERTS or desc in _PROTOCOL_ERRORS))
+        )
     ):
         what = (
             "an empty client Certificate"
@@ -609,22 +721,7 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
             ),
         )
     if desc in ("handshake_failure", "insufficient_security") and r.version is None:
-        groups = ", ".join(r.key_share_groups or r.offered_groups) or "none"
-        return verdict(
-            "cipher_mismatch",
-            sender,
-            (
-                f"the client offered {offered_ciphers_text(r)} with groups {groups} "
-                f"and {offered}; the "
-                f"{said} with no ServerHello: no common cipher suite, group or signature "
-                "algorithm"
-            ),
-            (
-                "Enable a cipher suite both sides support (e.g. ECDHE with AES-GCM; nginx "
-                f"ssl_ciphers); reproduce: {rm.reproduce_ciphers(r)}; then compare with what "
-                f"the server accepts: {rm.s_client(r, '-cipher', 'ECDHE+AESGCM')}"
-            ),
-        )
+        return cipher_verdict(r, a)
     if desc in _PROTOCOL_ERRORS:
         return verdict(
             "protocol_error",
@@ -796,6 +893,13 @@ def rule_incomplete(r: HandshakeRecord, f: Facts) -> Verdict | None:
     return None
 
 
+def _gave_up(r: HandshakeRecord, waited: str) -> str:
+    """When the client's last try was: its own close, or only its last packet."""
+    if r.close_by == "client":
+        return f"the client gave up after {waited}"
+    return f"the client's last try came {waited} after the first, then {ended(r)}"
+
+
 def rule_no_server_response(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if not r.offered_versions or r.version is not None or r.server_first_bytes is not None:
         return None
@@ -825,8 +929,8 @@ def rule_no_server_response(r: HandshakeRecord, f: Facts) -> Verdict | None:
             side="network",
             reason=(
                 f"the ClientHello to {server(r)} was never acknowledged "
-                f"({r.client_retransmits} retransmission(s)); the client gave up after "
-                f"{waited}: the path drops it"
+                f"({r.client_retransmits} retransmission(s)); {_gave_up(r, waited)}: the "
+                "path drops it"
             ),
             remedy=(
                 "Look for a firewall or IPS dropping TLS to this server or this SNI; "
