@@ -39,6 +39,9 @@ class Anomaly(StrEnum):
     BAD_TCP_HEADER = "bad_tcp_header"
     BAD_UDP_HEADER = "bad_udp_header"
     """A UDP header whose length field does not fit its IP packet."""
+    BAD_ICMP = "bad_icmp"
+    """An ICMP destination-unreachable error too short for its header, or whose quoted
+    packet is not IP or is cut before the first 8 bytes of its TCP header."""
     IP_FRAGMENT = "ip_fragment"
     """An IP fragment; fragments are counted, not reassembled."""
 

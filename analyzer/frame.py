@@ -30,8 +30,9 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "close": rec.CLOSES,
     "cert_status": rec.CERT_STATUSES,
     "starttls": rec.STARTTLS,
+    "icmp_error": rec.ICMP_ERRORS,
 }
-"""Columns with a fixed value list in the spec, and that list."""
+"""Columns with a fixed value list (the spec's, or ours for ``icmp_error``), and that list."""
 
 TIME_COLUMNS = ("ts", "ts_end")
 
@@ -46,7 +47,8 @@ def to_dataframe(records: Iterable[HandshakeRecord]) -> pd.DataFrame:
         df[col] = pd.to_datetime(df[col].astype("float64"), unit="s", utc=True)
     for col, values in CATEGORIES.items():
         df[col] = pd.Categorical(df[col], categories=list(values))
-    for col in ("version", "cipher", "group", "capture", "server_ip", "client_ip", "sni"):
+    for col in ("version", "cipher", "group", "capture", "server_ip", "client_ip", "sni",
+                "icmp_from"):
         df[col] = df[col].astype("string")
     return df
 

@@ -163,12 +163,13 @@ def live(
     """Capture on ``interface`` and yield a diagnosed :class:`HandshakeRecord` as soon as
     each TLS handshake settles.
 
-    ``bpf``: capture filter (default: TCP). ``duration``: stop after this many seconds,
-    then yield the connections still open. ``count``: stop after this many records.
-    ``write``: also keep the raw capture (pcapng) for later analysis. Ctrl-C (or a Jupyter
-    interrupt) while waiting ends the capture like ``duration``. Raises
-    :class:`LiveCaptureError` with a one-line reason when the capture cannot start
-    (no such interface, no permission, bad filter, tshark/dumpcap missing).
+    ``bpf``: capture filter (default: TCP and ICMP destination-unreachable errors).
+    ``duration``: stop after this many seconds, then yield the connections still open.
+    ``count``: stop after this many records. ``write``: also keep the raw capture
+    (pcapng) for later analysis. Ctrl-C (or a Jupyter interrupt) while waiting ends the
+    capture like ``duration``. Raises :class:`LiveCaptureError` with a one-line reason
+    when the capture cannot start (no such interface, no permission, bad filter,
+    tshark/dumpcap missing).
     """
     options = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=verify)
     session = LiveSession(

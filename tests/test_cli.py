@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -179,6 +180,16 @@ def test_csv_has_the_same_fields_and_values(tmp_path: Path) -> None:
         assert int(cells["client_port"]) == rec["client_port"]
         assert cells["sni"] == (rec["sni"] or "")
         assert ":" in cells["client_ip"]  # IPv6 text
+
+
+def test_readme_field_reference_is_the_record() -> None:
+    """README's "Field reference" table names every output column, in output order."""
+    from analyzer.engine.record import RECORD_FIELDS
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("\n## Field reference\n", 1)[1].split("\n## ", 1)[0]
+    names = re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
+    assert names == list(RECORD_FIELDS)
 
 
 def test_csv_to_stdout(all_records: list[dict[str, Any]]) -> None:

@@ -1,7 +1,8 @@
 """Frame decoding (analyzer.decode): link layers, IPv4/IPv6, TCP/UDP, and totality.
 
 Fixtures are commented hex: one IPv4 and one IPv6 TCP packet carrying b"hi!", wrapped in
-every supported link layer. Every prefix of every fixture is decoded (a snaplen cut is
+every supported link layer, and two real ICMP/ICMPv6 port-unreachable errors answering a
+SYN. Every prefix of every fixture is decoded (a snaplen cut is
 never mistaken for a malformed header), Hypothesis feeds random bytes and valid prefixes
 with random suffixes, and every frame of the real-world captures is checked against
 tshark's reading of the same frame.
@@ -20,7 +21,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.anomalies import Anomaly
-from analyzer.decode import ACK, PSH, SYN, Datagram, Segment, Skipped, decode_frame, format_ip
+from analyzer.decode import (
+    ACK,
+    PSH,
+    SYN,
+    Datagram,
+    IcmpUnreachable,
+    Segment,
+    Skipped,
+    decode_frame,
+    format_ip,
+)
+from analyzer.decode.icmp import (
+    UNREACHABLE_NAMES,
+    describe_unreachable,
+    unreachable_code_name,
+    unreachable_name,
+)
 from analyzer.limits import MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS
 from analyzer.sources import CaptureReader
 
@@ -459,6 +476,238 @@ def test_agrees_with_dpkt_built_packet() -> None:
     assert format_ip(seg.src) == "::1"
 
 
+# -- ICMP destination unreachable ------------------------------------------------------
+
+# Real frames: curl to 10.99.0.1:443 and [fd00:99::1]:443, the server host rejecting with
+# `iptables ... -j REJECT --reject-with icmp-port-unreachable` (and ip6tables with
+# icmp6-port-unreachable); captured with tcpdump on the client's veth.
+ICMP4_PORT_UNREACHABLE = h("""
+    7a40acb83921 d205d706f4ac 0800          # Ethernet, IPv4
+    45c0 0058 5356 0000 4001 11c7           # IPv4, 88 bytes, protocol ICMP
+    0a630001 0a630002                       # 10.99.0.1 (the server host) -> 10.99.0.2
+    03 03 11f4 00000000                     # type 3 destination unreachable, code 3 port
+    4500 003c 6a54 4000 4006 bb9f           # quoted IPv4: 60 bytes, DF, protocol TCP
+    0a630002 0a630001                       # 10.99.0.2 -> 10.99.0.1
+    932a 01bb 774bf9f7 00000000 a002        # quoted TCP: 37674 -> 443, SYN
+    faf0 0141 0000                          # window, checksum, urgent
+    020405b4 0402080a 943f9c9a 00000000 0103030a   # SYN options
+""")
+ICMP6_PORT_UNREACHABLE = h("""
+    2a9aa3412ebd 9e6162bf5447 86dd          # Ethernet, IPv6
+    6002176a 0058 3a 40                     # IPv6, 88 bytes, next header ICMPv6
+    fd000099000000000000000000000001        # fd00:99::1 (the server host)
+    fd000099000000000000000000000002        # -> fd00:99::2
+    01 04 2805 00000000                     # type 1 destination unreachable, code 4 port
+    600d74e6 0028 06 40                     # quoted IPv6: 40 bytes, next header TCP
+    fd000099000000000000000000000002        # fd00:99::2
+    fd000099000000000000000000000001        # -> fd00:99::1
+    ce5a 01bb 834c061f 00000000 a002        # quoted TCP: 52826 -> 443, SYN
+    fd20 3e27 0000                          # window, checksum, urgent
+    020405a0 0402080a dc1edbf2 00000000 0103030a   # SYN options
+""")
+ICMP6_NEIGHBOR_SOLICITATION = h("""
+    3333ff000001 2a9aa3412ebd 86dd          # Ethernet multicast, IPv6
+    60000000 0020 3a ff                     # IPv6, 32 bytes, ICMPv6
+    fd000099000000000000000000000002 ff0200000000000000000001ff000001
+    87 00 81ce 00000000                     # type 135 neighbor solicitation
+    fd000099000000000000000000000001 0101 2a9aa3412ebd   # target, source link-layer option
+""")
+SERVER4, CLIENT4 = bytes([10, 99, 0, 1]), bytes([10, 99, 0, 2])
+SERVER6 = bytes.fromhex("fd000099000000000000000000000001")
+CLIENT6 = bytes.fromhex("fd000099000000000000000000000002")
+ICMP_FIXTURES = [
+    ("icmp4", ICMP4_PORT_UNREACHABLE, False, SERVER4, CLIENT4, 37674),
+    ("icmp6", ICMP6_PORT_UNREACHABLE, True, SERVER6, CLIENT6, 52826),
+]
+QUOTED4 = ICMP4_PORT_UNREACHABLE[42:]
+"""The quoted IPv4 packet (after Ethernet, IPv4 and the 8-byte ICMP header)."""
+QUOTED6 = ICMP6_PORT_UNREACHABLE[62:]
+
+
+def icmp4(code: int, quoted: bytes, kind: int = 3) -> bytes:
+    """Raw IPv4 (link type 101) carrying an ICMP message of ``kind``/``code``."""
+    return ipv4(proto=1, frag=0, body=bytes([kind, code, 0, 0, 0, 0, 0, 0]) + quoted)
+
+
+def icmp6(code: int, quoted: bytes, kind: int = 1) -> bytes:
+    return ipv6(58, bytes([kind, code, 0, 0, 0, 0, 0, 0]) + quoted)
+
+
+@pytest.mark.parametrize("name, frame, v6, server, client, cport", ICMP_FIXTURES,
+                         ids=[f[0] for f in ICMP_FIXTURES])
+def test_icmp_port_unreachable_real(
+    name: str, frame: bytes, v6: bool, server: bytes, client: bytes, cport: int
+) -> None:
+    result = decode(1, frame)
+    assert result == IcmpUnreachable(
+        ts=TS, src=server, v6=v6, code=4 if v6 else 3, key=(client, cport, server, 443)
+    )
+    assert type(result) is IcmpUnreachable
+    assert unreachable_name(result.v6, result.code) == "port_unreachable"
+    # dpkt reads the same error and the same quoted segment.
+    eth = dpkt.ethernet.Ethernet(frame)
+    error = eth.data.data
+    inner = error.data.data
+    assert (error.type, error.code) == ((1, 4) if v6 else (3, 3))
+    assert eth.data.src == result.src
+    assert (inner.src, inner.data.sport, inner.dst, inner.data.dport) == result.key
+    assert describe_unreachable(result) == (
+        "ICMPv6 port unreachable (type 1 code 4)" if v6 else "ICMP port unreachable (type 3 code 3)"
+    )
+
+
+def test_icmp_other_types_are_ordinary_traffic() -> None:
+    assert decode(1, ICMP6_NEIGHBOR_SOLICITATION) == Skipped(TS, None)
+    assert decode(101, icmp4(0, QUOTED4, kind=11)) == Skipped(TS, None)  # time exceeded
+    assert decode(101, icmp6(0, QUOTED6, kind=2)) == Skipped(TS, None)  # packet too big
+    assert decode(101, icmp6(0, QUOTED6, kind=3)) == Skipped(TS, None)  # time exceeded
+
+
+def test_icmp_error_about_udp_or_a_later_fragment_is_ordinary_traffic() -> None:
+    udp = ipv4(proto=17, body=UDP_DNS)
+    assert decode(101, icmp4(3, udp)) == Skipped(TS, None)
+    assert decode(101, icmp6(4, ipv6(17, UDP_DNS))) == Skipped(TS, None)
+    later = QUOTED4[:6] + b"\x00\x10" + QUOTED4[8:]  # fragment offset 16: no TCP header
+    assert decode(101, icmp4(3, later)) == Skipped(TS, None)
+    fragment6 = QUOTED6[:6] + b"\x2c" + QUOTED6[7:40] + h("06 00 0010 00000001") + QUOTED6[40:]
+    assert decode(101, icmp6(4, fragment6)) == Skipped(TS, None)
+
+
+def test_icmp_quoted_first_fragment_and_extension_headers() -> None:
+    first = QUOTED4[:6] + b"\x20\x00" + QUOTED4[8:]  # more fragments, offset 0
+    result = decode(101, icmp4(3, first))
+    assert type(result) is IcmpUnreachable and result.key == (CLIENT4, 37674, SERVER4, 443)
+    # IPv6 quoting hop-by-hop -> destination options -> TCP.
+    chained = QUOTED6[:6] + b"\x00" + QUOTED6[7:40] + ext(60) + ext(6) + QUOTED6[40:]
+    result6 = decode(101, icmp6(1, chained))
+    assert type(result6) is IcmpUnreachable and result6.key == (CLIENT6, 52826, SERVER6, 443)
+    assert unreachable_name(True, result6.code) == "admin_prohibited"
+    # An IPv4 error quoting an IPv6 packet (a translator's doing) is read by its version.
+    mixed = decode(101, icmp4(1, QUOTED6))
+    assert type(mixed) is IcmpUnreachable and mixed.key[0] == CLIENT6 and not mixed.v6
+
+
+def test_icmp_quotation_of_rfc792_minimum_length() -> None:
+    minimum = QUOTED4[:28]  # the IP header and the first 64 bits of the segment
+    result = decode(101, icmp4(13, minimum))
+    assert type(result) is IcmpUnreachable
+    assert result.key == (CLIENT4, 37674, SERVER4, 443) and result.code == 13
+    for cut in range(0, 28):
+        assert decode(101, icmp4(3, QUOTED4[:cut])) == Skipped(TS, Anomaly.BAD_ICMP), cut
+    for cut in range(0, 48):
+        assert decode(101, icmp6(4, QUOTED6[:cut])) == Skipped(TS, Anomaly.BAD_ICMP), cut
+    assert type(decode(101, icmp6(4, QUOTED6[:48]))) is IcmpUnreachable
+
+
+@pytest.mark.parametrize("quoted", [b"\x75" + QUOTED4[1:], b"\x42" + QUOTED4[1:]],
+                         ids=["version-7", "ihl-2"])
+def test_icmp_quotation_not_ip_is_malformed(quoted: bytes) -> None:
+    assert decode(101, icmp4(3, quoted)) == Skipped(TS, Anomaly.BAD_ICMP)
+
+
+def test_icmp_shorter_than_its_header_is_malformed() -> None:
+    for size in range(8):
+        assert decode(101, ipv4(proto=1, body=h("0303 0000 00000000")[:size])) == Skipped(
+            TS, Anomaly.BAD_ICMP
+        ), size
+        assert decode(101, ipv6(58, h("0104 0000 00000000")[:size])) == Skipped(
+            TS, Anomaly.BAD_ICMP
+        ), size
+
+
+@pytest.mark.parametrize("name, frame, v6, server, client, cport", ICMP_FIXTURES,
+                         ids=[f[0] for f in ICMP_FIXTURES])
+def test_icmp_every_prefix_is_a_snaplen_cut_or_enough(
+    name: str, frame: bytes, v6: bool, server: bytes, client: bytes, cport: int
+) -> None:
+    """Cut by the snaplen, an error is still read once the ports and sequence number of
+    the quoted segment are in; before that it is a snaplen cut, never malformed."""
+    enough = len(frame) - len(QUOTED6 if v6 else QUOTED4) + (48 if v6 else 28)
+    for cut in range(14, len(frame)):
+        result = decode(1, frame[:cut], len(frame))
+        if cut >= enough:
+            assert type(result) is IcmpUnreachable, cut
+            assert result.key == (client, cport, server, 443)
+        else:
+            assert result == Skipped(TS, Anomaly.SNAPLEN_TRUNCATED), (cut, result)
+
+
+@pytest.mark.parametrize("code", range(18))
+def test_icmp4_every_code_has_a_name(code: int) -> None:
+    result = decode(101, icmp4(code, QUOTED4))
+    assert type(result) is IcmpUnreachable and result.code == code
+    name = unreachable_name(False, code)
+    assert name in UNREACHABLE_NAMES
+    assert name == "unreachable" if code > 15 else name != "unreachable"
+
+
+@pytest.mark.parametrize("code", range(11))
+def test_icmp6_every_code_has_a_name(code: int) -> None:
+    result = decode(101, icmp6(code, QUOTED6))
+    assert type(result) is IcmpUnreachable and result.v6 and result.code == code
+    name = unreachable_name(True, code)
+    assert name in UNREACHABLE_NAMES
+    assert name == "unreachable" if code > 8 else name != "unreachable"
+
+
+@pytest.mark.parametrize(
+    "v6, code, name",
+    [
+        (False, 0, "net_unreachable"), (False, 1, "host_unreachable"),
+        (False, 2, "protocol_unreachable"), (False, 3, "port_unreachable"),
+        (False, 4, "fragmentation_needed"), (False, 9, "admin_prohibited"),
+        (False, 10, "admin_prohibited"), (False, 13, "admin_prohibited"),
+        (True, 0, "net_unreachable"), (True, 1, "admin_prohibited"),
+        (True, 3, "host_unreachable"), (True, 4, "port_unreachable"),
+        (True, 5, "admin_prohibited"), (True, 6, "admin_prohibited"),
+    ],
+)
+def test_icmp_names_of_the_common_codes(v6: bool, code: int, name: str) -> None:
+    assert unreachable_name(v6, code) == name
+
+
+def test_icmp_code_names_for_the_timeline() -> None:
+    assert unreachable_code_name(False, 13) == "communication administratively prohibited"
+    assert unreachable_code_name(True, 3) == "address unreachable"
+    assert unreachable_code_name(False, 99) == "code 99"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fixture=st.sampled_from(ICMP_FIXTURES),
+    cut=st.integers(min_value=0, max_value=140),
+    suffix=st.binary(max_size=80),
+    wire_extra=st.integers(min_value=-3, max_value=40),
+)
+def test_icmp_valid_prefix_random_suffix_never_raises(
+    fixture: tuple[str, bytes, bool, bytes, bytes, int], cut: int, suffix: bytes,
+    wire_extra: int,
+) -> None:
+    frame = fixture[1]
+    data = frame[:cut] + suffix
+    check_result(decode_frame(TS, 1, data, len(data) + wire_extra))
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.binary(max_size=120), v6=st.booleans(), kind=st.sampled_from([1, 3]))
+def test_icmp_random_bodies_never_raise(body: bytes, v6: bool, kind: int) -> None:
+    frame = ipv6(58, bytes([kind]) + body) if v6 else ipv4(
+        proto=1, frag=0, body=bytes([kind]) + body
+    )
+    check_result(decode_frame(TS, 101, frame, len(frame)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(flip=st.lists(st.tuples(st.integers(0, 140), st.integers(0, 255)), max_size=4))
+def test_icmp_corrupted_fixture_bytes_never_raise(flip: list[tuple[int, int]]) -> None:
+    for _name, frame, *_rest in ICMP_FIXTURES:
+        data = bytearray(frame)
+        for at, value in flip:
+            if at < len(data):
+                data[at] = value
+        check_result(decode_frame(TS, 1, bytes(data), len(data)))
+
+
 # -- helpers ---------------------------------------------------------------------------
 
 
@@ -472,7 +721,7 @@ def test_format_ip() -> None:
 # -- totality --------------------------------------------------------------------------
 
 LINKTYPES = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147, 65535]
-KINDS = (Segment, Datagram, Skipped)
+KINDS = (Segment, Datagram, IcmpUnreachable, Skipped)
 
 
 def check_result(result: object) -> None:
@@ -482,6 +731,12 @@ def check_result(result: object) -> None:
         assert len(result.src) == len(result.dst)
         assert 0 <= result.sport < 65536
         assert 0 <= result.dport < 65536
+    elif type(result) is IcmpUnreachable:
+        qsrc, sport, qdst, dport = result.key
+        assert len(result.src) in (4, 16)
+        assert len(qsrc) in (4, 16) and len(qsrc) == len(qdst)
+        assert 0 <= sport < 65536 and 0 <= dport < 65536
+        assert 0 <= result.code < 256
     elif type(result) is Skipped:
         assert result.anomaly is None or isinstance(result.anomaly, Anomaly)
 
@@ -569,6 +824,8 @@ def test_segments_agree_with_tshark(path: Path) -> None:
         elif type(result) is Datagram:
             assert not tunnelled, number
             assert str(result.length + 8) == udp_length, number
+        elif type(result) is IcmpUnreachable:  # tshark reads the quoted TCP header too
+            assert (sport, dport) == (str(result.key[1]), str(result.key[3])), number
         elif sport and not tunnelled and not fragment:
             pytest.fail(f"frame {number}: tshark sees TCP, we skipped it: {result}")
     assert segments or not any(row[0] for row in rows)

@@ -155,3 +155,61 @@ def test_refused_broad_tls12_offer_is_a_cipher_mismatch_when_the_server_took_tls
     # ... but the same server negotiated TLS 1.2 with the other client.
     assert (bad.failure, bad.failure_side) == ("cipher_mismatch", "server")
     assert "the version is not what it refused" in (bad.reason or "")
+
+
+def test_no_common_group_names_the_groups_and_reproduces_with_them(ctx: Ctx) -> None:
+    from scenarios.openssl import s_server
+
+    s_server(ctx, "-groups", "P-256")
+    with ctx.capture([443]):
+        run = ctx.s_client(WWW, "-tls1_3", "-groups", "X448", sni=WWW)
+    assert run.returncode != 0 and "handshake failure" in run.output
+    r = only_record(ctx)
+    assert (r.failure, r.failure_side) == ("cipher_mismatch", "server")
+    assert "groups x448 (key share)" in (r.reason or "")
+    assert "x25519 or secp256r1" in (r.reason or "")
+    remedy = r.remedy or ""
+    reproduce = re.search(r"reproduce: (.+?); then", remedy)
+    default = re.search(r"OpenSSL's default offer: (.+)$", remedy)
+    assert reproduce and default, remedy
+    assert "-groups X448" in reproduce.group(1)
+    # The reproduce line fails the same way; OpenSSL's default offer gets through.
+    assert "handshake failure" in ctx.client(["bash", "-c", reproduce.group(1)]).output
+    assert "New, TLSv1.3, Cipher is TLS_" in ctx.client(["bash", "-c", default.group(1)]).output
+
+
+def test_tls12_client_certificate_from_an_untrusted_ca(ctx: Ctx) -> None:
+    from scenarios.openssl import s_server
+
+    rogue = TestPKI(ctx.work / "rogue").client("client.example.com")
+    s_server(ctx, "-Verify", "1", "-verify_return_error")
+    with ctx.capture([443]):
+        run = ctx.s_client(WWW, "-tls1_2", "-cert", str(rogue.cert), "-key", str(rogue.key),
+                           sni=WWW)
+    assert run.returncode != 0 and "unknown ca" in run.output
+    r = only_record(ctx)
+    assert r.client_certificates and r.last_alert == "unknown_ca"
+    assert (r.failure, r.failure_side) == ("client_certificate_required", "server")
+    assert "does not trust the issuer of the client's certificate" in (r.reason or "")
+
+
+def test_tls_to_a_plaintext_smtp_port_suggests_starttls(ctx: Ctx, tmp_path: Path) -> None:
+    banner = tmp_path / "banner.py"
+    banner.write_text(
+        "import socket\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('0.0.0.0', 465)); s.listen()\n"
+        "while True:\n"
+        "    c, _ = s.accept(); c.sendall(b'220 mail.example.com ESMTP\\r\\n'); c.recv(4096)\n"
+        "    c.close()\n"
+    )
+    ctx.server(Server(ctx.lab.server, "banner", [sys.executable, str(banner)],
+                      workdir=tmp_path, ports=[465]))
+    with ctx.capture([465]):
+        run = ctx.curl("smtps://mail.example.com:465/", "--mail-from", "a@example.com",
+                       "--mail-rcpt", "b@example.com", "-T", "/dev/null")
+    assert run.returncode == 35 and "wrong version number" in run.output
+    r = only_record(ctx)
+    assert (r.outcome, r.failure) == ("failed", "not_tls")
+    assert (r.server_first_bytes or "").startswith("220 mail.example.com")
+    assert "-starttls smtp" in (r.remedy or "") and "http://" not in (r.remedy or "")

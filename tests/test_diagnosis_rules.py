@@ -82,6 +82,28 @@ def test_tcp_no_answer_after_retries() -> None:
     assert judge(r) == ("failed", "tcp_no_answer", "network")
 
 
+@pytest.mark.parametrize(
+    ("error", "sender", "expected"),
+    [
+        ("port_unreachable", "10.0.0.1", ("failed", "tcp_refused", "server")),
+        ("admin_prohibited", "192.0.2.254", ("failed", "tcp_refused", "network")),
+        ("host_unreachable", "192.0.2.254", ("failed", "tcp_no_answer", "network")),
+    ],
+)
+def test_syn_answered_by_icmp(error: str, sender: str, expected: tuple[str, str, str]) -> None:
+    r = rec(synack=False, close="capture_end", capture_end=T0 + 0.06, icmp_error=error,
+            icmp_from=sender)
+    assert judge(r) == expected
+    assert sender in (diagnose(r, OPTS).reason or "") or "server's host" in (
+        diagnose(r, OPTS).reason or "")
+
+
+def test_icmp_after_the_synack_is_not_a_refusal() -> None:
+    r = rec(synack=True, syn_count=1, close="capture_end", capture_end=T0 + 0.06,
+            icmp_error="fragmentation_needed", icmp_from="192.0.2.254")
+    assert judge(r)[1] != "tcp_refused"
+
+
 def test_single_syn_at_capture_end_is_incomplete() -> None:
     r = rec(synack=False, syn_count=1, close="capture_end", capture_end=T0 + 0.06)
     assert judge(r)[0] == "incomplete"
@@ -449,3 +471,51 @@ def test_tls13_bad_certificate_takes_the_problem_of_the_same_servers_visible_cer
     out = cross_connection([visible, hidden])
     assert out[1].failure == "sni_mismatch"
     assert "Cv" in (out[1].reason or "")
+
+
+def test_server_rejecting_the_client_certificate_it_was_sent() -> None:
+    r = rec(**hello(version="TLSv1.2", stage="client_finished", client_certificates=1,
+                    alerts=[alert("server", "unknown_ca", 48, dt=0.01)]))
+    assert judge(r) == ("failed", "client_certificate_required", "server")
+    assert "does not trust the issuer" in (diagnose(r, OPTS).reason or "")
+
+
+def test_no_rsa_signature_algorithm_is_named() -> None:
+    r = rec(**hello(offered_versions=["TLSv1.3"], offered_ciphers=["TLS_AES_128_GCM_SHA256"],
+                    offered_sigalgs=["ecdsa_secp256r1_sha256", "ed25519"],
+                    alerts=[alert("server", "handshake_failure", 40)]))
+    d = diagnose(r, OPTS)
+    assert (d.failure, d.failure_side) == ("cipher_mismatch", "server")
+    assert "none for RSA keys" in (d.reason or "")
+    assert "-sigalgs ecdsa_secp256r1_sha256:ed25519" in (d.remedy or "")
+
+
+def test_proxy_closing_the_tunnel_before_the_hello_is_not_a_forged_reset() -> None:
+    r = rec(**hello(sni="www.example.com", client_hello_acked=False), server_port=3128,
+            proxy_target="www.example.com:8443", proxy_status=200,
+            proxy_status_line="HTTP/1.1 200 Connection established", close="rst_server",
+            close_by="server", ts_close=T0 + 0.0009)
+    assert judge(r) == ("failed", "proxy_error", "proxy")
+
+
+@pytest.mark.parametrize(
+    ("banner", "hint"),
+    [
+        ("SSH-2.0-OpenSSH_9.2p1", "SSH server"),
+        ("220 mail.example.com ESMTP", "-starttls smtp"),
+        ("* OK IMAP4rev1 ready", "-starttls imap"),
+        ("HTTP/1.1 400 Bad Request", "http://"),
+    ],
+)
+def test_plaintext_answer_remedy_follows_the_banner(banner: str, hint: str) -> None:
+    r = rec(**hello(server_first_bytes=banner, close="fin", close_by="server"))
+    d = diagnose(r, OPTS)
+    assert (d.failure, d.failure_side) == ("not_tls", "server")
+    assert hint in (d.remedy or "")
+
+
+def test_plaintext_banner_the_client_hangs_up_on_is_ended_by_the_client() -> None:
+    # SPEC §4 not_tls: the side that ended it (curl resets after an SSH banner).
+    r = rec(**hello(server_first_bytes="SSH-2.0-OpenSSH_9.2p1", close="rst_client",
+                    close_by="client"))
+    assert judge(r) == ("failed", "not_tls", "client")

@@ -9,9 +9,12 @@ message flow of the RFCs (RFC 5246 §7.3, RFC 5077 §3.1, RFC 8446 §2.1 and app
 
 Also: a capture rewritten with dpkt (segments reordered and duplicated) must give the same
 record as the original, a real retransmission (iptables drops one packet after tcpdump
-saw it) is counted, and late segments after a connection closed make no extra record.
+saw it) is counted, and late segments after a connection closed make no extra record. A
+SYN rejected by the server host's firewall with an ICMP/ICMPv6 port unreachable (iptables
+REJECT, two namespaces) gives a record that names the error and who sent it.
 
-Needs root, ip, ethtool, tcpdump and openssl; skips with the reason otherwise.
+Needs root, ip, ethtool, tcpdump and openssl (and iptables, ip6tables, curl for the ICMP
+test); skips with the reason otherwise.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from analyzer.engine.record import HandshakeRecord
 from tests import tls_peers
 from tests.harness import missing_requirements
 from tests.harness.capture import Capture, packets, port_filter
-from tests.harness.netns import Netns
+from tests.harness.netns import Lab, Netns
 from tests.harness.pki import TestPKI
 from tests.harness.servers import s_server
 
@@ -497,6 +500,40 @@ def test_refused_port(ns: Netns, tmp_path: Path) -> None:
     assert rec.stage == "tcp_syn" and rec.close == "rst_server"
     assert rec.history == "" and rec.sni is None and rec.version is None
     assert rec.packets == 2 and rec.syn_count == 1 and rec.synack is False
+
+
+@pytest.mark.parametrize(
+    "family, server, table, reject",
+    [("v4", "10.99.0.1", "iptables", "icmp-port-unreachable"),
+     ("v6", "fd00:99::1", "ip6tables", "icmp6-port-unreachable")],
+    ids=["v4", "v6"],
+)
+def test_syn_rejected_with_icmp_port_unreachable(
+    tmp_path: Path, family: str, server: str, table: str, reject: str
+) -> None:
+    """The server host's firewall answers the SYN with an ICMP error (iptables REJECT):
+    curl says "Couldn't connect to server"; the record names the error and its sender."""
+    missing = missing_requirements(("iptables", "ip6tables", "curl"))
+    if missing is not None:
+        pytest.skip(missing)
+    path = tmp_path / f"reject_{family}.pcap"
+    with Lab() as lab:
+        lab.server.sh([table, "-A", "INPUT", "-p", "tcp", "--dport", "443", "-j", "REJECT",
+                       "--reject-with", reject])
+        url = f"https://[{server}]/" if ":" in server else f"https://{server}/"
+        with Capture(lab.client, path, bpf="tcp port 443 or icmp or icmp6"):
+            run = lab.client.run(["curl", "-sS", "--max-time", "5", url])
+    assert run.returncode == 7 and "connect" in run.stderr.lower(), run.summary()
+    rec = one(path)
+    assert (rec.server_ip, rec.server_port) == (server, 443)
+    assert (rec.icmp_error, rec.icmp_from) == ("port_unreachable", server)
+    assert rec.stage == "tcp_syn" and rec.syn_count == 1 and rec.synack is False
+    assert rec.history == "" and rec.sni is None
+    icmp = [e for e in rec.timeline if e.what.startswith("ICMP")]
+    assert len(icmp) == 1 and icmp[0].what.endswith(f"from {server}, quoting a client packet")
+    # curl's "Couldn't connect": refused by the server's host, not a capture cut short.
+    assert (rec.outcome, rec.failure, rec.failure_side) == ("failed", "tcp_refused", "server")
+    assert "ICMP port unreachable from the server's host" in (rec.reason or "")
 
 
 def test_plaintext_to_tls_port(ns: Netns, pki: TestPKI, tmp_path: Path) -> None:

@@ -148,6 +148,8 @@ def _last_packets(path: Path) -> dict[tuple[int, int], float]:
     last: dict[tuple[int, int], float] = {}
     for ts, ip in packets(path):
         tcp = ip.data
+        if not hasattr(tcp, "sport"):
+            continue  # an ICMP error (the default filter keeps them)
         for key in ((tcp.sport, tcp.dport), (tcp.dport, tcp.sport)):
             last[key] = max(last.get(key, 0.0), ts)
     return last
@@ -343,6 +345,44 @@ def test_dumpcap_messages_become_one_line() -> None:
             "(That device is not up)."]
     assert explain_dumpcap_error(down, "eth9", None) == down[1]
     assert explain_dumpcap_error([], "lo", None) == "dumpcap exited before capturing anything"
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
+def test_default_filter_keeps_tcp_and_icmp_unreachable_errors(tmp_path: Path) -> None:
+    """libpcap (tcpdump reading a file) compiles the default filter, which keeps TCP and
+    ICMP/ICMPv6 destination-unreachable errors, also in a VLAN tag, but not pings,
+    neighbour discovery or UDP."""
+    import dpkt
+
+    from analyzer.sources.live import DEFAULT_BPF
+    from tests.test_decode import (
+        ICMP4_PORT_UNREACHABLE,
+        ICMP6_NEIGHBOR_SOLICITATION,
+        ICMP6_PORT_UNREACHABLE,
+    )
+    from tests.test_engine_icmp import ICMP4_OFFSET, SYN4, SYN6
+
+    echo = bytearray(ICMP4_PORT_UNREACHABLE)
+    echo[ICMP4_OFFSET : ICMP4_OFFSET + 2] = b"\x08\x00"  # echo request
+    udp = bytearray(SYN4)
+    udp[23] = 17  # the IPv4 protocol: UDP
+
+    def tagged(frame: bytes) -> bytes:
+        return frame[:12] + b"\x81\x00\x00\x07" + frame[12:]
+
+    kept = [SYN4, ICMP4_PORT_UNREACHABLE, SYN6, ICMP6_PORT_UNREACHABLE,
+            tagged(SYN4), tagged(ICMP4_PORT_UNREACHABLE), tagged(ICMP6_PORT_UNREACHABLE)]
+    dropped = [bytes(echo), ICMP6_NEIGHBOR_SOLICITATION, bytes(udp), tagged(bytes(echo))]
+    src, out = tmp_path / "all.pcap", tmp_path / "kept.pcap"
+    with src.open("wb") as f:
+        writer = dpkt.pcap.Writer(f, linktype=1)
+        for i, frame in enumerate(kept + dropped):
+            writer.writepkt(frame, 1_700_000_000 + i)
+    run = subprocess.run(["tcpdump", "-r", str(src), "-w", str(out), DEFAULT_BPF],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    with out.open("rb") as f:
+        assert [bytes(buf) for _ts, buf in dpkt.pcap.Reader(f)] == kept
 
 
 # -- the Python API ---------------------------------------------------------------------

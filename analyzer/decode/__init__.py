@@ -1,7 +1,20 @@
-"""Frame decoding: link layer -> IP -> TCP segment / UDP datagram / skip (no I/O)."""
+"""Frame decoding: link layer -> IP -> TCP segment / UDP datagram / ICMP unreachable
+error about TCP / skip (no I/O)."""
 
 from analyzer.decode.frames import decode_frame, format_ip, tcp_count_view
-from analyzer.decode.types import ACK, FIN, PSH, RST, SYN, URG, Datagram, Decoded, Segment, Skipped
+from analyzer.decode.types import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    Datagram,
+    Decoded,
+    IcmpUnreachable,
+    Segment,
+    Skipped,
+)
 
 __all__ = [
     "ACK",
@@ -12,6 +25,7 @@ __all__ = [
     "URG",
     "Datagram",
     "Decoded",
+    "IcmpUnreachable",
     "Segment",
     "Skipped",
     "decode_frame",

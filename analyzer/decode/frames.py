@@ -18,12 +18,13 @@ IPv6 fragment (offset 0, no more fragments, RFC 6946) is an ordinary packet.
 
 TCP (RFC 9293 §3.1): the data offset must fit the IP payload; the payload is what the IP
 length says, and ``truncated`` is set when the snaplen cut it. UDP (RFC 768): the
-datagram's payload length from its header. Checksums are not verified: captures taken on
-the sending host carry offloaded, unfilled checksums.
+datagram's payload length from its header. ICMPv4 type 3 and ICMPv6 type 1 (destination
+unreachable) quoting a TCP segment: :mod:`analyzer.decode.icmp`. Checksums are not
+verified: captures taken on the sending host carry offloaded, unfilled checksums.
 
 Everything is ``struct``/indexing on the frame's bytes: no objects besides the result.
-The function is total: any bytes give a value, never an exception. ICMP, ARP and other
-protocols give ``Skipped(ts, None)``; odd input gives ``Skipped`` with an anomaly.
+The function is total: any bytes give a value, never an exception. Other ICMP, ARP and
+other protocols give ``Skipped(ts, None)``; odd input gives ``Skipped`` with an anomaly.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import socket
 import struct
 
 from analyzer.anomalies import Anomaly
+from analyzer.decode.icmp import parse_icmp_unreachable
 from analyzer.decode.types import Datagram, Decoded, Segment, Skipped
 from analyzer.limits import MAX_IPV6_EXT_HEADERS, MAX_MPLS_LABELS, MAX_VLAN_TAGS
 
@@ -51,8 +53,10 @@ AF_INET6_VALUES = frozenset({24, 28, 30})
 ARPHRD_NETLINK = 824
 """Linux cooked captures of netlink sockets: the protocol field is not an EtherType."""
 
+IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
 IPV6_EXT_OPTIONS = frozenset({0, 43, 60, 135, 139, 140})
 """Hop-by-hop, routing, destination options, mobility, HIP, shim6: (len + 1) * 8 bytes."""
 IPPROTO_FRAGMENT = 44
@@ -147,6 +151,8 @@ def decode_frame(ts: float, linktype: int, data: bytes, wirelen: int) -> Decoded
         return _tcp_segment(ts, data, off + ihl, end, src, dst)
     if proto == IPPROTO_UDP:
         return _udp_datagram(ts, data, off + ihl, end, src, dst)
+    if proto == IPPROTO_ICMP:
+        return parse_icmp_unreachable(ts, data, off + ihl, end, src, v6=False)
     return Skipped(ts, None)
 
 
@@ -262,6 +268,8 @@ def _ipv6(ts: float, data: bytes, off: int, wire: int) -> Decoded:
             return _tcp_segment(ts, data, at, end, src, dst)
         if nxt == IPPROTO_UDP:
             return _udp_datagram(ts, data, at, end, src, dst)
+        if nxt == IPPROTO_ICMPV6:
+            return parse_icmp_unreachable(ts, data, at, end, src, v6=True)
         if nxt in IPV6_EXT_HEADERS:
             if at + 8 > end:  # every extension header is at least 8 bytes
                 return Skipped(ts, Anomaly.BAD_IP_HEADER)
@@ -280,7 +288,7 @@ def _ipv6(ts: float, data: bytes, off: int, wire: int) -> Decoded:
             if at > end:
                 return Skipped(ts, Anomaly.BAD_IP_HEADER)
         else:
-            return Skipped(ts, None)  # ICMPv6, ESP, no next header, other protocols
+            return Skipped(ts, None)  # ESP, no next header, other protocols
     return Skipped(ts, Anomaly.BAD_IP_HEADER)  # extension header chain beyond the limit
 
 

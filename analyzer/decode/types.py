@@ -1,4 +1,5 @@
-"""Values produced by frame decoding: a TCP segment, a UDP datagram, or a reason to skip.
+"""Values produced by frame decoding: a TCP segment, a UDP datagram, an ICMP
+destination-unreachable error about a TCP segment, or a reason to skip.
 
 IP addresses stay as packed ``bytes`` (4 or 16) on the per-packet path; they become text
 only when a record is written.
@@ -6,6 +7,7 @@ only when a record is written.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from analyzer.anomalies import Anomaly
@@ -46,14 +48,34 @@ class Datagram(NamedTuple):
     length: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IcmpUnreachable:
+    """An ICMPv4 type 3 or ICMPv6 type 1 (destination unreachable) error quoting a TCP
+    segment (:mod:`analyzer.decode.icmp` names its codes). Rare: not a NamedTuple built
+    for speed like the others."""
+
+    ts: float
+    src: bytes
+    """Who sent the error (packed address): the destination host itself, or a router or
+    firewall on the path."""
+    v6: bool
+    """ICMPv6 (type 1) rather than ICMPv4 (type 3)."""
+    code: int
+    """The ICMP code (:class:`~analyzer.decode.icmp.Icmp4UnreachableCode`,
+    :class:`~analyzer.decode.icmp.Icmp6UnreachableCode`)."""
+    key: tuple[bytes, int, bytes, int]
+    """The quoted segment's (source address, source port, destination address,
+    destination port): the flow table's key shape, in the quoted packet's orientation."""
+
+
 class Skipped(NamedTuple):
     """A frame that carries no TCP or UDP we can use, with the anomaly if it was odd.
 
-    ``anomaly`` is None for ordinary non-TCP traffic (ARP, ICMP, ...).
+    ``anomaly`` is None for ordinary other traffic (ARP, ICMP echo, errors about UDP, ...).
     """
 
     ts: float
     anomaly: Anomaly | None
 
 
-Decoded = Segment | Datagram | Skipped
+Decoded = Segment | Datagram | IcmpUnreachable | Skipped

@@ -7,6 +7,7 @@ connection. Suggestions are worded as such; the diagnosis is evidence, not certa
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 
 from analyzer.engine.record import HandshakeRecord
@@ -76,9 +77,42 @@ def _openssl_names() -> dict[str, str]:
     return {cipher_name(c["id"] & 0xFFFF): str(c["name"]) for c in ctx.get_ciphers()}
 
 
-def reproduce_ciphers(r: HandshakeRecord) -> str:
+_OPENSSL_GROUPS = {
+    "x25519": "X25519",
+    "x448": "X448",
+    "secp256r1": "P-256",
+    "secp384r1": "P-384",
+    "secp521r1": "P-521",
+    "ffdhe2048": "ffdhe2048",
+    "ffdhe3072": "ffdhe3072",
+    "ffdhe4096": "ffdhe4096",
+}
+_OPENSSL_SIGALG = re.compile(
+    r"(rsa_pss_rsae|rsa_pss_pss|rsa_pkcs1)_sha\d+|ecdsa_secp\d+r1_sha\d+|ed25519|ed448"
+)
+
+
+def openssl_groups(groups: list[str]) -> list[str]:
+    """The groups OpenSSL's ``-groups`` knows, by its names."""
+    return [_OPENSSL_GROUPS[g] for g in groups if g in _OPENSSL_GROUPS]
+
+
+_OPENSSL_SIGALG_NAMES = {"ecdsa_sha1": "ECDSA+SHA1", "ecdsa_sha224": "ECDSA+SHA224"}
+
+
+def openssl_sigalgs(sigalgs: list[str]) -> list[str]:
+    """The signature algorithms by the names OpenSSL's ``-sigalgs`` takes."""
+    return [
+        _OPENSSL_SIGALG_NAMES.get(s, s)
+        for s in sigalgs
+        if s in _OPENSSL_SIGALG_NAMES or _OPENSSL_SIGALG.fullmatch(s)
+    ]
+
+
+def reproduce_ciphers(r: HandshakeRecord, *more: str) -> str:
     """An ``openssl s_client`` line offering the client's cipher suites (TLS ≤ 1.2 ones
-    with ``-cipher``, TLS 1.3 ones with ``-ciphersuites``), as far as OpenSSL knows them."""
+    with ``-cipher``, TLS 1.3 ones with ``-ciphersuites``), as far as OpenSSL knows them,
+    then ``more`` arguments."""
     names = _openssl_names()
     tls12 = [
         names[c]
@@ -93,7 +127,7 @@ def reproduce_ciphers(r: HandshakeRecord) -> str:
         extra += ["-ciphersuites", ":".join(tls13)]
     else:
         extra.append("-no_tls1_3")
-    return s_client(r, *extra)
+    return s_client(r, *extra, *more)
 
 
 def reproduce_version(r: HandshakeRecord) -> str:

@@ -195,6 +195,58 @@ def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
     return Verdict(outcome="established")
 
 
+_ICMP_REFUSALS = frozenset({"port_unreachable", "admin_prohibited", "protocol_unreachable"})
+_ICMP_NO_PATH = frozenset(
+    {"net_unreachable", "host_unreachable", "source_route_failed", "beyond_scope", "unreachable"}
+)
+
+
+def rule_icmp_unreachable(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    """A SYN answered by an ICMP destination-unreachable error instead of a SYN-ACK."""
+    if r.icmp_error is None or r.synack or r.syn_count == 0:
+        return None
+    what = f"ICMP {r.icmp_error.replace('_', ' ')}"
+    own = r.icmp_from == r.server_ip
+    by = "the server's host" if own else f"{r.icmp_from}, a router or firewall on the path"
+    port = r.server_port
+    if r.icmp_error in _ICMP_REFUSALS:
+        cause = (
+            f"nothing listens on port {port}, or a host firewall rejects it (iptables REJECT "
+            "answers this way by default)"
+            if own and r.icmp_error == "port_unreachable"
+            else "a firewall rejects the connection"
+        )
+        return Verdict(
+            outcome="failed",
+            failure="tcp_refused",
+            side="server" if own else "network",
+            reason=(
+                f"the SYN to {rm.target(r)} was answered by {what} from {by} "
+                f"({r.syn_count} SYN sent): {cause}"
+            ),
+            remedy=(
+                f"Check that the service listens on port {port} (on the server: ss -ltnp "
+                f"'sport = :{port}') and the REJECT rules of the firewall on {r.icmp_from} "
+                f"(iptables -L -n -v); confirm: nc -vz {r.server_ip} {port}"
+            ),
+        )
+    if r.icmp_error in _ICMP_NO_PATH:
+        return Verdict(
+            outcome="failed",
+            failure="tcp_no_answer",
+            side="network",
+            reason=(
+                f"the SYN to {rm.target(r)} got no SYN-ACK but {what} from {by}: the host is "
+                "down or cannot be reached (no route, or no ARP/neighbour answer)"
+            ),
+            remedy=(
+                f"Check that {r.server_ip} is up and routed from the client (ip route get "
+                f"{r.server_ip}); confirm: nc -vz -w 5 {r.server_ip} {port}"
+            ),
+        )
+    return None
+
+
 def rule_tcp_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if r.syn_count == 0 or r.synack or r.close != "rst_server":
         return None
@@ -333,19 +385,63 @@ def rule_starttls_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
 def rule_server_not_tls(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if r.server_first_bytes is None or not r.offered_versions or r.starttls or r.version:
         return None
+    # SPEC §4: the side that ended it. An HTTP server answers the hello with an error
+    # and its close (whoever's packet comes first); a service that greets first (SSH,
+    # SMTP) leaves it to the client to hang up.
+    greeted = not r.server_first_bytes.startswith("HTTP/") and r.close_by == "client"
     return Verdict(
         outcome="failed",
         failure="not_tls",
-        side="server",
+        side="client" if greeted else "server",
         reason=(
             f"the client sent a TLS ClientHello to {server(r)} and the server answered "
             f"{r.server_first_bytes!r}: that port speaks plaintext, not TLS"
+            + ("; the client hung up" if greeted else "")
         ),
-        remedy=(
-            f"Point the client at the server's TLS port, or use http:// for port "
-            f"{r.server_port}; confirm: curl -v http://{rm.target(r)}/"
-        ),
+        remedy=_plaintext_remedy(r, r.server_first_bytes),
     )
+
+
+_STARTTLS_BANNERS = (
+    ("+OK", "pop3", "POP3", "995"),
+    ("* OK", "imap", "IMAP", "993"),
+)
+
+
+def _plaintext_remedy(r: HandshakeRecord, banner: str) -> str:
+    """What to do about a plaintext service where TLS was expected, by its first words."""
+    port = r.server_port
+    if banner.startswith("HTTP/"):
+        return (
+            f"Point the client at the server's TLS port, or use http:// for port {port}; "
+            f"confirm: curl -v http://{rm.target(r)}/"
+        )
+    probe = f"nc -w 3 {r.server_ip} {port} </dev/null | head -1"
+    if banner.startswith("SSH-"):
+        return (
+            f"Port {port} is served by an SSH server (or a port multiplexer sending SSH): "
+            f"point the client at the TLS service's port; confirm: {probe}"
+        )
+    if banner.startswith("220") and "FTP" in banner.upper():
+        return (
+            "The server speaks plaintext FTP here: use explicit TLS (AUTH TLS) or the "
+            f"implicit-TLS port; confirm: openssl s_client -starttls ftp -connect "
+            f"{rm.target(r)} </dev/null"
+        )
+    if banner.startswith("220"):
+        return (
+            "The server speaks plaintext SMTP here: use STARTTLS on this port, or enable "
+            "implicit TLS on it (Postfix: smtpd_tls_wrappermode=yes, usually on 465); "
+            f"confirm: openssl s_client -starttls smtp -connect {rm.target(r)} </dev/null"
+        )
+    for prefix, proto, name, tls_port in _STARTTLS_BANNERS:
+        if banner.startswith(prefix):
+            return (
+                f"The server speaks plaintext {name} here: use STARTTLS, or the implicit-TLS "
+                f"port ({tls_port}); confirm: openssl s_client -starttls {proto} -connect "
+                f"{rm.target(r)} </dev/null"
+            )
+    return f"Point the client at the server's TLS port; see what answers here: {probe}"
 
 
 def certificate_verdict(
@@ -516,22 +612,69 @@ def version_remedy(r: HandshakeRecord) -> str:
     )
 
 
+_COMMON_GROUPS = frozenset({"x25519", "secp256r1"})
+
+
+def _groups_text(r: HandshakeRecord, limit: int = 6) -> str:
+    groups = r.offered_groups or r.key_share_groups
+    if not groups:
+        return "no groups"
+    shown = [g + (" (key share)" if g in r.key_share_groups else "") for g in groups[:limit]]
+    more = f" and {len(groups) - limit} more" if len(groups) > limit else ""
+    return f"groups {', '.join(shown)}{more}"
+
+
 def cipher_verdict(r: HandshakeRecord, a: AlertInfo) -> Verdict:
-    """No common cipher suite, group or signature algorithm: ``a`` refused the hello."""
-    groups = ", ".join(r.key_share_groups or r.offered_groups) or "none"
+    """No common cipher suite, group or signature algorithm: ``a`` refused the hello.
+    Names the signature algorithms or groups when the client's offer lacks the usual
+    ones, and reproduces the offer with them."""
+    sigalgs = r.offered_sigalgs
+    lacks: list[str] = []
+    fixes: list[str] = []
+    more: list[str] = []
+    no_rsa = sigalgs and not any(s.startswith("rsa_") for s in sigalgs)
+    no_ec = sigalgs and not any(s.startswith(("ecdsa_", "ed25519", "ed448")) for s in sigalgs)
+    if no_rsa or no_ec:
+        key = "RSA" if no_rsa else "ECDSA"
+        lacks.append(
+            f"its signature algorithms ({', '.join(sigalgs[:4])}"
+            f"{' and more' if len(sigalgs) > 4 else ''}) include none for {key} keys"
+        )
+        fixes.append(
+            f"offer a signature algorithm for the server's key ({key} certificates need "
+            f"{'rsa_pss_rsae_* or rsa_pkcs1_*' if no_rsa else 'ecdsa_*'}), or give the server "
+            "a certificate of the other key type"
+        )
+        if names := rm.openssl_sigalgs(sigalgs):
+            more += ["-sigalgs", ":".join(names)]
+    groups = r.offered_groups or r.key_share_groups
+    if groups and not set(groups) & _COMMON_GROUPS:
+        lacks.append("none of its groups is x25519 or secp256r1, which most servers have")
+        fixes.append("offer a group both sides support (x25519 or P-256)")
+        if names := rm.openssl_groups(groups):
+            more += ["-groups", ":".join(names)]
+    why = "; ".join(lacks) if lacks else "no common cipher suite, group or signature algorithm"
+    tls13_only = min((rank(v) for v in r.offered_versions), default=-1) >= VERSION_RANK["TLSv1.3"]
+    fix = "; ".join(fixes) or (
+        "enable a TLS 1.3 cipher suite both sides support (TLS_AES_128_GCM_SHA256 is the one "
+        "every TLS 1.3 stack must have; OpenSSL -ciphersuites, nginx ssl_conf_command "
+        "Ciphersuites)"
+        if tls13_only
+        else "enable a cipher suite both sides support (e.g. ECDHE with AES-GCM; nginx "
+        "ssl_ciphers)"
+    )
     return Verdict(
         outcome="failed",
         failure="cipher_mismatch",
         side=a.sender,
         reason=(
-            f"the client offered {offered_ciphers_text(r)} with groups {groups} and "
+            f"the client offered {offered_ciphers_text(r)} with {_groups_text(r)} and "
             f"{versions_text(r.offered_versions)}; the {alert_text(a)}{after_ch(r, a.ts)} "
-            "with no ServerHello: no common cipher suite, group or signature algorithm"
+            f"with no ServerHello: {why}"
         ),
         remedy=(
-            "Enable a cipher suite both sides support (e.g. ECDHE with AES-GCM; nginx "
-            f"ssl_ciphers); reproduce: {rm.reproduce_ciphers(r)}; then compare with what "
-            f"the server accepts: {rm.s_client(r, '-cipher', 'ECDHE+AESGCM')}"
+            f"{fix[0].upper()}{fix[1:]}; reproduce: {rm.reproduce_ciphers(r, *more)}; then "
+            f"compare with OpenSSL's default offer: {rm.s_client(r)}"
         ),
     )
 
@@ -550,6 +693,20 @@ def weak_key_detail(r: HandshakeRecord) -> str | None:
         f"{' and '.join(weak)}, which OpenSSL's default security level (2048-bit RSA, no "
         "SHA-1) refuses"
     )
+
+
+_CLIENT_CERT_REFUSALS = {
+    "unknown_ca": "it does not trust the issuer of the client's certificate",
+    "unsupported_certificate": "the client's certificate is not usable for client "
+    "authentication (its type, key usage or extendedKeyUsage without clientAuth)",
+    "certificate_expired": "the client's certificate is expired or not yet valid",
+    "certificate_revoked": "the client's certificate is revoked",
+    "bad_certificate": "the client's certificate failed the server's checks",
+    "certificate_unknown": "the client's certificate failed the server's checks",
+    "access_denied": "the client's certificate is valid but not allowed in",
+    "decrypt_error": "the client's CertificateVerify signature did not check out",
+}
+"""What a server's alert says about the client certificate it was sent."""
 
 
 def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
@@ -688,9 +845,10 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
         sender == "server"
         and r.client_certificates is not None
         and (
-            desc in ("handshake_failure", "bad_certificate", "access_denied")
-            # GnuTLS answers an empty Certificate with decode_error, others with their own
-            or (r.client_certificates == 0 and (desc in _CERT_ALERTS or desc in _PROTOCOL_ERRORS))
+            desc == "handshake_failure"
+            or desc in _CERT_ALERTS
+            # GnuTLS answers an empty Certificate with decode_error
+            or (r.client_certificates == 0 and desc in _PROTOCOL_ERRORS)
         )
     ):
         what = (
@@ -700,14 +858,21 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
             if r.client_certificates
             else "its encrypted flight"
         )
+        meaning = _CLIENT_CERT_REFUSALS.get(desc) if r.client_certificates else None
+        confirm = rm.s_client(r, "-cert", "client.pem", "-key", "client.key")
         return verdict(
             "client_certificate_required",
             "server",
-            f"{server(r)} asked for a client certificate and, after {what}, the {said}",
+            f"{server(r)} asked for a client certificate and, after {what}, the {said}"
+            + (f": {meaning}" if meaning else ""),
             (
-                "Configure the client with a certificate and key the server accepts "
-                f"(or relax the server's client verification); confirm: "
-                f"{rm.s_client(r, '-cert', 'client.pem', '-key', 'client.key')}"
+                "Give the client a certificate the server accepts: issued by a CA the server "
+                "trusts for clients, with extendedKeyUsage clientAuth, within its dates; "
+                "inspect it: openssl x509 -in client.pem -noout -issuer -dates -ext "
+                f"extendedKeyUsage; confirm: {confirm}"
+                if r.client_certificates
+                else "Configure the client with a certificate and key the server accepts "
+                f"(or relax the server's client verification); confirm: {confirm}"
             ),
         )
     if desc == "no_application_protocol":
@@ -863,7 +1028,8 @@ def rule_proxy_closed(r: HandshakeRecord, f: Facts) -> Verdict | None:
         reason=(
             f"the proxy {r.server_ip}:{r.server_port} answered "
             f"{r.proxy_status_line!r} to CONNECT {r.proxy_target} and then closed the "
-            "tunnel before any ServerHello"
+            "tunnel before any ServerHello (the proxy's log says why: the destination "
+            "closed or refused, or one of its rules ended the tunnel)"
         ),
         remedy=_proxy_remedy(r, r.proxy_status),
     )
@@ -1034,6 +1200,7 @@ def rule_fallback(r: HandshakeRecord, f: Facts) -> Verdict | None:
 
 RULES: tuple[Rule, ...] = (
     rule_established,
+    rule_icmp_unreachable,
     rule_tcp_refused,
     rule_tcp_no_answer,
     rule_proxy_status,
@@ -1043,10 +1210,10 @@ RULES: tuple[Rule, ...] = (
     rule_tls13_inferred,
     rule_encrypted_alert,
     rule_version_abort,
+    rule_proxy_closed,
     rule_reset,
     rule_starttls_refused,
     rule_incomplete,
-    rule_proxy_closed,
     rule_no_server_response,
     rule_aborted,
     rule_no_client_hello,

@@ -8,6 +8,10 @@ packets (and from :meth:`Engine.tick` in live capture).
 
 Fast path: a connection whose handshake is settled is only counted (packets, bytes,
 FIN/RST) — its payload is neither reassembled nor parsed.
+
+ICMP destination-unreachable errors quoting a segment of a live connection (either
+direction) are handed to its tracker, which keeps the first for the record; they are
+counted with ``other`` frames and never take the fast path.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from analyzer import limits
 from analyzer.anomalies import Anomaly
 from analyzer.decode import decode_frame, tcp_count_view
-from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, Segment
+from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, IcmpUnreachable, Segment
 from analyzer.engine.preamble import DEFAULT_TLS_PORTS
 from analyzer.engine.record import HandshakeRecord
 from analyzer.engine.tracker import Connection
@@ -116,6 +120,11 @@ class Engine:
                 st.udp_quic += 1
             else:
                 st.udp_other += 1
+        elif type(seg) is IcmpUnreachable:
+            st.other += 1
+            conn = self.table.get(seg.key)
+            if conn is not None:
+                conn.icmp_unreachable(seg)
         else:
             st.other += 1
             if seg.anomaly is not None:  # type: ignore[union-attr]

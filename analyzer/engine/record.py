@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any, Literal, TypeVar
 
+from analyzer.decode.icmp import UNREACHABLE_NAMES
+
 Side = Literal["client", "server"]
 
 OUTCOMES = ("established", "failed", "incomplete", "not_tls")
@@ -58,6 +60,8 @@ CERT_STATUSES = (
     "hostname_mismatch",
 )
 STARTTLS = ("smtp", "imap", "pop3", "ftp", "xmpp", "irc", "ldap", "postgres")
+ICMP_ERRORS: tuple[str, ...] = UNREACHABLE_NAMES
+"""Values of ``icmp_error`` (ICMPv4 and ICMPv6 codes share these words)."""
 
 _C = TypeVar("_C", bound=type)
 
@@ -212,6 +216,12 @@ class HandshakeRecord:
     syn_count: int = 0
     """SYNs sent by the client (retransmissions included)."""
     synack: bool = False
+    icmp_error: str | None = None
+    """The first ICMP destination-unreachable error about a packet of this connection
+    (either side's): ``port_unreachable``, ``host_unreachable``, ``net_unreachable``,
+    ``admin_prohibited``, ... (:data:`ICMP_ERRORS`); the timeline has the exact code."""
+    icmp_from: str | None = None
+    """Who sent that error: the server itself, or a router or firewall on the path."""
     ts_client_hello: float | None = None
     ts_server_hello: float | None = None
     ts_close: float | None = None

@@ -32,6 +32,8 @@ from typing import Final
 
 from analyzer import limits
 from analyzer.anomalies import Anomaly
+from analyzer.decode.icmp import describe_unreachable, unreachable_name
+from analyzer.decode.types import IcmpUnreachable
 from analyzer.engine import machine, preamble
 from analyzer.engine.machine import CCS, FIN
 from analyzer.engine.record import AlertInfo, HandshakeRecord, Side, TimelineEntry
@@ -114,6 +116,8 @@ class Connection:
         "first_ts",
         "history",
         "hrr",
+        "icmp_error",
+        "icmp_from",
         "key",
         "last_ack",
         "last_step",
@@ -213,6 +217,8 @@ class Connection:
         self.proxy_status: int | None = None
         self.proxy_status_line: str | None = None
         self.starttls: str | None = None
+        self.icmp_error: str | None = None
+        self.icmp_from: str | None = None
 
     # ------------------------------------------------------------------ small helpers
 
@@ -261,6 +267,18 @@ class Connection:
             d.plain = bytearray()
 
     # ------------------------------------------------------------------ TCP events
+
+    def icmp_unreachable(self, error: IcmpUnreachable) -> None:
+        """An ICMP destination-unreachable error quoting a packet of this connection: the
+        first one is kept for the record, every one goes to the timeline."""
+        sender = ip_text(error.src)
+        if self.icmp_error is None:
+            self.icmp_error = unreachable_name(error.v6, error.code)
+            self.icmp_from = sender
+        src, sport = error.key[0], error.key[1]
+        about = "client" if src == self.key[0] and sport == self.key[1] else "server"
+        self.note(error.ts, "-", f"{describe_unreachable(error)} from {sender}, "
+                  f"quoting a {about} packet")
 
     def tcp_syn(self, ts: float, seq: int) -> None:
         self.syn_count += 1
@@ -696,6 +714,8 @@ class Connection:
             "client_certificates": self.client_certs,
             "syn_count": self.syn_count,
             "synack": self.synack,
+            "icmp_error": self.icmp_error,
+            "icmp_from": self.icmp_from,
             "ts_client_hello": self.ts_ch,
             "ts_server_hello": self.ts_sh,
             "ts_close": self.ts_close,

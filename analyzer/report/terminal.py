@@ -173,7 +173,7 @@ def print_record(console: Console, r: HandshakeRecord) -> None:
         console.print(diagnosis)
     timeline = _table("Timeline", [("+ms", "right"), ("from", "left"), ("what", "left")])
     for e in r.timeline:
-        style = "red" if e.what.startswith("alert") or e.what == "RST" else ""
+        style = "red" if e.what.startswith(("alert", "ICMP")) or e.what == "RST" else ""
         timeline.add_row(f"{e.t * 1000:.1f}", e.sender, text(e.what, style=style))
     console.print(timeline)
     if r.alerts:
@@ -236,6 +236,7 @@ def print_record(console: Console, r: HandshakeRecord) -> None:
             ("JA3S", r.ja3s),
             ("JA4", r.ja4),
             ("close", r.close + (f" by {r.close_by}" if r.close_by else "")),
+            ("ICMP error", f"{r.icmp_error} from {r.icmp_from}" if r.icmp_error else None),
             ("bytes", f"client {r.client_bytes}, server {r.server_bytes}; {r.packets} packets"),
             ("TCP RTT", f"{r.tcp_rtt * 1000:.2f} ms" if r.tcp_rtt is not None else None),
             (

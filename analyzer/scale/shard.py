@@ -5,6 +5,8 @@ is a symmetric hash of its endpoints, so both directions of a connection land in
 shard and every connection is seen whole by exactly one worker:
 
 - TCP and UDP packets that are not IP fragments: the two (address, port) endpoints;
+- ICMP destination-unreachable errors quoting a TCP segment: the endpoints of the quoted
+  segment, so the error reaches the worker that tracks its connection;
 - IP fragments and other IP packets: the two addresses (fragments carry no ports; the
   decoder skips fragments anyway, so they belong to no connection and are only counted);
 - frames that are not IP at all: shard 0, which counts them.
@@ -36,7 +38,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 
 from analyzer.decode import decode_frame
-from analyzer.decode.types import Datagram, Segment
+from analyzer.decode.types import Datagram, IcmpUnreachable, Segment
 from analyzer.engine.engine import _EXPIRY_INTERVAL, Engine
 from analyzer.engine.record import HandshakeRecord
 from analyzer.sources.base import Frame
@@ -47,6 +49,7 @@ _IPV4_ONLY = 228
 _IPV6_ONLY = 229
 _SLL = 113
 _SLL2 = 276
+_ICMP = 1
 _TCP = 6
 _UDP = 17
 
@@ -76,12 +79,14 @@ def _ip_key(data: bytes, off: int, version: int) -> int | None:
         dst = int.from_bytes(data[off + 16 : off + 20], "big")
         at = off + ihl
         frag = ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF
+        if data[off + 9] == _ICMP and not frag:
+            return None  # maybe an error about a TCP segment: decode
         if frag or data[off + 9] not in (_TCP, _UDP) or ihl < 20 or at + 4 > n:
             return _mix(src, dst, 0)
         ports = ((data[at] << 8) | data[at + 1]) ^ ((data[at + 2] << 8) | data[at + 3])
         return _mix(src, dst, ports)
     if off + 44 > n or data[off + 6] not in (_TCP, _UDP):
-        return None  # short, an extension header (maybe a fragment), or no ports: decode
+        return None  # short, an extension header (maybe a fragment), ICMPv6, no ports: decode
     at = off + 40
     ports = ((data[at] << 8) | data[at + 1]) ^ ((data[at + 2] << 8) | data[at + 3])
     src = int.from_bytes(data[off + 8 : off + 24], "big")
@@ -134,6 +139,9 @@ def frame_key(frame: Frame) -> int:
     if type(seg) is Segment or type(seg) is Datagram:
         src = int.from_bytes(seg.src, "big")
         return _mix(src, int.from_bytes(seg.dst, "big"), seg.sport ^ seg.dport)
+    if type(seg) is IcmpUnreachable:
+        qsrc, sport, qdst, dport = seg.key
+        return _mix(int.from_bytes(qsrc, "big"), int.from_bytes(qdst, "big"), sport ^ dport)
     return 0
 
 

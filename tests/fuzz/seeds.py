@@ -4,7 +4,8 @@
   ``MAX_FILE_SEED`` bytes), plus the gzip sample as it is;
 - ``tls_stream``: the first ``MAX_STREAM_SEED`` bytes of every TCP direction that starts
   like TLS, with the target's two control bytes in front;
-- ``frame``: the first ``FRAMES_PER_FILE`` frames of every sample, with their link type;
+- ``frame``: the first ``FRAMES_PER_FILE`` frames of every sample, with their link type,
+  and the real ICMP/ICMPv6 port-unreachable frames of ``tests/test_decode.py``;
 - ``hello``: every ClientHello, ServerHello, Certificate and ServerKeyExchange body found
   in those streams, with the selector byte in front, plus one SSLv2-compatible hello.
 
@@ -134,6 +135,11 @@ def seeds() -> dict[str, dict[str, bytes]]:
     out: dict[str, dict[str, bytes]] = {"capture": {}, "tls_stream": {}, "hello": {}, "frame": {}}
     selector = {int(t): i for i, t in enumerate(HELLO_PARSERS)}
     out["hello"]["sslv2"] = bytes([len(HELLO_PARSERS)]) + SSLV2_HELLO
+    from tests.test_decode import ICMP4_PORT_UNREACHABLE, ICMP6_PORT_UNREACHABLE
+
+    ethernet = bytes([LINKTYPES.index(1), 1])
+    out["frame"]["icmp4-port-unreachable"] = ethernet + ICMP4_PORT_UNREACHABLE
+    out["frame"]["icmp6-port-unreachable"] = ethernet + ICMP6_PORT_UNREACHABLE
     for path in sample_files():
         for n, f in enumerate(CaptureReader(path)):
             if n == FRAMES_PER_FILE:

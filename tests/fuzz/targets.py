@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 
 from analyzer import limits
 from analyzer.decode import decode_frame, tcp_count_view
-from analyzer.decode.types import Datagram, Segment, Skipped
+from analyzer.decode.types import Datagram, IcmpUnreachable, Segment, Skipped
 from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
 from analyzer.engine.engine import Engine
 from analyzer.engine.record import (
@@ -219,7 +219,13 @@ def frame(data: bytes) -> None:
     body = data[2:]
     wirelen = len(body) + (data[1] if data[1] % 4 == 0 else 0)  # sometimes snaplen-cut
     seg = decode_frame(1.5, linktype, body, wirelen)
-    check(type(seg) in (Segment, Datagram, Skipped), f"decoded to {type(seg).__name__}")
+    check(type(seg) in (Segment, Datagram, IcmpUnreachable, Skipped),
+          f"decoded to {type(seg).__name__}")
+    if type(seg) is IcmpUnreachable:
+        qsrc, sport, qdst, dport = seg.key
+        check(len(qsrc) == len(qdst) and len(qsrc) in (4, 16), "quoted address length")
+        check(len(seg.src) in (4, 16), "ICMP sender address length")
+        check(0 <= sport <= 0xFFFF and 0 <= dport <= 0xFFFF, "quoted port range")
     if type(seg) is Segment:
         check(len(seg.payload) <= len(body), "payload longer than the frame")
         check(len(seg.src) == len(seg.dst) and len(seg.src) in (4, 16), "address length")
