@@ -392,7 +392,18 @@ def test_warnings() -> None:
         "sha1_signature",
         "cert_expiring_soon",
         "no_sni",
+        "no_forward_secrecy",
     }
+
+
+def test_established_despite_a_certificate_for_another_name_is_a_warning() -> None:
+    facts = hello(sni="www.example.com", version="TLSv1.2",
+                  cipher="TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", cert_chain=(b"\x30",),
+                  cert_chain_sha256=["00"], cert_sans=["other.example.net"],
+                  sni_matches_cert=False, stage="application_data", client_bytes=900)
+    ok = diagnose(rec(**facts, established=True), OPTS)
+    assert ok.outcome == "established" and "cert_problem_ignored" in ok.warnings
+    assert "no_forward_secrecy" not in ok.warnings
 
 
 def test_cross_connection_names_what_the_server_chose() -> None:

@@ -68,5 +68,5 @@ def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -
         cert_status=status,
         cert_problems=problems,
         cert_chain=(),  # judged: the DER is not needed any more (memory)
-        warnings=warnings_for(record, status),
+        warnings=warnings_for(record, status, v.outcome),
     )

@@ -24,10 +24,19 @@ CATALOGUE: Final = {
     "of the capture",
     "no_sni": "the ClientHello carried no server_name",
     "self_signed": "the leaf certificate is self-signed",
+    "no_forward_secrecy": "the cipher suite has a static RSA or (EC)DH key exchange: a "
+    "stolen server key decrypts recorded traffic",
+    "cert_problem_ignored": "the handshake was established although the certificate is "
+    "expired, not yet valid or does not cover the SNI: the client does not check it "
+    "(curl -k, verification off)",
 }
 
+_STATIC_KEY_EXCHANGE: Final = ("TLS_RSA_", "TLS_ECDH_", "TLS_DH_")
+_OBJECTIVE_PROBLEMS: Final = frozenset({"expired", "not_yet_valid", "hostname_mismatch"})
+"""Certificate problems that do not depend on the trust store the analysis used."""
 
-def warnings_for(r: HandshakeRecord, cert_status: str | None) -> list[str]:
+
+def warnings_for(r: HandshakeRecord, cert_status: str | None, outcome: str) -> list[str]:
     out: list[str] = []
     if r.version in DEPRECATED_VERSIONS:
         out.append("deprecated_version")
@@ -45,4 +54,8 @@ def warnings_for(r: HandshakeRecord, cert_status: str | None) -> list[str]:
         out.append("no_sni")
     if cert_status == "self_signed":
         out.append("self_signed")
+    if r.cipher is not None and r.cipher.startswith(_STATIC_KEY_EXCHANGE):
+        out.append("no_forward_secrecy")
+    if outcome == "established" and cert_status in _OBJECTIVE_PROBLEMS:
+        out.append("cert_problem_ignored")
     return out
