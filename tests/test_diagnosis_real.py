@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from analyzer.api import analyze
 from analyzer.engine.record import HandshakeRecord
-from tests.harness import Lab, TestPKI, missing_requirements
+from tests.harness import TestPKI, missing_requirements
 from tests.harness.servers import Server
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
@@ -33,16 +32,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 WWW = "www.example.com"
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Ctx]:
-    pki = TestPKI(tmp_path / "pki")
-    with Lab() as lab:
-        c = Ctx("diagnosis", lab, pki, tmp_path, tmp_path / "out.pcap")
-        with c.stack:
-            yield c
-
 
 def records(ctx: Ctx) -> list[HandshakeRecord]:
     return list(analyze(ctx.raw, ca_bundle=ctx.pki.root, cross=True))

@@ -11,14 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from analyzer.api import analyze
 from analyzer.engine.record import HandshakeRecord
-from tests.harness import Lab, LeafKind, TestPKI, missing_requirements
+from tests.harness import LeafKind, missing_requirements
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
 if str(SAMPLES) not in sys.path:
@@ -33,15 +32,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 WWW = "www.example.com"
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Ctx]:
-    pki = TestPKI(tmp_path / "pki")
-    with Lab() as lab:
-        c = Ctx("remedy", lab, pki, tmp_path, tmp_path / "out.pcap")
-        with c.stack:
-            yield c
 
 
 def only_record(ctx: Ctx) -> HandshakeRecord:
