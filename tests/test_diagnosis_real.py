@@ -202,3 +202,44 @@ def test_tls_to_a_plaintext_smtp_port_suggests_starttls(ctx: Ctx, tmp_path: Path
     assert (r.outcome, r.failure) == ("failed", "not_tls")
     assert (r.server_first_bytes or "").startswith("220 mail.example.com")
     assert "-starttls smtp" in (r.remedy or "") and "http://" not in (r.remedy or "")
+
+
+def test_client_timing_out_on_a_slow_server_blames_the_server(
+    ctx: Ctx, tmp_path: Path
+) -> None:
+    cert = ctx.pki.server(WWW)
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import socket, ssl, sys, time\n"
+        "tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+        f"tls.load_cert_chain({str(cert.chain)!r}, {str(cert.key)!r})\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('0.0.0.0', 443)); s.listen()\n"
+        "while True:\n"
+        "    c, _ = s.accept(); time.sleep(2.5)  # a slow backend before the handshake\n"
+        "    try:\n"
+        "        tls.wrap_socket(c, server_side=True).close()\n"
+        "    except OSError as e:\n"
+        "        print('handshake failed:', e, flush=True)\n"
+    )
+    ctx.server(Server(ctx.lab.server, "slow", [sys.executable, str(slow)], workdir=tmp_path,
+                      ports=[443]))
+    with ctx.capture([443]):
+        run = ctx.curl(f"https://{WWW}/", "--max-time", "1")
+        ctx.client(["sleep", "2"])  # the late server flight and the client kernel's RST
+    assert run.returncode == 28, run.output  # curl: operation timed out
+    r = only_record(ctx)
+    assert (r.outcome, r.failure, r.failure_side) == ("failed", "no_server_response", "server")
+    assert "too late" in (r.reason or "")
+
+
+def test_connect_only_health_check_is_not_a_failed_handshake(ctx: Ctx) -> None:
+    cert = ctx.pki.server(WWW)
+    ctx.nginx(ctx.site(WWW, cert, default=True))
+    with ctx.capture([443]):
+        run = ctx.client([sys.executable, "-c", "import socket; "
+                          f"socket.create_connection(({ctx.sip!r}, 443)).close()"])
+    assert run.returncode == 0, run.output
+    r = only_record(ctx)
+    assert (r.outcome, r.failure, r.failure_side) == ("not_tls", None, None)
+    assert "health check" in (r.reason or "")

@@ -530,3 +530,29 @@ def test_plaintext_banner_the_client_hangs_up_on_is_ended_by_the_client() -> Non
     r = rec(**hello(server_first_bytes="SSH-2.0-OpenSSH_9.2p1", close="rst_client",
                     close_by="client"))
     assert judge(r) == ("failed", "not_tls", "client")
+
+
+@pytest.mark.parametrize(
+    ("proto", "port", "answer", "fix"),
+    [
+        ("smtp", 25, "454 4.7.0 TLS not available", "Postfix"),
+        ("imap", 143, "A002 NO TLS is disabled", "Dovecot"),
+        ("postgres", 5432, "N", "postgresql.conf: ssl = on"),
+    ],
+)
+def test_starttls_refused_remedy_is_for_the_protocol(
+    proto: str, port: int, answer: str, fix: str
+) -> None:
+    r = rec(server_port=port, starttls=proto, server_first_bytes=answer, close="fin",
+            close_by="client")
+    d = diagnose(r, OPTS)
+    assert d.outcome == "not_tls" and fix in (d.remedy or "")
+    assert f"-starttls {proto}" in (d.remedy or "") and repr(answer) in (d.reason or "")
+
+
+def test_unacknowledged_hello_over_several_segments_points_at_size() -> None:
+    r = rec(**hello(client_hello_acked=False, client_hello_segments=2, client_retransmits=5,
+                    close="capture_end", ts_end=T0 + 3.2, capture_end=T0 + 6.5))
+    d = diagnose(r, OPTS)
+    assert (d.failure, d.failure_side) == ("no_server_response", "network")
+    assert "MTU black hole" in (d.reason or "") and "-groups X25519" in (d.remedy or "")

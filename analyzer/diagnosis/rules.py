@@ -216,6 +216,13 @@ def rule_icmp_unreachable(r: HandshakeRecord, f: Facts) -> Verdict | None:
             if own and r.icmp_error == "port_unreachable"
             else "a firewall rejects the connection"
         )
+        check = (
+            f"Check that the service listens on port {port} (on the server: ss -ltnp "
+            f"'sport = :{port}') and the server's REJECT rules (iptables -L -n -v)"
+            if own
+            else f"Check the REJECT rules of the router or firewall {r.icmp_from} for "
+            f"{r.server_ip} port {port} (iptables -L FORWARD -n -v)"
+        )
         return Verdict(
             outcome="failed",
             failure="tcp_refused",
@@ -224,11 +231,7 @@ def rule_icmp_unreachable(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 f"the SYN to {rm.target(r)} was answered by {what} from {by} "
                 f"({r.syn_count} SYN sent): {cause}"
             ),
-            remedy=(
-                f"Check that the service listens on port {port} (on the server: ss -ltnp "
-                f"'sport = :{port}') and the REJECT rules of the firewall on {r.icmp_from} "
-                f"(iptables -L -n -v); confirm: nc -vz {r.server_ip} {port}"
-            ),
+            remedy=f"{check}; confirm: nc -vz {r.server_ip} {port}",
         )
     if r.icmp_error in _ICMP_NO_PATH:
         return Verdict(
@@ -237,7 +240,8 @@ def rule_icmp_unreachable(r: HandshakeRecord, f: Facts) -> Verdict | None:
             side="network",
             reason=(
                 f"the SYN to {rm.target(r)} got no SYN-ACK but {what} from {by}: the host is "
-                "down or cannot be reached (no route, or no ARP/neighbour answer)"
+                "down or cannot be reached (no route, or no ARP/neighbour answer), or a "
+                "firewall rejects with this error (a firewall can forge it)"
             ),
             remedy=(
                 f"Check that {r.server_ip} is up and routed from the client (ip route get "
@@ -375,11 +379,27 @@ def rule_starttls_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
             "offer TLS on this port"
         ),
         remedy=(
-            "Enable STARTTLS on the server (for Postfix: smtpd_tls_security_level = may, "
-            "with smtpd_tls_cert_file/smtpd_tls_key_file); confirm: "
-            f"{rm.s_client(r)}"
+            f"{_STARTTLS_FIX.get(r.starttls, 'Enable TLS on the server for this protocol')}; "
+            f"confirm: {rm.s_client(r)}"
         ),
     )
+
+
+_STARTTLS_FIX = {
+    "smtp": "Enable STARTTLS on the mail server (Postfix: smtpd_tls_security_level = may, "
+    "with smtpd_tls_cert_file/smtpd_tls_key_file)",
+    "imap": "Enable TLS on the IMAP server (Dovecot: ssl = yes, with ssl_cert and ssl_key)",
+    "pop3": "Enable TLS on the POP3 server (Dovecot: ssl = yes, with ssl_cert and ssl_key)",
+    "ftp": "Enable explicit TLS on the FTP server (vsftpd: ssl_enable=YES; ProFTPD: TLSEngine "
+    "on)",
+    "xmpp": "Enable STARTTLS on the XMPP server (give it a certificate and key)",
+    "irc": "Enable STARTTLS on the IRC server (give it a certificate and key)",
+    "ldap": "Enable StartTLS on the LDAP server (OpenLDAP: olcTLSCertificateFile and "
+    "olcTLSCertificateKeyFile)",
+    "postgres": "Enable SSL on the PostgreSQL server (postgresql.conf: ssl = on, with "
+    "ssl_cert_file and ssl_key_file)",
+}
+"""What turns TLS on, per STARTTLS protocol, for the common servers."""
 
 
 def rule_server_not_tls(r: HandshakeRecord, f: Facts) -> Verdict | None:
@@ -976,6 +996,31 @@ def rule_version_abort(r: HandshakeRecord, f: Facts) -> Verdict | None:
     )
 
 
+def rule_client_gave_up_first(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    """The client closed (FIN) before the server's first answer, which came later: the
+    server was too slow for the client (whatever the client's kernel did next)."""
+    if r.established or r.alerts or r.close_by != "client" or r.ts_server_hello is None:
+        return None
+    fin = next((r.ts + e.t for e in r.timeline if e.sender == "client" and e.what == "FIN"), None)
+    if fin is None or fin >= r.ts_server_hello or r.ts_client_hello is None:
+        return None
+    return Verdict(
+        outcome="failed",
+        failure="no_server_response",
+        side="server",
+        reason=(
+            f"the client gave up{after_ch(r, fin)} and closed before {server(r)} "
+            f"answered; the server's ServerHello came{after_ch(r, r.ts_server_hello)}, too "
+            "late: the server (or its backend) is too slow for the client's timeout"
+        ),
+        remedy=(
+            "Find what makes the server slow to answer the ClientHello (overload, a slow "
+            "backend, DNS or OCSP lookups), or raise the client's connect timeout; time it: "
+            f"time {rm.s_client(r)}"
+        ),
+    )
+
+
 def rule_reset(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if r.established or not r.offered_versions or not r.close.startswith("rst"):
         return None
@@ -1089,6 +1134,7 @@ def rule_no_server_response(r: HandshakeRecord, f: Facts) -> Verdict | None:
             ),
         )
     if not r.client_hello_acked:
+        big = r.client_hello_segments > 1
         return Verdict(
             outcome="failed",
             failure="no_server_response",
@@ -1097,9 +1143,21 @@ def rule_no_server_response(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 f"the ClientHello to {server(r)} was never acknowledged "
                 f"({r.client_retransmits} retransmission(s)); {_gave_up(r, waited)}: the "
                 "path drops it"
+                + (
+                    f"; it spanned {r.client_hello_segments} TCP segments, so a path that "
+                    "loses full-size segments (an MTU black hole) or a middlebox dropping "
+                    "large hellos fits"
+                    if big
+                    else ""
+                )
             ),
             remedy=(
-                "Look for a firewall or IPS dropping TLS to this server or this SNI; "
+                "Look for an MTU black hole or a middlebox dropping large ClientHellos "
+                "(post-quantum key shares and long ALPN lists make them large); compare "
+                f"with a small hello: {rm.s_client(r, '-groups', 'X25519')}; check the path "
+                f"MTU: ping -M do -s 1472 {r.server_ip}"
+                if big
+                else "Look for a firewall or IPS dropping TLS to this server or this SNI; "
                 f"confirm: {rm.s_client(r)}"
             ),
         )
@@ -1125,6 +1183,8 @@ def rule_aborted(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if r.established or r.close_by is None:
         return None
     sender = r.close_by
+    if sender == "client" and not r.offered_versions and r.client_bytes == 0:
+        return None  # a connect-only probe: rule_no_client_hello
     if "server_flight_lost" in r.anomalies and sender == "client":
         return Verdict(
             outcome="failed",
@@ -1167,11 +1227,12 @@ def rule_no_client_hello(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if r.offered_versions:
         return None
     if r.synack and r.client_bytes == 0:
+        probe = ": a health check or port scan" if r.close_by == "client" else ""
         return Verdict(
             outcome="not_tls",
             reason=(
-                f"the client opened TCP to {rm.target(r)} and sent nothing "
-                f"({r.close}); no TLS was attempted"
+                f"the client opened TCP to {rm.target(r)} and sent nothing ({ended(r)})"
+                f"{probe}; no TLS was attempted"
             ),
         )
     return Verdict(
@@ -1211,6 +1272,7 @@ RULES: tuple[Rule, ...] = (
     rule_encrypted_alert,
     rule_version_abort,
     rule_proxy_closed,
+    rule_client_gave_up_first,
     rule_reset,
     rule_starttls_refused,
     rule_incomplete,

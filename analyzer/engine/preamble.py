@@ -98,9 +98,12 @@ def http_status(data: bytes) -> tuple[int, str] | None:
 
 
 def last_line(data: bytes, limit: int = 120) -> str:
-    """The last complete non-empty line (the latest reply in a plaintext dialogue)."""
+    """The last complete non-empty line (the latest reply in a plaintext dialogue); a
+    reply with no line end at all (PostgreSQL's one-byte ``N``) as it is."""
     lines = [ln.rstrip(b"\r") for ln in data.split(b"\n")[:-1] if ln.strip()]
-    return printable(lines[-1][:limit]) if lines else ""
+    if lines:
+        return printable(lines[-1][:limit])
+    return "" if b"\n" in data else printable(data.strip()[:limit])
 
 
 def first_line(data: bytes, limit: int = 120) -> str:
