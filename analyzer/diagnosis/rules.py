@@ -759,7 +759,6 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
         and best == VERSION_RANK["TLSv1.2"]
         and broad_tls12_offer(r)
     ):
-        groups = ", ".join(r.offered_groups) or "no groups extension"
         return Verdict(
             outcome="failed",
             failure="version_mismatch",
@@ -768,7 +767,7 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
             reason=(
                 f"the client offered only {offered} to {server(r)}, with "
                 f"{offered_ciphers_text(r)}, ECDHE AES-GCM for RSA and ECDSA certificates "
-                f"among them, and groups {groups}; the {said} with no ServerHello: a server with "
+                f"among them, and {_groups_text(r)}; the {said} with no ServerHello: a server with "
                 "TLS 1.2 enabled accepts such an offer, so this one most likely accepts "
                 "only TLS 1.3 (inferred: the alert does not say which)"
             ),
