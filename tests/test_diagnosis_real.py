@@ -112,14 +112,14 @@ def test_host_name_rejected_in_the_handshake(ctx: Ctx) -> None:
     tls12, tls13 = sorted(records(ctx), key=lambda r: r.ts)
     # TLS 1.2 shows the certificate: the names are compared.
     assert (tls12.failure, tls12.failure_side) == ("sni_mismatch", "client")
-    # TLS 1.3 hides it, and bad_certificate stands for several checks: the alert's own
-    # category, the host-name check named first, and the same server's visible
-    # certificate (the TLS 1.2 connection) names the exact problem.
+    # TLS 1.3 hides it, and bad_certificate stands for several checks: alone, the host
+    # name (inferred); the same server's visible certificate (the TLS 1.2 connection)
+    # confirms it.
     assert tls13.last_alert == "bad_certificate" and tls13.version == "TLSv1.3"
     assert tls13.failure == "sni_mismatch", tls13.reason
     assert tls12.uid in (tls13.reason or "")
     alone = diagnose_alone(ctx, tls13)
-    assert alone.failure == "certificate_invalid" and asked in (alone.reason or "")
+    assert alone.failure == "sni_mismatch" and alone.inferred and asked in (alone.reason or "")
 
 
 def diagnose_alone(ctx: Ctx, r: HandshakeRecord) -> HandshakeRecord:

@@ -109,8 +109,9 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
                 "clients, which this client did not offer",
             )
     if (
-        r.failure in ("certificate_untrusted", "certificate_expired", "certificate_invalid")
-        and (r.inferred or r.failure == "certificate_invalid")
+        r.failure
+        in ("certificate_untrusted", "certificate_expired", "certificate_invalid", "sni_mismatch")
+        and r.inferred
         and not r.cert_chain_sha256
     ):
         seen = s.cert.get(r.sni)

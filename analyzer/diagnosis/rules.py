@@ -183,10 +183,11 @@ def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 f"confirm: {rm.s_client(r, '-cert', 'client.pem', '-key', 'client.key')}"
             ),
         )
-    client_alert = any(a.sender == "client" for a in r.alerts)
-    if client_alert and not client_sent_data(r) and r.cert_chain_sha256:
-        # The client finished the handshake and left without a word of data, and the
-        # certificate it saw (TLS <= 1.2) gives the visible reason. Under TLS 1.3 the same
+    client_left = r.close_by == "client" or any(a.sender == "client" for a in r.alerts)
+    if client_left and not client_sent_data(r) and r.cert_chain_sha256:
+        # The client finished the handshake and left (an alert, or only a FIN like wget)
+        # without a word of data, and the certificate it saw (TLS <= 1.2) gives the
+        # visible reason. Under TLS 1.3 the same
         # pattern is usually a probe with nothing to send: without a visible reason the
         # handshake stays established (SPEC §3 outcome).
         cert = certificate_verdict(r, f.cert_status, inferred=True, after_handshake=True)
@@ -794,17 +795,22 @@ def rule_alert(r: HandshakeRecord, f: Facts) -> Verdict | None:
             # OpenSSL clients send bad_certificate for a host name mismatch checked in the
             # handshake, a certificate not yet valid, or a key or digest too weak; the
             # certificate is encrypted, so SPEC §4's reading of the alert stands.
-            asked = f"this client asked for {r.sni!r}" if r.sni else "this client sent no SNI"
-            return verdict(
-                "certificate_invalid",
-                "client",
-                f"the {said}; the certificate of {server(r)} is encrypted (TLS 1.3), so "
-                "which check failed is not visible: OpenSSL-based clients send this alert "
-                f"for a host name the certificate does not cover ({asked}), a certificate "
-                "not yet valid, or a key or signature too weak",
-                (
-                    "Check the certificate's names, dates and key against the client's "
-                    f"expectations: {rm.show_cert_details(r)}"
+            asked = f"{r.sni!r}" if r.sni else "the address it connected to (no SNI)"
+            return Verdict(
+                outcome="failed",
+                failure="sni_mismatch",
+                side="client",
+                inferred=True,
+                reason=(
+                    f"the {said}; the certificate of {server(r)} is encrypted (TLS 1.3): "
+                    "OpenSSL-based clients (Python, s_client and others) send this "
+                    f"alert when the certificate does not cover the name they asked for "
+                    f"({asked}), and less often for a certificate not yet valid or a key or "
+                    "signature too weak; inferred: the host name"
+                ),
+                remedy=(
+                    f"Check that the certificate covers {asked} (then its dates and key): "
+                    f"{rm.show_cert_details(r)}"
                 ),
             )
         if desc in ("unknown_ca", "certificate_unknown", "certificate_revoked", "access_denied"):
@@ -951,7 +957,7 @@ def rule_tls13_inferred(r: HandshakeRecord, f: Facts) -> Verdict | None:
         ),
         remedy=(
             "Check the server's certificate chain, dates and names against the client's "
-            f"trust store: {rm.show_certs(r)}"
+            f"trust store: {rm.show_certs(r)}; its names and key: {rm.show_cert_details(r)}"
         ),
     )
 
@@ -995,14 +1001,33 @@ def rule_version_abort(r: HandshakeRecord, f: Facts) -> Verdict | None:
     )
 
 
+SLOW_SERVER = 0.5
+"""Seconds a client waits for the ServerHello before its close reads as a timeout (client
+timeouts are seconds; a browser cancelling a load leaves within milliseconds)."""
+
+
 def rule_client_gave_up_first(r: HandshakeRecord, f: Facts) -> Verdict | None:
-    """The client closed (FIN) before the server's first answer, which came later: the
-    server was too slow for the client (whatever the client's kernel did next)."""
+    """The client closed (FIN) before the server's first answer, which came later: after
+    a wait, the server was too slow for the client's timeout; at once, the client gave up
+    on its own (whatever the client's kernel did with the late answer)."""
     if r.established or r.alerts or r.close_by != "client" or r.ts_server_hello is None:
         return None
     fin = next((r.ts + e.t for e in r.timeline if e.sender == "client" and e.what == "FIN"), None)
     if fin is None or fin >= r.ts_server_hello or r.ts_client_hello is None:
         return None
+    if fin - r.ts_client_hello < SLOW_SERVER:
+        return Verdict(
+            outcome="failed",
+            failure="handshake_aborted",
+            side="client",
+            reason=(
+                f"the client closed (FIN){after_ch(r, fin)}, before {server(r)} answered "
+                f"(its ServerHello came{after_ch(r, r.ts_server_hello)}): the client "
+                "abandoned the handshake on its own (a browser cancelling a load or a "
+                "preconnect, a process exiting)"
+            ),
+            remedy=f"Look at the client's logs for why it gave up; reproduce: {rm.s_client(r)}",
+        )
     return Verdict(
         outcome="failed",
         failure="no_server_response",
