@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
-from analyzer.engine.record import AlertInfo, HandshakeRecord
+from analyzer.engine.record import AlertInfo, HandshakeRecord, TimelineEntry
 
 T0 = 1_700_000_000.0
 OPTS = DiagnosisOptions(verify=False)
@@ -556,3 +556,30 @@ def test_unacknowledged_hello_over_several_segments_points_at_size() -> None:
     d = diagnose(r, OPTS)
     assert (d.failure, d.failure_side) == ("no_server_response", "network")
     assert "MTU black hole" in (d.reason or "") and "-groups X25519" in (d.remedy or "")
+
+
+def test_tls12_client_leaving_with_only_a_fin_takes_the_certificate_problem() -> None:
+    # wget checks the name after the handshake and closes without an alert or data.
+    r = rec(**hello(sni="www.example.com", version="TLSv1.2", established=True,
+                    stage="established", cert_chain=(b"\x30",), cert_chain_sha256=["00"],
+                    cert_sans=["other.example.net"], sni_matches_cert=False, close="fin",
+                    close_by="client"))
+    assert judge(r) == ("failed", "sni_mismatch", "client")
+
+
+@pytest.mark.parametrize(
+    ("fin_after", "expected"),
+    [(0.028, ("failed", "handshake_aborted", "client")),
+     (2.0, ("failed", "no_server_response", "server"))],
+)
+def test_client_closing_before_the_server_answered(
+    fin_after: float, expected: tuple[str, str, str]
+) -> None:
+    ch, sh = 0.003, fin_after + 0.5
+    r = rec(**hello(version="TLSv1.3", stage="server_hello", ts_client_hello=T0 + ch,
+                    ts_server_hello=T0 + sh, close="rst_client", close_by="client",
+                    ts_close=T0 + sh,
+                    timeline=[TimelineEntry(t=ch, sender="client", what="ClientHello"),
+                              TimelineEntry(t=ch + fin_after, sender="client", what="FIN"),
+                              TimelineEntry(t=sh, sender="server", what="ServerHello")]))
+    assert judge(r) == expected
