@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
+from analyzer.diagnosis.rules import Facts, Verdict, rule_established
 from analyzer.engine.record import AlertInfo, HandshakeRecord, TimelineEntry
 
 T0 = 1_700_000_000.0
@@ -565,6 +567,10 @@ def test_tls12_client_leaving_with_only_a_fin_takes_the_certificate_problem() ->
                     cert_sans=["other.example.net"], sni_matches_cert=False, close="fin",
                     close_by="client"))
     assert judge(r) == ("failed", "sni_mismatch", "client")
+    # A chain the analysis cannot verify (a private CA) is no reason on its own.
+    private = replace(r, sni_matches_cert=True, cert_sans=["www.example.com"])
+    facts = Facts(cert_status="untrusted", cert_problems=["untrusted"], alert=None)
+    assert rule_established(private, facts) == Verdict(outcome="established")
 
 
 @pytest.mark.parametrize(

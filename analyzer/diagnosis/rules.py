@@ -146,6 +146,10 @@ def client_sent_data(r: HandshakeRecord) -> bool:
     return r.stage == "application_data"
 
 
+_PLAIN_PROBLEMS = frozenset({"expired", "not_yet_valid", "hostname_mismatch", "self_signed"})
+"""Certificate problems any client sees, whatever CAs it trusts."""
+
+
 def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if not r.established:
         return None
@@ -183,7 +187,11 @@ def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 f"confirm: {rm.s_client(r, '-cert', 'client.pem', '-key', 'client.key')}"
             ),
         )
-    client_left = r.close_by == "client" or any(a.sender == "client" for a in r.alerts)
+    # A client alert, or only a FIN (wget) when the problem does not depend on the trust
+    # store this analysis used (a private CA's probes leave like that too).
+    client_left = any(a.sender == "client" for a in r.alerts) or (
+        r.close_by == "client" and f.cert_status in _PLAIN_PROBLEMS
+    )
     if client_left and not client_sent_data(r) and r.cert_chain_sha256:
         # The client finished the handshake and left (an alert, or only a FIN like wget)
         # without a word of data, and the certificate it saw (TLS <= 1.2) gives the
