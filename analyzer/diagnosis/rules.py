@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from analyzer.anomalies import Anomaly
 from analyzer.diagnosis import remedies as rm
+from analyzer.diagnosis.warnings import MIN_RSA_BITS, PLAIN_PROBLEMS, WEAK_HASHES, short_rsa_bits
 from analyzer.engine.record import AlertInfo, HandshakeRecord
 from analyzer.limits import INCOMPLETE_GRACE
 
@@ -146,10 +147,6 @@ def client_sent_data(r: HandshakeRecord) -> bool:
     return r.stage == "application_data"
 
 
-_PLAIN_PROBLEMS = frozenset({"expired", "not_yet_valid", "hostname_mismatch", "self_signed"})
-"""Certificate problems any client sees, whatever CAs it trusts."""
-
-
 def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
     if not r.established:
         return None
@@ -190,7 +187,7 @@ def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
     # A client alert, or only a FIN (wget) when the problem does not depend on the trust
     # store this analysis used (a private CA's probes leave like that too).
     client_left = any(a.sender == "client" for a in r.alerts) or (
-        r.close_by == "client" and f.cert_status in _PLAIN_PROBLEMS
+        r.close_by == "client" and f.cert_status in PLAIN_PROBLEMS
     )
     if client_left and not client_sent_data(r) and r.cert_chain_sha256:
         # The client finished the handshake and left (an alert, or only a FIN like wget)
@@ -711,16 +708,15 @@ def cipher_verdict(r: HandshakeRecord, a: AlertInfo) -> Verdict:
 def weak_key_detail(r: HandshakeRecord) -> str | None:
     """What OpenSSL's default security level refuses in this leaf, if anything."""
     weak = []
-    bits = (r.cert_key or "").removeprefix("RSA-")
-    if (r.cert_key or "").startswith("RSA-") and bits.isdigit() and int(bits) < 2048:
+    if (bits := short_rsa_bits(r)) is not None:
         weak.append(f"has a {bits}-bit RSA key")
-    if r.cert_signature_hash in ("sha1", "md5"):
+    if r.cert_signature_hash in WEAK_HASHES:
         weak.append(f"is signed with {r.cert_signature_hash.upper()}")
     if not weak:
         return None
     return (
-        f"{' and '.join(weak)}, which OpenSSL's default security level (2048-bit RSA, no "
-        "SHA-1) refuses"
+        f"{' and '.join(weak)}, which OpenSSL's default security level ({MIN_RSA_BITS}-bit "
+        "RSA, no SHA-1) refuses"
     )
 
 

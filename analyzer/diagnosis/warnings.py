@@ -32,8 +32,16 @@ CATALOGUE: Final = {
 }
 
 _STATIC_KEY_EXCHANGE: Final = ("TLS_RSA_", "TLS_ECDH_", "TLS_DH_")
-_OBJECTIVE_PROBLEMS: Final = frozenset({"expired", "not_yet_valid", "hostname_mismatch"})
-"""Certificate problems that do not depend on the trust store the analysis used."""
+PLAIN_PROBLEMS: Final = frozenset({"expired", "not_yet_valid", "hostname_mismatch", "self_signed"})
+"""Certificate problems any client sees, whatever CAs it (or this analysis) trusts."""
+
+
+def short_rsa_bits(r: HandshakeRecord) -> int | None:
+    """The leaf's RSA key size when it is under :data:`MIN_RSA_BITS`, else None."""
+    bits = (r.cert_key or "").removeprefix("RSA-")
+    if r.cert_key and r.cert_key.startswith("RSA-") and bits.isdigit():
+        return int(bits) if int(bits) < MIN_RSA_BITS else None
+    return None
 
 
 def warnings_for(r: HandshakeRecord, cert_status: str | None, outcome: str) -> list[str]:
@@ -42,10 +50,8 @@ def warnings_for(r: HandshakeRecord, cert_status: str | None, outcome: str) -> l
         out.append("deprecated_version")
     if r.cipher is not None and is_weak_cipher(r.cipher):
         out.append("weak_cipher")
-    if r.cert_key and r.cert_key.startswith("RSA-"):
-        bits = r.cert_key.removeprefix("RSA-")
-        if bits.isdigit() and int(bits) < MIN_RSA_BITS:
-            out.append("short_rsa_key")
+    if short_rsa_bits(r) is not None:
+        out.append("short_rsa_key")
     if r.cert_signature_hash in WEAK_HASHES:
         out.append("sha1_signature")
     if r.cert_not_after is not None and 0 <= r.cert_not_after - r.ts < EXPIRY_WARNING_DAYS * 86400:
@@ -56,6 +62,7 @@ def warnings_for(r: HandshakeRecord, cert_status: str | None, outcome: str) -> l
         out.append("self_signed")
     if r.cipher is not None and r.cipher.startswith(_STATIC_KEY_EXCHANGE):
         out.append("no_forward_secrecy")
-    if outcome == "established" and cert_status in _OBJECTIVE_PROBLEMS:
+    # self-signed has its own warning
+    if outcome == "established" and cert_status in PLAIN_PROBLEMS - {"self_signed"}:
         out.append("cert_problem_ignored")
     return out
