@@ -162,10 +162,12 @@ _CLIENT_CACHE: dict[tuple[object, ...], tuple[str, str, str]] = {}
 _CLIENT_CACHE_SIZE = 4096
 
 
-def client_fingerprints(ch: ClientHello) -> tuple[str, str, str]:
+def client_fingerprints(ch: ClientHello, transport: str = "t") -> tuple[str, str, str]:
     """``(ja3 string, ja3, ja4)`` of a ClientHello, cached on the fields they depend on
-    (the same client software sends the same hello shape on every connection)."""
+    (the same client software sends the same hello shape on every connection).
+    ``transport`` is JA4's first character: ``t`` (TCP), ``q`` (QUIC), ``d`` (DTLS)."""
     key = (
+        transport,
         ch.legacy_version,
         ch.cipher_suites,
         tuple(ext.type for ext in ch.extensions),
@@ -180,5 +182,5 @@ def client_fingerprints(ch: ClientHello) -> tuple[str, str, str]:
         if len(_CLIENT_CACHE) >= _CLIENT_CACHE_SIZE:
             _CLIENT_CACHE.clear()
         text, digest = ja3(ch)
-        found = _CLIENT_CACHE[key] = (text, digest, ja4(ch))
+        found = _CLIENT_CACHE[key] = (text, digest, ja4(ch, transport))
     return found
