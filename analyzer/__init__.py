@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from analyzer.api import CaptureError, analyze
-from analyzer.engine.record import AlertInfo, HandshakeRecord
 from analyzer.live import live, live_dataframe
+from analyzer.record import AlertInfo, HandshakeRecord
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from analyzer.engine.record import FAILURES, OUTCOMES, STAGES, VERSIONS
+from analyzer.record import FAILURES, OUTCOMES, STAGES, VERSIONS
 
 NONE_LABEL = "(none)"
 """Group label for a missing value (no SNI, no negotiated version, ...)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from analyzer.diagnosis import DiagnosisOptions, diagnose
 from analyzer.diagnosis.cross import Evidence
 from analyzer.engine.engine import CaptureStats, Engine
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from analyzer.sorted_records import SortedRecords
 from analyzer.sources import CaptureReader, expand_paths
 from analyzer.sources.base import Frame

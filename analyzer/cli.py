@@ -26,8 +26,8 @@ from analyzer.api import Progress, Run, collect_sorted
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.certs import load_ca_bundle
 from analyzer.engine.preamble import printable
-from analyzer.engine.record import HandshakeRecord
 from analyzer.live import DEFAULT_BPF, LiveCaptureError, LiveSession
+from analyzer.record import HandshakeRecord
 
 app = typer.Typer(
     name="tlsa",
@@ -445,8 +445,8 @@ def live_writer(fmt: LiveFormat, stream: TextIO) -> Callable[[HandshakeRecord], 
     """A function that writes one record to ``stream`` in ``fmt`` and flushes."""
     import csv
 
-    from analyzer.engine.record import RECORD_FIELDS
     from analyzer.output import csv_cell, jsonl_line
+    from analyzer.record import RECORD_FIELDS
 
     if fmt is LiveFormat.jsonl:
 

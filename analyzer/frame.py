@@ -13,22 +13,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from analyzer import record as rec
 from analyzer.api import PathArg, Run, collect
 from analyzer.diagnosis import DiagnosisOptions
-from analyzer.engine import record as rec
-from analyzer.engine.record import RECORD_FIELDS, HandshakeRecord
+from analyzer.record import RECORD_FIELDS, HandshakeRecord
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
+    "transport": rec.TRANSPORTS,
+    "proxy_kind": rec.PROXY_KINDS,
     "outcome": rec.OUTCOMES,
     "failure": rec.FAILURES,
     "failure_side": rec.FAILURE_SIDES,
     "stage": rec.STAGES,
     "close": rec.CLOSES,
     "cert_status": rec.CERT_STATUSES,
+    "cert_trust": rec.CERT_TRUSTS,
     "starttls": rec.STARTTLS,
     "icmp_error": rec.ICMP_ERRORS,
 }
@@ -48,7 +51,7 @@ def to_dataframe(records: Iterable[HandshakeRecord]) -> pd.DataFrame:
     for col, values in CATEGORIES.items():
         df[col] = pd.Categorical(df[col], categories=list(values))
     for col in ("version", "cipher", "group", "capture", "server_ip", "client_ip", "sni",
-                "icmp_from"):
+                "icmp_from", "quic_version", "quic_history"):
         df[col] = df[col].astype("string")
     return df
 

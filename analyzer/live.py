@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.diagnosis import DiagnosisOptions, diagnose
 from analyzer.engine.engine import Engine
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 from analyzer.sources.live import DEFAULT_BPF, LiveCaptureError, LiveSource
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import IO, Any
 
-from analyzer.engine.record import RECORD_FIELDS, HandshakeRecord
+from analyzer.record import RECORD_FIELDS, HandshakeRecord
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from analyzer import aggregate as agg
-from analyzer.engine.record import FAILURES
+from analyzer.record import FAILURES
 
 FAILURE_COLORS: dict[str, str] = {
     # negotiation: blues and violets

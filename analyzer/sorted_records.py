@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from analyzer import limits
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 
 
 class SortedRecords:

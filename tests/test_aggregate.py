@@ -14,8 +14,8 @@ import pytest
 from analyzer import aggregate as agg
 from analyzer.api import Run, collect
 from analyzer.diagnosis import DiagnosisOptions
-from analyzer.engine.record import FAILURES, OUTCOMES, STAGES, HandshakeRecord
 from analyzer.frame import to_dataframe
+from analyzer.record import FAILURES, OUTCOMES, STAGES, HandshakeRecord
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
 MANIFEST = [json.loads(line) for line in (SAMPLES / "MANIFEST.jsonl").read_text().splitlines()]

@@ -33,14 +33,16 @@ MANIFEST = SAMPLES / "MANIFEST.jsonl"
 SPEC_FIELDS: dict[str, tuple[type | None, ...]] = {
     "uid": (str,), "capture": (str,), "ts": (float,), "ts_end": (float,),
     "client_ip": (str,), "client_port": (int,), "server_ip": (str,), "server_port": (int,),
+    "transport": (str,), "quic_version": (str, None), "proxy_kind": (str, None),
     "proxy_target": (str, None), "proxy_status": (int, None), "starttls": (str, None),
     "sni": (str, None), "offered_versions": (list,), "version": (str, None),
     "offered_ciphers": (list,), "cipher": (str, None), "group": (str, None),
     "alpn_offered": (list,), "alpn": (str, None), "resumed": (bool,), "hrr": (bool,),
-    "history": (str,), "stage": (str,), "established": (bool,), "alerts": (list,),
+    "quic_history": (str, None), "history": (str,), "stage": (str,), "established": (bool,), "alerts": (list,),
     "last_alert": (str, None), "cert_subject": (str, None), "cert_issuer": (str, None),
     "cert_sans": (list,), "cert_not_before": (float, None), "cert_not_after": (float, None),
-    "cert_chain_sha256": (list,), "cert_status": (str, None), "sni_matches_cert": (bool, None),
+    "cert_chain_sha256": (list,), "cert_status": (str, None), "cert_trust": (str, None),
+    "sni_matches_cert": (bool, None), "decrypted": (list,),
     "ja3": (str, None), "ja3s": (str, None), "ja4": (str, None), "close": (str,),
     "client_bytes": (int,), "server_bytes": (int,), "packets": (int,),
     "tcp_rtt": (float, None), "handshake_time": (float, None), "retransmits": (int,),
@@ -184,7 +186,7 @@ def test_csv_has_the_same_fields_and_values(tmp_path: Path) -> None:
 
 def test_readme_field_reference_is_the_record() -> None:
     """README's "Field reference" table names every output column, in output order."""
-    from analyzer.engine.record import RECORD_FIELDS
+    from analyzer.record import RECORD_FIELDS
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     table = text.split("\n## Field reference\n", 1)[1].split("\n## ", 1)[0]

@@ -35,7 +35,7 @@ import pytest
 from analyzer import cli
 from analyzer.api import Run, analyze_files
 from analyzer.diagnosis import DiagnosisOptions, cross_connection
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from tests.fuzz.pcap import (
     ACK,
     RECORD,

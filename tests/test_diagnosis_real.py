@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import analyze
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from tests.harness import TestPKI, missing_requirements
 from tests.harness.servers import Server
 

@@ -9,7 +9,7 @@ import pytest
 
 from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
 from analyzer.diagnosis.rules import Facts, Verdict, rule_established
-from analyzer.engine.record import AlertInfo, HandshakeRecord, TimelineEntry
+from analyzer.record import AlertInfo, HandshakeRecord, TimelineEntry
 
 T0 = 1_700_000_000.0
 OPTS = DiagnosisOptions(verify=False)

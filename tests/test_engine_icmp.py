@@ -19,8 +19,8 @@ import pytest
 
 import analyzer
 from analyzer.engine.engine import Engine
-from analyzer.engine.record import ICMP_ERRORS, RECORD_FIELDS, HandshakeRecord
 from analyzer.output import write_csv, write_jsonl
+from analyzer.record import ICMP_ERRORS, RECORD_FIELDS, HandshakeRecord
 from analyzer.scale.shard import ShardEngine, frame_key
 from analyzer.sources.base import Frame
 from tests.test_decode import ICMP4_PORT_UNREACHABLE, ICMP6_PORT_UNREACHABLE, h

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 import analyzer
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from tests import tls_peers
 from tests.harness import missing_requirements
 from tests.harness.capture import Capture, packets, port_filter

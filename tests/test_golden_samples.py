@@ -13,7 +13,7 @@ import pytest
 
 from analyzer.api import Run, collect
 from analyzer.diagnosis import DiagnosisOptions
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
 MANIFEST = [json.loads(line) for line in (SAMPLES / "MANIFEST.jsonl").read_text().splitlines()]

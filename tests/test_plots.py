@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from analyzer import plots
-from analyzer.engine.record import FAILURES, HandshakeRecord
 from analyzer.frame import to_dataframe
+from analyzer.record import FAILURES, HandshakeRecord
 
 T0 = 1_700_000_000.0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import analyze
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from tests.harness import LeafKind, missing_requirements
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"

@@ -24,7 +24,7 @@ import pytest
 from analyzer import cli
 from analyzer.api import Run, collect
 from analyzer.diagnosis import DiagnosisOptions
-from analyzer.engine.record import AlertInfo, HandshakeRecord, TimelineEntry
+from analyzer.record import AlertInfo, HandshakeRecord, TimelineEntry
 from analyzer.report import html as report_html
 from analyzer.report.html import Html, esc, render, tag, write
 

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from analyzer import cli, limits
 from analyzer.api import Run, collect
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from analyzer.scale import local
 from analyzer.scale.shard import frame_key, shard_of
 from analyzer.scale.work import Part, analyze_part, merge_stats

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import Run, collect
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from analyzer.tls.names import cipher_name, version_name
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "pcaps"
@@ -375,7 +375,7 @@ def shared_records() -> list[HandshakeRecord]:
 
 
 def test_records_are_consistent(shared_records: list[HandshakeRecord]) -> None:
-    from analyzer.engine.record import CLOSES, FAILURES, OUTCOMES, STAGES
+    from analyzer.record import CLOSES, FAILURES, OUTCOMES, STAGES
 
     problems = []
     for r in shared_records:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from analyzer.engine.record import AlertInfo, HandshakeRecord, TimelineEntry
+from analyzer.record import AlertInfo, HandshakeRecord, TimelineEntry
 from analyzer.sorted_records import SortedRecords
 
 

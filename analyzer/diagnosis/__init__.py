@@ -16,7 +16,7 @@ from analyzer.diagnosis.certs import cert_problems, cert_status
 from analyzer.diagnosis.cross import cross_connection
 from analyzer.diagnosis.rules import RULES, Facts, Verdict
 from analyzer.diagnosis.warnings import warnings_for
-from analyzer.engine.record import AlertInfo, HandshakeRecord
+from analyzer.record import AlertInfo, HandshakeRecord
 
 __all__ = ["DiagnosisOptions", "cross_connection", "diagnose"]
 
@@ -49,6 +49,13 @@ def verdict_for(r: HandshakeRecord, facts: Facts) -> Verdict:
     return Verdict(outcome="incomplete")  # unreachable: the last rule always answers
 
 
+def cert_trust(record: HandshakeRecord, options: DiagnosisOptions) -> str | None:
+    """SPEC §3 ``cert_trust``: whose trust store judged the certificate."""
+    if not record.cert_chain or not options.verify:
+        return None
+    return "ca_bundle" if options.ca_bundle else "certifi"
+
+
 def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -> HandshakeRecord:
     """The record with its judgement fields filled in."""
     opts = options or DiagnosisOptions()
@@ -66,6 +73,7 @@ def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -
         remedy=v.remedy if failed or v.outcome == "not_tls" else None,
         inferred=v.inferred,
         cert_status=status,
+        cert_trust=cert_trust(record, opts),
         cert_problems=problems,
         cert_chain=(),  # judged: the DER is not needed any more (memory)
         warnings=warnings_for(record, status, v.outcome),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from analyzer.diagnosis.rules import certificate_verdict, cipher_verdict, status_for_alert
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 
 if TYPE_CHECKING:
     from analyzer.diagnosis import DiagnosisOptions

@@ -10,7 +10,7 @@ import functools
 import re
 import shlex
 
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 
 _OPENSSL_VERSION_FLAG = {
     "SSLv3": "-ssl3",

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from analyzer.anomalies import Anomaly
 from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.warnings import MIN_RSA_BITS, PLAIN_PROBLEMS, WEAK_HASHES, short_rsa_bits
-from analyzer.engine.record import AlertInfo, HandshakeRecord
 from analyzer.limits import INCOMPLETE_GRACE
+from analyzer.record import AlertInfo, HandshakeRecord
 
 ALERT_SIZED = 24
 VERSION_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1.0": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from analyzer.engine.record import HandshakeRecord
 from analyzer.limits import EXPIRY_WARNING_DAYS
+from analyzer.record import HandshakeRecord
 from analyzer.tls.names import is_weak_cipher
 
 DEPRECATED_VERSIONS: Final = frozenset({"SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"})

@@ -25,9 +25,9 @@ from analyzer.anomalies import Anomaly
 from analyzer.decode import decode_frame, tcp_count_view
 from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, IcmpUnreachable, Segment
 from analyzer.engine.preamble import DEFAULT_TLS_PORTS
-from analyzer.engine.record import HandshakeRecord
 from analyzer.engine.tracker import Connection
 from analyzer.flows.table import FlowTable
+from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 
 QUIC_PORTS = frozenset({443, 8443})

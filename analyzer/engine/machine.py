@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from analyzer.engine.record import STAGES
+from analyzer.record import STAGES
 from analyzer.tls.enums import HandshakeType as H
 
 CCS: Final = -1

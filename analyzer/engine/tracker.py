@@ -2,7 +2,7 @@
 
 The tracker owns the connection's two reassemblers and two TLS stream parsers, applies
 the transition table of :mod:`analyzer.engine.machine` and the joint rules below, and
-builds the :class:`~analyzer.engine.record.HandshakeRecord` when the connection ends. It
+builds the :class:`~analyzer.record.HandshakeRecord` when the connection ends. It
 records facts only; judgement (outcome, failure, reason) is :mod:`analyzer.diagnosis`.
 
 Joint rules (the ones that need both directions):
@@ -36,10 +36,10 @@ from analyzer.decode.icmp import describe_unreachable, unreachable_name
 from analyzer.decode.types import IcmpUnreachable
 from analyzer.engine import machine, preamble
 from analyzer.engine.machine import CCS, FIN
-from analyzer.engine.record import AlertInfo, HandshakeRecord, Side, TimelineEntry
 from analyzer.fingerprints import client_fingerprints, ja3s
 from analyzer.flows.reassembly import Reassembler
 from analyzer.flows.table import FlowKey
+from analyzer.record import AlertInfo, HandshakeRecord, Side, TimelineEntry
 from analyzer.tls import events as ev
 from analyzer.tls.certificate import LeafFacts, chain_sha256, describe_leaf, name_matches
 from analyzer.tls.enums import HandshakeType as H
@@ -686,6 +686,7 @@ class Connection:
             "client_port": c_port,
             "server_ip": ip_text(s_ip),
             "server_port": s_port,
+            "proxy_kind": "http_connect" if self.proxy_target is not None else None,
             "proxy_target": self.proxy_target,
             "proxy_status": self.proxy_status,
             "proxy_status_line": self.proxy_status_line,

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analyzer.engine.record import FAILURE_SIDES, FAILURES, HandshakeRecord
 from analyzer.limits import REPORT_MAX_FAILED
+from analyzer.record import FAILURE_SIDES, FAILURES, HandshakeRecord
 from analyzer.report.assets import CSS, JS, content_security_policy
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.engine.preamble import printable
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 
 
 def text(value: object, style: str = "") -> Text:

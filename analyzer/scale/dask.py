@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions, cross_connection
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from analyzer.scale.work import (
     Merged,
     PartResult,

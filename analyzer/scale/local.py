@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.cross import Evidence
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from analyzer.scale import transport
 from analyzer.scale.work import (
     Merged,

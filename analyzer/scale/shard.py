@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from analyzer.decode import decode_frame
 from analyzer.decode.types import Datagram, IcmpUnreachable, Segment
 from analyzer.engine.engine import _EXPIRY_INTERVAL, Engine
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 
 _ETHERNET = 1

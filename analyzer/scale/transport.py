@@ -1,7 +1,7 @@
 """Moving records between processes quickly.
 
 The record classes pickle as tuples of their field values (see ``_tuple_state`` in
-:mod:`analyzer.engine.record`), a few µs each. What is left here is unpickling with the
+:mod:`analyzer.record`), a few µs each. What is left here is unpickling with the
 cyclic garbage collector paused: it would otherwise walk every object already loaded again
 and again while thousands of records are read at once (5× the time for 20,000 records).
 """

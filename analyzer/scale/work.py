@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions, diagnose
 from analyzer.engine.engine import CaptureStats, Engine
-from analyzer.engine.record import HandshakeRecord
+from analyzer.record import HandshakeRecord
 from analyzer.scale.shard import ShardEngine
 from analyzer.sources import CaptureReader
 

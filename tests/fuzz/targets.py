@@ -45,7 +45,9 @@ from analyzer.decode import decode_frame, tcp_count_view
 from analyzer.decode.types import Datagram, IcmpUnreachable, Segment, Skipped
 from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
 from analyzer.engine.engine import Engine
-from analyzer.engine.record import (
+from analyzer.fingerprints import client_fingerprints, ja3s
+from analyzer.output import csv_cell, jsonl_line
+from analyzer.record import (
     CERT_STATUSES,
     CLOSES,
     FAILURE_SIDES,
@@ -54,8 +56,6 @@ from analyzer.engine.record import (
     STAGES,
     HandshakeRecord,
 )
-from analyzer.fingerprints import client_fingerprints, ja3s
-from analyzer.output import csv_cell, jsonl_line
 from analyzer.sources import CaptureReader
 from analyzer.tls import events as ev
 from analyzer.tls.certificate import chain_sha256, describe_leaf, name_matches

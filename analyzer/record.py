@@ -30,6 +30,8 @@ FAILURES = (
     "not_tls",
     "tcp_refused",
     "tcp_no_answer",
+    "udp_refused",
+    "udp_no_answer",
     "reset_during_handshake",
     "no_server_response",
     "handshake_aborted",
@@ -48,17 +50,41 @@ STAGES = (
     "established",
     "application_data",
 )
-CLOSES = ("fin", "rst_client", "rst_server", "idle_timeout", "capture_end", "open")
-VERSIONS = ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+CLOSES = (
+    "fin",
+    "rst_client",
+    "rst_server",
+    "connection_close",
+    "idle_timeout",
+    "capture_end",
+    "open",
+)
+VERSIONS = (
+    "SSLv2",
+    "SSLv3",
+    "TLSv1.0",
+    "TLSv1.1",
+    "TLSv1.2",
+    "TLSv1.3",
+    "DTLSv1.0",
+    "DTLSv1.2",
+    "DTLSv1.3",
+)
+TRANSPORTS = ("tcp", "quic", "dtls")
+PROXY_KINDS = ("http_connect", "socks4", "socks4a", "socks5")
+CERT_TRUSTS = ("certifi", "ca_bundle", "clients")
+DIRECTIONS = ("client", "server")
 CERT_STATUSES = (
     "ok",
     "expired",
     "not_yet_valid",
+    "hostname_mismatch",
     "self_signed",
     "incomplete_chain",
     "untrusted",
-    "hostname_mismatch",
 )
+"""SPEC §3 order: problems every client sees before those that depend on whose trust store
+is asked."""
 STARTTLS = ("smtp", "imap", "pop3", "ftp", "xmpp", "irc", "ldap", "postgres")
 ICMP_ERRORS: tuple[str, ...] = UNREACHABLE_NAMES
 """Values of ``icmp_error`` (ICMPv4 and ICMPv6 codes share these words)."""
@@ -139,10 +165,17 @@ class HandshakeRecord:
     client_port: int
     server_ip: str
     server_port: int
+    transport: str = "tcp"
+    """``tcp``, ``quic`` or ``dtls``."""
+    quic_version: str | None = None
+    """QUIC only: ``v1``, ``v2``, ``draft-29``, ... or ``0xNNNNNNNN``."""
+    proxy_kind: str | None = None
+    """``http_connect``, ``socks4``, ``socks4a`` or ``socks5`` when the TLS runs inside a
+    proxy tunnel."""
     proxy_target: str | None = None
-    """``host:port`` of an HTTP CONNECT, if the TLS runs inside one."""
+    """``host:port`` the client asked the proxy for."""
     proxy_status: int | None = None
-    """The proxy's HTTP status for the CONNECT."""
+    """The proxy's answer: the HTTP status for CONNECT, the SOCKS reply code."""
     starttls: str | None = None
     """``smtp``, ``imap``, ... when TLS started inside a plaintext protocol."""
     sni: str | None = None
@@ -155,6 +188,8 @@ class HandshakeRecord:
     alpn: str | None = None
     resumed: bool = False
     hrr: bool = False
+    quic_history: str | None = None
+    """QUIC only: Zeek's quic.log ``history``."""
     history: str = ""
     """Zeek's ``ssl_history`` letters."""
     stage: str = "tcp_syn"
@@ -168,7 +203,14 @@ class HandshakeRecord:
     cert_not_after: float | None = None
     cert_chain_sha256: list[str] = field(default_factory=list)
     cert_status: str | None = None
+    cert_trust: str | None = None
+    """Whose trust store judged ``cert_status``: ``certifi``, ``ca_bundle`` (``--ca-bundle``),
+    ``clients`` (clients in this capture completed handshakes with this chain), or None when
+    not judged."""
     sni_matches_cert: bool | None = None
+    decrypted: list[str] = field(default_factory=list)
+    """Directions (``client``, ``server``) whose encrypted handshake was decrypted with a
+    key log."""
     ja3: str | None = None
     ja3s: str | None = None
     ja4: str | None = None
