@@ -1,88 +1,34 @@
 """The Python API: capture files in, diagnosed handshake records out.
 
-:func:`analyze` wires the stages together (file source → engine → diagnosis) and yields
-records as connections end; :func:`analyze_files` is the same for callers that want the
-file-level errors, warnings and statistics too (the CLI). :func:`read_pcap` lives in
-:mod:`analyzer.frame` (it needs pandas).
+:func:`analyze` yields records as connections end (or, with ``cross=True``, sorted and
+with evidence from other connections); :func:`collect` and :func:`collect_sorted` give
+every record of a run sorted by ``(ts, uid)``, on one process or several
+(:mod:`analyzer.scale`); :func:`analyze_files` (:mod:`analyzer.pipeline`) is the one-process
+pipeline for callers that want the file-level errors, warnings and statistics too (the
+CLI). :func:`read_pcap` lives in :mod:`analyzer.frame` (it needs pandas).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from analyzer.diagnosis import DiagnosisOptions, diagnose
+from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.cross import Evidence
-from analyzer.engine.engine import CaptureStats, Engine
+from analyzer.pipeline import CaptureError, PathArg, Progress, Run, analyze_files
 from analyzer.record import HandshakeRecord
 from analyzer.sorted_records import SortedRecords
-from analyzer.sources import CaptureReader, expand_paths
-from analyzer.sources.base import Frame
 
-PathArg = str | Path | Sequence[str | Path]
-Progress = Callable[[str, int, int | None], None]
-"""Called with (capture name, bytes read, file size) while a file is read."""
-_PROGRESS_EVERY = 8192
-
-
-class CaptureError(Exception):
-    """One or more inputs could not be read; the message has one line per input."""
-
-
-@dataclass(slots=True, kw_only=True)
-class Run:
-    """Everything besides the records that a run found out about its inputs."""
-
-    errors: list[str] = field(default_factory=list)
-    """One line per input that could not be read at all."""
-    warnings: list[str] = field(default_factory=list)
-    """One line per file-level problem in an input that was read (e.g. truncated)."""
-    stats: dict[str, CaptureStats] = field(default_factory=dict)
-    """Per capture name."""
-
-
-def _paths(paths: PathArg) -> list[str | Path]:
-    if isinstance(paths, str | Path):
-        return [paths]
-    return list(paths)
-
-
-def analyze_files(
-    paths: PathArg,
-    run: Run,
-    *,
-    tls_ports: Iterable[int] = (),
-    options: DiagnosisOptions | None = None,
-    progress: Progress | None = None,
-) -> Iterator[HandshakeRecord]:
-    """Yield per-connection diagnosed records of every readable input, in file order and,
-    within a file, as connections end. Problems go to ``run``; nothing raises for bad
-    input."""
-    opts = options or DiagnosisOptions()
-    files, errors = expand_paths(_paths(paths))
-    run.errors.extend(errors)
-    ports = tuple(tls_ports)
-    for path in files:
-        reader = CaptureReader(path)
-        engine = Engine(path.name, tls_ports=ports)
-        run.stats[path.name] = engine.stats
-        frames = reader if progress is None else _with_progress(reader, path.name, progress)
-        for record in engine.run(frames):
-            yield diagnose(record, opts)
-        if reader.error:
-            run.errors.append(reader.error)
-        for anomaly, detail in reader.anomalies:
-            run.warnings.append(f"{path}: {detail or anomaly}")
-
-
-def _with_progress(reader: CaptureReader, name: str, progress: Progress) -> Iterator[Frame]:
-    for n, frame in enumerate(reader, 1):
-        yield frame
-        if n % _PROGRESS_EVERY == 0:
-            progress(name, reader.position(), reader.size)
-    progress(name, reader.position(), reader.size)
-
+__all__ = [
+    "CaptureError",
+    "PathArg",
+    "Progress",
+    "Run",
+    "analyze",
+    "analyze_files",
+    "collect",
+    "collect_sorted",
+]
 
 def collect(
     paths: PathArg,

@@ -25,9 +25,9 @@ from rich.text import Text
 from analyzer.api import Progress, Run, collect_sorted
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.certs import load_ca_bundle
-from analyzer.engine.preamble import printable
 from analyzer.live import DEFAULT_BPF, LiveCaptureError, LiveSession
 from analyzer.record import HandshakeRecord
+from analyzer.text import printable
 
 app = typer.Typer(
     name="tlsa",

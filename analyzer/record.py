@@ -268,6 +268,8 @@ class HandshakeRecord:
     ts_server_hello: float | None = None
     ts_close: float | None = None
     """Time of the FIN or RST that closed the connection (first one)."""
+    ts_client_fin: float | None = None
+    """Time of the client's first FIN (a later RST may have closed the connection)."""
     close_by: str | None = None
     """``client`` or ``server``: who sent the first FIN or RST."""
     client_retransmits: int = 0

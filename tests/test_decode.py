@@ -444,7 +444,8 @@ UDP_DNS = h("""
 
 def test_udp_datagram() -> None:
     result = decode(101, ipv4(proto=17, body=UDP_DNS))
-    assert result == Datagram(TS, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 54321, 53, 8)
+    assert result == Datagram(TS, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 54321, 53, 8,
+                              bytes(range(1, 9)), False)
     v6 = decode(1, ETH_V6 + ipv6(17, UDP_DNS))
     assert type(v6) is Datagram
     assert (v6.sport, v6.dport, v6.length) == (54321, 53, 8)
@@ -563,10 +564,21 @@ def test_icmp_other_types_are_ordinary_traffic() -> None:
     assert decode(101, icmp6(0, QUOTED6, kind=3)) == Skipped(TS, None)  # time exceeded
 
 
-def test_icmp_error_about_udp_or_a_later_fragment_is_ordinary_traffic() -> None:
+def test_icmp_error_about_udp_names_the_datagram() -> None:
     udp = ipv4(proto=17, body=UDP_DNS)
-    assert decode(101, icmp4(3, udp)) == Skipped(TS, None)
-    assert decode(101, icmp6(4, ipv6(17, UDP_DNS))) == Skipped(TS, None)
+    client, server = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    result = decode(101, icmp4(3, udp))
+    assert result == IcmpUnreachable(
+        ts=TS, src=client, v6=False, code=3, key=(client, 54321, server, 53), udp=True
+    )
+    # dpkt reads the same quoted datagram.
+    inner = dpkt.ip.IP(icmp4(3, udp)).data.data.data
+    assert (inner.src, inner.data.sport, inner.dst, inner.data.dport) == result.key
+    v6 = decode(101, icmp6(4, ipv6(17, UDP_DNS)))
+    assert type(v6) is IcmpUnreachable and v6.udp and v6.key[1::2] == (54321, 53)
+
+
+def test_icmp_error_about_a_later_fragment_is_ordinary_traffic() -> None:
     later = QUOTED4[:6] + b"\x00\x10" + QUOTED4[8:]  # fragment offset 16: no TCP header
     assert decode(101, icmp4(3, later)) == Skipped(TS, None)
     fragment6 = QUOTED6[:6] + b"\x2c" + QUOTED6[7:40] + h("06 00 0010 00000001") + QUOTED6[40:]

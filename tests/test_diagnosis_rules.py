@@ -584,7 +584,7 @@ def test_client_closing_before_the_server_answered(
     ch, sh = 0.003, fin_after + 0.5
     r = rec(**hello(version="TLSv1.3", stage="server_hello", ts_client_hello=T0 + ch,
                     ts_server_hello=T0 + sh, close="rst_client", close_by="client",
-                    ts_close=T0 + sh,
+                    ts_close=T0 + sh, ts_client_fin=T0 + ch + fin_after,
                     timeline=[TimelineEntry(t=ch, sender="client", what="ClientHello"),
                               TimelineEntry(t=ch + fin_after, sender="client", what="FIN"),
                               TimelineEntry(t=sh, sender="server", what="ServerHello")]))

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from analyzer.engine import machine
-from analyzer.engine.machine import CCS, CLIENT_NEXT, FIN, SERVER_NEXT, allowed, letter
+from analyzer.handshake import machine
+from analyzer.handshake.machine import CCS, CLIENT_NEXT, FIN, SERVER_NEXT, allowed, letter
 from analyzer.tls.enums import HandshakeType as H
 
 STEPS = [*(int(t) for t in H), CCS, FIN]

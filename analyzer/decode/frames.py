@@ -327,7 +327,10 @@ def _udp_datagram(
         length = end - at
     if length < 8 or at + length > end:
         return Skipped(ts, Anomaly.BAD_UDP_HEADER)
-    return _new(Datagram, (ts, src, dst, sport, dport, length - 8))
+    stop = at + length
+    truncated = stop > len(data)
+    payload = data[at + 8 : stop]
+    return _new(Datagram, (ts, src, dst, sport, dport, length - 8, payload, truncated))
 
 
 def format_ip(addr: bytes) -> str:

@@ -1,15 +1,16 @@
-"""ICMP "destination unreachable" errors that quote a TCP segment.
+"""ICMP "destination unreachable" errors that quote a TCP segment or a UDP datagram.
 
 What it does: reads an ICMPv4 type 3 message (RFC 792; codes from RFC 1122 §3.2.2.1 and
 RFC 1812 §5.2.7.1) or an ICMPv6 type 1 message (RFC 4443 §3.1) and, when its body quotes
-an IPv4 or IPv6 packet carrying TCP with at least the first 8 bytes of the TCP header
-(ports and sequence number: all RFC 792 promises), returns :class:`IcmpUnreachable`:
-who sent the error and which TCP 4-tuple it was about, as the quoted packet had it.
+an IPv4 or IPv6 packet carrying TCP or UDP with at least the first 8 bytes of its header
+(ports, and TCP's sequence number: all RFC 792 promises), returns
+:class:`IcmpUnreachable`: who sent the error and which 4-tuple it was about, as the
+quoted packet had it.
 
 What it does not do: other ICMP types (echo, time exceeded, packet too big, neighbour
-discovery) and errors quoting UDP or anything else are ordinary traffic
-(``Skipped(ts, None)``). The checksum is not verified, RFC 4884 extension objects are
-ignored, and a quoted IP packet that is a non-first fragment quotes no TCP header.
+discovery) and errors quoting anything else are ordinary traffic (``Skipped(ts, None)``).
+The checksum is not verified, RFC 4884 extension objects are ignored, and a quoted IP
+packet that is a non-first fragment quotes no transport header.
 
 Total, like the rest of :mod:`analyzer.decode`: any bytes give a value, never an
 exception; an error too short for its own header or for the quoted IP and TCP headers
@@ -28,11 +29,13 @@ from analyzer.limits import MAX_IPV6_EXT_HEADERS
 ICMP4_DEST_UNREACHABLE: Final = 3
 ICMP6_DEST_UNREACHABLE: Final = 1
 _TCP: Final = 6
+_UDP: Final = 17
 _FRAGMENT: Final = 44
 _AH: Final = 51
 _EXT_OPTIONS: Final = frozenset({0, 43, 60, 135, 139, 140})
-_QUOTED_TCP: Final = 8
-"""Bytes of the quoted TCP header we need (ports and sequence number, RFC 792)."""
+_QUOTED: Final = 8
+"""Bytes of the quoted transport header RFC 792 promises (TCP: ports and sequence number;
+UDP: the whole header)."""
 
 
 class Icmp4UnreachableCode(IntEnum):
@@ -158,22 +161,23 @@ def parse_icmp_unreachable(
     kind, code = data[at], data[at + 1]
     if kind != (ICMP6_DEST_UNREACHABLE if v6 else ICMP4_DEST_UNREACHABLE):
         return Skipped(ts, None)
-    quoted = _quoted_tcp(data, at + 8, limit)
+    quoted = _quoted(data, at + 8, limit)
     if isinstance(quoted, Anomaly):
         if quoted is Anomaly.BAD_ICMP and end > n:
             quoted = Anomaly.SNAPLEN_TRUNCATED  # the cut may have taken what was missing
         return Skipped(ts, quoted)
     if quoted is None:
         return Skipped(ts, None)
-    return IcmpUnreachable(ts=ts, src=src, v6=v6, code=code, key=quoted)
+    key, proto = quoted
+    return IcmpUnreachable(ts=ts, src=src, v6=v6, code=code, key=key, udp=proto == _UDP)
 
 
-def _quoted_tcp(
+def _quoted(
     data: bytes, at: int, limit: int
-) -> tuple[bytes, int, bytes, int] | Anomaly | None:
-    """The 4-tuple of the TCP segment quoted at ``at``; None when it quotes something
-    else; an anomaly when the quotation is too short or not IP. ``limit`` is where the
-    captured bytes of the ICMP message stop."""
+) -> tuple[tuple[bytes, int, bytes, int], int] | Anomaly | None:
+    """The 4-tuple and protocol of the TCP segment or UDP datagram quoted at ``at``; None
+    when it quotes something else; an anomaly when the quotation is too short or not IP.
+    ``limit`` is where the captured bytes of the ICMP message stop."""
     if at >= limit:
         return Anomaly.BAD_ICMP
     version = data[at] >> 4
@@ -183,11 +187,12 @@ def _quoted_tcp(
         ihl = (data[at] & 0x0F) << 2
         if ihl < 20:
             return Anomaly.BAD_ICMP
-        if data[at + 9] != _TCP or ((data[at + 6] << 8) | data[at + 7]) & 0x1FFF:
-            return None  # not TCP, or a later fragment: no TCP header quoted
+        proto = data[at + 9]
+        if proto not in (_TCP, _UDP) or ((data[at + 6] << 8) | data[at + 7]) & 0x1FFF:
+            return None  # not TCP or UDP, or a later fragment: no header quoted
         qsrc = data[at + 12 : at + 16]
         qdst = data[at + 16 : at + 20]
-        tcp = at + ihl
+        tcp = at + ihl  # where the transport header starts
     elif version == 6:
         if at + 40 > limit:
             return Anomaly.BAD_ICMP
@@ -196,7 +201,8 @@ def _quoted_tcp(
         nxt = data[at + 6]
         tcp = at + 40
         for _ in range(MAX_IPV6_EXT_HEADERS + 1):
-            if nxt == _TCP:
+            if nxt in (_TCP, _UDP):
+                proto = nxt
                 break
             if nxt not in _EXT_OPTIONS and nxt != _FRAGMENT and nxt != _AH:
                 return None
@@ -204,7 +210,7 @@ def _quoted_tcp(
                 return Anomaly.BAD_ICMP
             if nxt == _FRAGMENT:
                 if ((data[tcp + 2] << 8) | data[tcp + 3]) & 0xFFF8:
-                    return None  # a later fragment: no TCP header quoted
+                    return None  # a later fragment: no transport header quoted
                 size = 8
             elif nxt == _AH:
                 size = (data[tcp + 1] + 2) << 2
@@ -216,8 +222,8 @@ def _quoted_tcp(
             return Anomaly.BAD_ICMP
     else:
         return Anomaly.BAD_ICMP
-    if tcp + _QUOTED_TCP > limit:
+    if tcp + _QUOTED > limit:
         return Anomaly.BAD_ICMP
     sport = (data[tcp] << 8) | data[tcp + 1]
     dport = (data[tcp + 2] << 8) | data[tcp + 3]
-    return (qsrc, sport, qdst, dport)
+    return (qsrc, sport, qdst, dport), proto

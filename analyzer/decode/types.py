@@ -1,5 +1,5 @@
 """Values produced by frame decoding: a TCP segment, a UDP datagram, an ICMP
-destination-unreachable error about a TCP segment, or a reason to skip.
+destination-unreachable error about a TCP segment or UDP datagram, or a reason to skip.
 
 IP addresses stay as packed ``bytes`` (4 or 16) on the per-packet path; they become text
 only when a record is written.
@@ -38,7 +38,7 @@ class Segment(NamedTuple):
 
 
 class Datagram(NamedTuple):
-    """A UDP datagram (counted for QUIC/DTLS, not analyzed)."""
+    """A UDP datagram (QUIC or DTLS, or other traffic)."""
 
     ts: float
     src: bytes
@@ -46,13 +46,17 @@ class Datagram(NamedTuple):
     sport: int
     dport: int
     length: int
+    """Payload length per the UDP header."""
+    payload: bytes
+    truncated: bool
+    """The snaplen cut this datagram: ``payload`` is shorter than ``length``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IcmpUnreachable:
     """An ICMPv4 type 3 or ICMPv6 type 1 (destination unreachable) error quoting a TCP
-    segment (:mod:`analyzer.decode.icmp` names its codes). Rare: not a NamedTuple built
-    for speed like the others."""
+    segment or a UDP datagram (:mod:`analyzer.decode.icmp` names its codes). Rare: not a
+    NamedTuple built for speed like the others."""
 
     ts: float
     src: bytes
@@ -64,8 +68,10 @@ class IcmpUnreachable:
     """The ICMP code (:class:`~analyzer.decode.icmp.Icmp4UnreachableCode`,
     :class:`~analyzer.decode.icmp.Icmp6UnreachableCode`)."""
     key: tuple[bytes, int, bytes, int]
-    """The quoted segment's (source address, source port, destination address,
+    """The quoted packet's (source address, source port, destination address,
     destination port): the flow table's key shape, in the quoted packet's orientation."""
+    udp: bool = False
+    """The quoted packet is a UDP datagram (else a TCP segment)."""
 
 
 class Skipped(NamedTuple):

@@ -1016,7 +1016,7 @@ def rule_client_gave_up_first(r: HandshakeRecord, f: Facts) -> Verdict | None:
     on its own (whatever the client's kernel did with the late answer)."""
     if r.established or r.alerts or r.close_by != "client" or r.ts_server_hello is None:
         return None
-    fin = next((r.ts + e.t for e in r.timeline if e.sender == "client" and e.what == "FIN"), None)
+    fin = r.ts_client_fin
     if fin is None or fin >= r.ts_server_hello or r.ts_client_hello is None:
         return None
     if fin - r.ts_client_hello < SLOW_SERVER:

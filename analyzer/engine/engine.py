@@ -1,17 +1,21 @@
 """The engine: frames in, handshake records out, as connections end.
 
-One :class:`Engine` per capture (a file, or a live interface). It decodes each frame,
-finds or creates the connection, hands TCP events to its tracker, and returns the
-records of connections that ended (both FINs, a RST, idle expiry by packet time, table
-limit, or end of capture). It does no I/O and never reads the clock: time comes from
-packets (and from :meth:`Engine.tick` in live capture).
+One :class:`Engine` per capture (a file, or a live interface). It decodes each frame and
+routes it to its transport: a TCP segment to its connection
+(:class:`~analyzer.flows.tcp.TcpConnection`, found or created in the flow table, which
+feeds the connection's handshake core), a UDP datagram to the UDP seam
+(:mod:`analyzer.engine.udp`: QUIC or DTLS). It returns the records of connections that
+ended (both FINs, a RST, idle expiry by packet time, table limit, or end of capture). It
+does no I/O and never reads the clock: time comes from packets (and from
+:meth:`Engine.tick` in live capture).
 
 Fast path: a connection whose handshake is settled is only counted (packets, bytes,
-FIN/RST) — its payload is neither reassembled nor parsed.
+FIN/RST) from the frame's raw headers — its payload is neither decoded, reassembled nor
+parsed.
 
-ICMP destination-unreachable errors quoting a segment of a live connection (either
-direction) are handed to its tracker, which keeps the first for the record; they are
-counted with ``other`` frames and never take the fast path.
+ICMP destination-unreachable errors quoting a packet of a live connection (either
+direction) go to that connection (TCP) or to the UDP seam; they are counted with
+``other`` frames and never take the fast path.
 """
 
 from __future__ import annotations
@@ -24,15 +28,15 @@ from analyzer import limits
 from analyzer.anomalies import Anomaly
 from analyzer.decode import decode_frame, tcp_count_view
 from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, IcmpUnreachable, Segment
-from analyzer.engine.preamble import DEFAULT_TLS_PORTS
-from analyzer.engine.tracker import Connection
+from analyzer.engine.udp import UdpSeam
+from analyzer.flows.preamble import DEFAULT_TLS_PORTS
 from analyzer.flows.table import FlowTable
+from analyzer.flows.tcp import TcpConnection
 from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 
 QUIC_PORTS = frozenset({443, 8443})
-"""UDP ports whose traffic is counted as QUIC (not analyzed yet, SPEC §5)."""
-DTLS_PORTS = frozenset({443, 4433, 5061, 5684, 3478})
+"""UDP ports whose traffic is counted as QUIC in the summary."""
 _EXPIRY_INTERVAL = 1.0
 """Seconds of packet time between two scans for idle connections."""
 
@@ -65,13 +69,15 @@ class Engine:
         *,
         tls_ports: Iterable[int] = (),
         report_at_settle: bool = False,
-        table: FlowTable[Connection] | None = None,
+        table: FlowTable[TcpConnection] | None = None,
     ) -> None:
         self.capture = capture
         self.tls_ports = DEFAULT_TLS_PORTS | frozenset(tls_ports)
         self.report_at_settle = report_at_settle
         """Live mode: report a record as soon as its handshake settles (close ``open``)."""
-        self.table: FlowTable[Connection] = table if table is not None else FlowTable()
+        self.table: FlowTable[TcpConnection] = table if table is not None else FlowTable()
+        self.udp = UdpSeam()
+        """QUIC and DTLS: their datagrams and the ICMP errors quoting them."""
         self.stats = CaptureStats()
         self._next_expiry = 0.0
         self._closed: OrderedDict[tuple[bytes, int, bytes, int], float] = OrderedDict()
@@ -120,11 +126,15 @@ class Engine:
                 st.udp_quic += 1
             else:
                 st.udp_other += 1
+            out += self.udp.datagram(seg)
         elif type(seg) is IcmpUnreachable:
             st.other += 1
-            conn = self.table.get(seg.key)
-            if conn is not None:
-                conn.icmp_unreachable(seg)
+            if seg.udp:
+                self.udp.icmp(seg)
+            else:
+                conn = self.table.get(seg.key)
+                if conn is not None:
+                    conn.icmp_unreachable(seg)
         else:
             st.other += 1
             if seg.anomaly is not None:  # type: ignore[union-attr]
@@ -175,7 +185,7 @@ class Engine:
             if not from_client or conn.syn_seq not in (None, seg.seq):
                 # A new SYN on a known 4-tuple: port reuse; the old connection ends.
                 self.table.remove(conn)
-                self._report(conn, conn_close(conn), out)
+                self._report(conn, conn.close_reason(), out)
                 conn = None
         if conn is None:
             new_syn = flags & SYN and not flags & ACK
@@ -189,50 +199,33 @@ class Engine:
         if ts > conn.last_ts:
             conn.last_ts = ts
         from_client = seg.src == conn.key[0] and seg.sport == conn.key[1]
-        payload = seg.payload
         if conn.settled:
             # Fast path: count only.
-            if payload:
+            if seg.payload:
                 if from_client:
-                    conn.client.bytes += len(payload)
+                    conn.client.bytes += len(seg.payload)
                 else:
-                    conn.server.bytes += len(payload)
-            if flags & (FIN | RST):
-                self._close_flags(conn, seg, from_client, out)
-            return
-        if flags & SYN:
-            if flags & ACK:
-                if not from_client:
-                    conn.tcp_synack(ts, seg.seq)
-            elif from_client:
-                conn.tcp_syn(ts, seg.seq)
-        if seg.truncated:
-            # The snaplen cut this segment: its bytes are fed as far as they go and the
-            # rest is a hole (judged like any capture loss).
-            conn.anomaly(Anomaly.SNAPLEN_TRUNCATED)
-        if payload:
-            # Data on a SYN (TCP Fast Open) starts one after the SYN's own sequence number.
-            seq = (seg.seq + 1) & 0xFFFFFFFF if flags & SYN else seg.seq
-            conn.tcp_data(ts, from_client, seq, payload)
-        if flags & ACK and not flags & SYN and (from_client or conn.synack or conn.syn_count == 0):
-            # A server ACK before its SYN-ACK belongs to an older connection (a challenge
-            # ACK, RFC 5961 §4): it acknowledges nothing of this one.
-            conn.peer_ack(from_client, seg.ack)
-        if conn.is_settled():
-            self.table.mark_settled(conn)
-            if self.report_at_settle and not conn.reported and conn.relevant():
-                conn.reported = True
-                out.append(conn.record(self.capture, "open", None))
-        elif conn.established:
-            # Out of its handshake: it idles like an established connection (IDLE_TIMEOUT)
-            # while the first records after the handshake are awaited.
-            self.table.mark_settled(conn)
+                    conn.server.bytes += len(seg.payload)
+        else:
+            conn.segment(seg, from_client)
+            if conn.is_settled():
+                self.table.mark_settled(conn)
+                if self.report_at_settle and not conn.reported and conn.relevant():
+                    conn.reported = True
+                    out.append(conn.record(self.capture, "open", None))
+            elif conn.established:
+                # Out of its handshake: it idles like an established connection
+                # (IDLE_TIMEOUT) while the first records after the handshake are awaited.
+                self.table.mark_settled(conn)
         if flags & (FIN | RST):
-            self._close_flags(conn, seg, from_client, out)
+            close = conn.close_flags(seg, from_client)
+            if close is not None:
+                self._closed_by_flags(conn, seg.ts)
+                self._report(conn, close, out)
 
     def _new(
         self, seg: Segment, key: tuple[bytes, int, bytes, int], out: list[HandshakeRecord]
-    ) -> Connection | None:
+    ) -> TcpConnection | None:
         flags = seg.flags
         if flags & RST or (not seg.payload and not flags & SYN):
             return None  # a stray ACK/FIN/RST of a connection we never saw (or reported)
@@ -243,41 +236,20 @@ class Engine:
             or (seg.dport not in self.tls_ports and seg.sport < seg.dport)
         ):
             # Mid-stream: guess that the side on a known TLS port, else the lower port, is
-            # the server; the tracker swaps sides if the guess is proved wrong.
+            # the server; the connection swaps sides if the guess is proved wrong.
             key = (seg.dst, seg.dport, seg.src, seg.sport)
-        conn = Connection(key, seg.ts, tls_port=key[3] in self.tls_ports)
+        conn = TcpConnection(key, seg.ts, tls_port=key[3] in self.tls_ports)
         self.stats.connections += 1
         self.table.add(conn)
         for old in self.table.over_limit():
             old.anomaly(Anomaly.FLOW_TABLE_LIMIT)
             if old.settled or old.established:
                 self._remember_closed(old, seg.ts)  # its later packets are not a new connection
-            self._report(old, conn_close(old, idle=True), out)
+            self._report(old, old.close_reason(idle=True), out)
             self.stats.anomalies["flow_table_limit"] += 1
         return conn
 
-    def _close_flags(
-        self, conn: Connection, seg: Segment, from_client: bool, out: list[HandshakeRecord]
-    ) -> None:
-        if seg.flags & RST:
-            if from_client and not conn.synack and conn.syn_seq is not None and (
-                seg.seq != (conn.syn_seq + 1) & 0xFFFFFFFF
-            ):
-                # RFC 9293 §3.10.7.3: in SYN-SENT a client answers an ACK that is not for
-                # its SYN (a challenge ACK) with a RST carrying that ACK's number, then
-                # retransmits its SYN: the connection goes on.
-                conn.note(seg.ts, "client", "RST (answering an ACK of an older connection)")
-                return
-            conn.tcp_rst(seg.ts, from_client)
-            self._closed_by_flags(conn, seg.ts)
-            self._report(conn, "rst_client" if conn.rst_by == "client" else "rst_server", out)
-            return
-        conn.tcp_fin(seg.ts, from_client, seg.seq, len(seg.payload))
-        if conn.client.fin and conn.server.fin:
-            self._closed_by_flags(conn, seg.ts)
-            self._report(conn, "fin", out)
-
-    def _closed_by_flags(self, conn: Connection, ts: float) -> None:
+    def _closed_by_flags(self, conn: TcpConnection, ts: float) -> None:
         """Forget the connection but remember its 4-tuple for a while (like TIME_WAIT)."""
         self.table.remove(conn)
         self._remember_closed(conn, ts)
@@ -292,7 +264,7 @@ class Engine:
         self._closed[known] = max(ts, self._closed[known])
         return True
 
-    def _remember_closed(self, conn: Connection, ts: float) -> None:
+    def _remember_closed(self, conn: TcpConnection, ts: float) -> None:
         closed = self._closed
         known = either_way(conn.key)
         closed.pop(known, None)  # to the back: the dict stays in time order
@@ -307,9 +279,9 @@ class Engine:
 
     def _expire(self, now: float, out: list[HandshakeRecord]) -> None:
         for conn in self.table.expired(now):
-            self._report(conn, conn_close(conn, idle=True), out)
+            self._report(conn, conn.close_reason(idle=True), out)
 
-    def _report(self, conn: Connection, close: str, out: list[HandshakeRecord]) -> None:
+    def _report(self, conn: TcpConnection, close: str, out: list[HandshakeRecord]) -> None:
         conn.closed = True
         if conn.reported and not self.report_at_settle:
             return
@@ -327,12 +299,3 @@ def either_way(key: tuple[bytes, int, bytes, int]) -> tuple[bytes, int, bytes, i
     """A 4-tuple in the same orientation whichever side sent the packet."""
     src, sport, dst, dport = key
     return key if (src, sport) <= (dst, dport) else (dst, dport, src, sport)
-
-
-def conn_close(conn: Connection, *, idle: bool = False) -> str:
-    """How a connection ended when no RST/FIN-pair closed it."""
-    if conn.rst_by is not None:
-        return "rst_client" if conn.rst_by == "client" else "rst_server"
-    if conn.close_by is not None:
-        return "fin"
-    return "idle_timeout" if idle else "capture_end"

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.engine.preamble import printable
 from analyzer.record import HandshakeRecord
+from analyzer.text import printable
 
 
 def text(value: object, style: str = "") -> Text:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions, cross_connection
+from analyzer.pipeline import PathArg, Run, as_list
 from analyzer.record import HandshakeRecord
 from analyzer.scale.work import (
     Merged,
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
     from distributed import Client
-
-    from analyzer.api import PathArg, Run
 
 ServerKey = tuple[str, int]
 
@@ -312,11 +311,10 @@ def start(
     shard_bytes: int | None = None,
 ) -> DaskRun:
     """Analyze the inputs on the cluster and wait for it; records stay on the workers."""
-    from analyzer.api import _paths
 
     opts = options or DiagnosisOptions()
     cluster: Any = client if client is not None else _default_client()
-    files, errors = expand_inputs(_paths(paths))
+    files, errors = expand_inputs(as_list(paths))
     parts = plan_parts(
         files,
         _threads(cluster),

@@ -30,11 +30,11 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.cross import Evidence
+from analyzer.pipeline import PathArg, Progress, Run, analyze_files, as_list
 from analyzer.record import HandshakeRecord
 from analyzer.scale import transport
 from analyzer.scale.work import (
@@ -48,9 +48,6 @@ from analyzer.scale.work import (
 )
 from analyzer.sorted_records import SortedRecords
 from analyzer.sources import expand_paths
-
-if TYPE_CHECKING:
-    from analyzer.api import PathArg, Progress, Run
 
 
 def cores() -> int:
@@ -182,10 +179,9 @@ def collect_parallel(
     ``limits.SHARD_MIN_BYTES``). Records come sorted by ``(ts, uid)``, with
     cross-connection evidence from every record of the run; the parent keeps them as
     :func:`analyzer.api.collect_sorted` does (bounded memory, the rest on disk)."""
-    from analyzer.api import _paths, analyze_files
 
     opts = options or DiagnosisOptions()
-    files, errors = expand_paths(_paths(paths))
+    files, errors = expand_paths(as_list(paths))
     run.errors.extend(errors)
     n = default_workers(files) if workers is None else max(1, workers)
     parts = plan_parts(

@@ -8,8 +8,8 @@ handshake). Steps are handshake message types (RFC 8446 §4 / RFC 5246 §7.4 num
 two pseudo-steps: ``CCS`` (a ChangeCipherSpec record) and ``FIN`` (the first encrypted
 handshake record after this direction's CCS, i.e. its Finished, TLS ≤ 1.2).
 
-The joint rules, which need both directions, live in the tracker
-(:mod:`analyzer.engine.tracker`): a server may not speak before a ClientHello; TLS 1.3
+The joint rules, which need both directions, live in the handshake core
+(:mod:`analyzer.handshake.core`): a server may not speak before a ClientHello; TLS 1.3
 makes everything after the ServerHello opaque; established needs both sides' Finished.
 
 ``LETTER`` is Zeek's ``ssl_history`` alphabet (scripts/base/protocols/ssl/main.zeek):

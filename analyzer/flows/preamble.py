@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
+from analyzer.text import printable
+
 STARTTLS_PORTS: Final[dict[int, str]] = {
     25: "smtp",
     587: "smtp",
@@ -95,24 +97,3 @@ def http_status(data: bytes) -> tuple[int, str] | None:
     if len(parts) < 2 or not parts[1].isdigit():
         return None
     return int(parts[1]), printable(line)
-
-
-def last_line(data: bytes, limit: int = 120) -> str:
-    """The last complete non-empty line (the latest reply in a plaintext dialogue); a
-    reply with no line end at all (PostgreSQL's one-byte ``N``) as it is."""
-    lines = [ln.rstrip(b"\r") for ln in data.split(b"\n")[:-1] if ln.strip()]
-    if lines:
-        return printable(lines[-1][:limit])
-    return "" if b"\n" in data else printable(data.strip()[:limit])
-
-
-def first_line(data: bytes, limit: int = 120) -> str:
-    """The first line of some bytes as printable text (evidence for a reason)."""
-    line = data.split(b"\n", 1)[0].rstrip(b"\r")[:limit]
-    return printable(line)
-
-
-def printable(data: bytes) -> str:
-    """Bytes as text with anything non-printable escaped (safe for logs and terminals)."""
-    text = data.decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
