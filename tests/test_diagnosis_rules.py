@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
-from analyzer.diagnosis.rules import Facts, Verdict, rule_established
+from analyzer.diagnosis.rules.inference import rule_established
+from analyzer.diagnosis.verdict import Facts, Verdict
 from analyzer.record import AlertInfo, HandshakeRecord, TimelineEntry
 
 T0 = 1_700_000_000.0

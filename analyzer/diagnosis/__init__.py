@@ -2,7 +2,7 @@
 
 :func:`diagnose` fills ``outcome``, ``failure``, ``failure_side``, ``reason``, ``remedy``,
 ``inferred``, ``cert_status`` and ``warnings`` of one record from its facts, with the
-ordered rules of :mod:`analyzer.diagnosis.rules`. :func:`cross_connection` runs after all
+ordered rule table of :mod:`analyzer.diagnosis.rules`. :func:`cross_connection` runs after all
 records of a run are complete and merged, and adds evidence from other connections (the
 same server's certificate or choices seen elsewhere), so results do not depend on how the
 work was split (SPEC §5).
@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 
 from analyzer.diagnosis.certs import cert_problems, cert_status
 from analyzer.diagnosis.cross import cross_connection
-from analyzer.diagnosis.rules import RULES, Facts, Verdict
+from analyzer.diagnosis.rules import RULES
+from analyzer.diagnosis.verdict import Facts, Verdict
 from analyzer.diagnosis.warnings import warnings_for
 from analyzer.record import AlertInfo, HandshakeRecord
 

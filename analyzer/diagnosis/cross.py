@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from analyzer.diagnosis.rules import certificate_verdict, cipher_verdict, status_for_alert
+from analyzer.diagnosis.rules.certificates import certificate_verdict, status_for_alert
+from analyzer.diagnosis.rules.negotiation import cipher_verdict
 from analyzer.record import HandshakeRecord
 
 if TYPE_CHECKING:
