@@ -46,6 +46,8 @@ FAILURE_COLORS: dict[str, str] = {
     # network: browns, greys, teals
     "tcp_refused": "#882d17",
     "tcp_no_answer": "#654522",
+    "udp_refused": "#e25822",
+    "udp_no_answer": "#c8a2c8",
     "reset_during_handshake": "#7f7f7f",
     "no_server_response": "#00a6a6",
     "handshake_aborted": "#2b3d26",
