@@ -141,8 +141,9 @@ class Decryptor(ABC):
             self.seq += 1
         return result
 
-    def skip(self) -> None:
-        """Count a record that is not opened (see :meth:`worth_opening`)."""
+    def skip(self, fragment: bytes) -> None:
+        """Account for a record that is not opened (see :meth:`worth_opening`): it takes
+        a sequence number, and in TLS 1.0 CBC its last block is the next record's IV."""
         self.seq += 1
 
     @abstractmethod
@@ -256,6 +257,14 @@ class CbcDecryptor(Decryptor):
 
     def worth_opening(self, content_type: int, length: int) -> bool:
         return _worth_opening_tls12(content_type)
+
+    def skip(self, fragment: bytes) -> None:
+        super().skip(fragment)
+        size = self.suite.block_size
+        if self._chained_iv is not None:
+            end = len(fragment) - self.suite.mac_length if self._etm else len(fragment)
+            if end >= size:
+                self._chained_iv = fragment[end - size : end]
 
     def _mac(self, content_type: int, version: int, data: bytes) -> bytes:
         header = self.seq.to_bytes(8) + bytes([content_type]) + version.to_bytes(2)

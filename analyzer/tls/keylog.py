@@ -247,13 +247,16 @@ class KeyLog:
         count = 0
         name = str(followed.path)
         lines = chunk.split(b"\n")
+        if followed.skipping:  # inside an overlong line: drop up to its newline
+            if len(lines) == 1:
+                return 0
+            del lines[0]
+            followed.lines += 1
+            followed.skipping = False
         lines[0] = followed.partial + lines[0]
         followed.partial = lines.pop()
         for line in lines:
             followed.lines += 1
-            if followed.skipping:  # the end of an overlong line
-                followed.skipping = False
-                continue
             count += self._line(line, name, followed.lines)
         if len(followed.partial) > MAX_KEYLOG_LINE:
             self._warn(Anomaly.KEYLOG_MALFORMED,
