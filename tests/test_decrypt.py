@@ -582,3 +582,20 @@ def test_a_sealed_record_opens_and_with_any_suffix_fails(index: int, data: bytes
                                             fragment + suffix), Failed)
     assert decryptor.decrypt(ContentType.handshake, sealer.version, fragment) == Plain(
         content_type=ContentType.handshake, data=data)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_every_prefix_of_a_record_fails(config: tuple[str, int, bool]) -> None:
+    sealer, decryptor = pair(config)
+    fragment = sealer.seal(ContentType.handshake, b"\x14\x00\x00\x0c" + bytes(12))
+    for cut in range(len(fragment)):
+        assert isinstance(decryptor.decrypt(ContentType.handshake, sealer.version,
+                                            fragment[:cut]), Failed), cut
+    assert isinstance(decryptor.decrypt(ContentType.handshake, sealer.version, fragment), Plain)
+
+
+def test_every_prefix_of_the_rfc8448_flight_fails() -> None:
+    keys = keys_8448()
+    for cut in range(5, len(SERVER_FLIGHT), 7):
+        assert isinstance(open_record(keys.server.handshake, SERVER_FLIGHT[:cut]), Failed)
+    assert isinstance(open_record(keys.server.handshake, SERVER_FLIGHT), Plain)
