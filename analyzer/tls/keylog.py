@@ -174,7 +174,7 @@ class KeyLog:
         return keylog
 
     def add_file(self, path: str | Path) -> int:
-        """Read a whole file; returns the connections added or updated."""
+        """Read a whole file; returns the secrets (lines) taken."""
         followed = _Followed(path=Path(path))
         count = self._read_new(followed)
         if followed.partial:  # a file read once: its last line needs no newline
@@ -183,7 +183,7 @@ class KeyLog:
 
     def add_text(self, text: str, *, source: str) -> int:
         """Lines of key log text (e.g. a pcapng Decryption Secrets Block); ``source``
-        names it in warnings. Returns the connections added or updated."""
+        names it in warnings. Returns the secrets (lines) taken."""
         count = 0
         for number, line in enumerate(text.split("\n"), 1):
             if len(line) > MAX_KEYLOG_LINE:
@@ -202,7 +202,7 @@ class KeyLog:
 
     def poll(self) -> int:
         """Read what was appended to the followed files since the last look; returns the
-        connections added or updated. A file replaced or truncated is read from its start."""
+        secrets (lines) taken. A file replaced or truncated is read from its start."""
         return sum(self._read_new(followed) for followed in self._followed)
 
     # -- lookup --------------------------------------------------------------------------
