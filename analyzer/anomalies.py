@@ -99,3 +99,22 @@ class Anomaly(StrEnum):
     CHAIN_TOO_LONG = "chain_too_long"
     """A Certificate message with more certificates than ``MAX_CHAIN_CERTS``; the rest
     were dropped."""
+
+    # key logs and decryption (analyzer.tls.keylog, analyzer.tls.decrypt, pcapng secrets)
+    KEYLOG_MALFORMED = "keylog_malformed"
+    """A key log line that is not in the NSS key log format (or a known label with a
+    malformed client random or secret); the line was skipped."""
+    KEYLOG_UNREADABLE = "keylog_unreadable"
+    """A key log file that could not be read (missing, permission, not a file)."""
+    KEYLOG_LIMIT = "keylog_limit"
+    """More connections in the key logs than ``MAX_KEYLOG_ENTRIES``; the oldest were
+    dropped."""
+    SECRETS_BLOCK_SKIPPED = "secrets_block_skipped"
+    """A pcapng Decryption Secrets Block that could not be used: larger than
+    ``MAX_SECRETS_BLOCK``, or its secrets length does not fit the block."""
+    DECRYPT_FAILED = "decrypt_failed"
+    """A record did not authenticate with the key log's secrets (AEAD tag, CBC MAC or
+    padding): wrong secrets for this connection, or damaged bytes."""
+    DECRYPT_UNSUPPORTED = "decrypt_unsupported"
+    """The key log has secrets for the connection but its version or cipher suite cannot
+    be decrypted here."""

@@ -218,3 +218,30 @@ not narrated."""
 MAX_RECORDS_IN_MEMORY = 5_000
 """Finished records held as objects while a sorted file output is being prepared; beyond
 this they wait in a temporary file (about 2.5 KB each on disk, 40 bytes in memory)."""
+
+# key logs and decryption
+
+MAX_KEYLOG_ENTRIES = 100_000
+"""Connections (client randoms) remembered from key logs and pcapng secrets blocks; the
+oldest go first. Each holds at most five secrets, about 600 bytes with its key: 60 MB at
+most. A browser's key log of a busy day has a few thousand connections."""
+
+MAX_KEYLOG_LINE = 1024
+"""Bytes of one key log line. The longest real line (a 31-character label, 64 hex digits
+of client random, 128 of a SHA-512-sized secret) is about 230; a longer line is garbage
+and is skipped without being buffered whole."""
+
+MAX_KEYLOG_WARNINGS = 100
+"""One-line warnings kept per key log (malformed lines, unreadable files); the rest are
+counted. A file that is not a key log at all says so in the first hundred."""
+
+MAX_SECRETS_BLOCK = 32 << 20
+"""A pcapng Decryption Secrets Block is buffered whole to be read; one longer than this
+(about 30,000 TLS 1.3 connections' secrets) is skipped and reported."""
+
+MAX_OPENED_APPLICATION_RECORD = 8192
+"""A TLS 1.3 record of the application epoch longer than this (ciphertext bytes) is not
+decrypted: it is application data. The messages wanted there are small: an alert is 2
+bytes, a KeyUpdate 5, a NewSessionTicket a few hundred bytes (a few thousand when the
+ticket holds a client certificate). Most bulk data travels in 16 KB records, so this
+keeps decryption off the bulk of a transfer."""

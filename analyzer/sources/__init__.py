@@ -6,5 +6,9 @@ rest of the pipeline never knows which source it is fed by.
 
 from analyzer.sources.base import Frame, LinkType, Tick
 from analyzer.sources.files import CAPTURE_SUFFIXES, CaptureReader, expand_paths
+from analyzer.sources.pcapng import SecretsSink
 
-__all__ = ["CAPTURE_SUFFIXES", "CaptureReader", "Frame", "LinkType", "Tick", "expand_paths"]
+__all__ = [
+    "CAPTURE_SUFFIXES", "CaptureReader", "Frame", "LinkType", "SecretsSink", "Tick",
+    "expand_paths",
+]

@@ -27,7 +27,7 @@ from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_FILE_ANOMALIES
 from analyzer.sources.base import Frame
 from analyzer.sources.pcap import PCAP_MAGICS, open_pcap
-from analyzer.sources.pcapng import SHB_MAGIC, open_pcapng
+from analyzer.sources.pcapng import SHB_MAGIC, SecretsSink, open_pcapng
 from analyzer.sources.stream import GZIP_MAGIC, ByteWindow
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz")
@@ -123,12 +123,15 @@ class CaptureReader:
     ``error`` is known right after construction (the file is probed and closed again)
     and set again if iteration finds the file unreadable; iterating an unreadable file
     yields nothing. Each iteration reads the file from the start and resets ``packets``
-    and ``anomalies``.
+    and ``anomalies``. With ``secrets`` (e.g. a :class:`analyzer.tls.keylog.KeyLog`), the
+    TLS key logs of a pcapng's Decryption Secrets Blocks go there as the reading reaches
+    them, before the packets that follow.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, secrets: SecretsSink | None = None) -> None:
         self.path = Path(path)
         self.name = os.fspath(path)
+        self.secrets = secrets
         self.error: str | None = None
         """One line, naming the file, when it cannot be read at all."""
         self.anomalies: list[tuple[Anomaly, str]] = []
@@ -218,7 +221,7 @@ class CaptureReader:
             frames = open_pcap(window, self)
         elif head == SHB_MAGIC:
             self.format = "pcapng"
-            frames = open_pcapng(window, self)
+            frames = open_pcapng(window, self, self.secrets, self.name)
         else:
             raw.close()
             if not head:

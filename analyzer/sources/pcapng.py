@@ -6,8 +6,14 @@ then Interface Description Blocks (IDB, one per interface: link type, snaplen, o
 ``if_tsresol`` (§4.2, decimal or binary resolution) and ``if_tsoffset``) and packet
 blocks: Enhanced (EPB, §4.3), Simple (SPB, §4.4, no timestamp: it takes the previous
 packet's) and the obsolete Packet Block (Appendix A). Every other block (name
-resolution, statistics, decryption secrets, custom, unknown) is skipped without being
-buffered.
+resolution, statistics, custom, unknown) is skipped without being buffered.
+
+Decryption Secrets Blocks (DSB, §4.7) of type TLS key log (``TLSK``) are handed, as
+text and in file order, to the :class:`SecretsSink` the caller gives (a
+:class:`analyzer.tls.keylog.KeyLog`), so a block in the middle of a file unlocks the
+packets after it. Without a sink, and for other secrets types (WireGuard, SSH, ...),
+they are skipped like any other block; one longer than ``MAX_SECRETS_BLOCK`` is skipped
+and reported.
 
 Per EPB the work is one ``unpack_from``, the trailing-length check, a slice and a tuple.
 A block with impossible lengths (too small, not a multiple of 4, too large, leading and
@@ -24,7 +30,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import (
@@ -33,6 +39,7 @@ from analyzer.limits import (
     MAX_PCAPNG_INTERFACES,
     MAX_PCAPNG_PARSED_BLOCK,
     MAX_RESYNC_SCAN,
+    MAX_SECRETS_BLOCK,
 )
 from analyzer.sources.base import Frame
 from analyzer.sources.stream import ByteWindow, Sink
@@ -43,6 +50,7 @@ IDB = 0x00000001
 PB = 0x00000002
 SPB = 0x00000003
 EPB = 0x00000006
+DSB = 0x0000000A
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 
 OPT_ENDOFOPT = 0
@@ -51,6 +59,11 @@ IF_TSOFFSET = 14
 
 MIN_BLOCK_LEN = {SHB: 28, IDB: 20, PB: 32, SPB: 16, EPB: 32}
 """Smallest legal total length per parsed block type (other blocks: 12)."""
+
+DSB_HEADER = 16
+"""Block type, total length, secrets type, secrets length."""
+SECRETS_TLS_KEY_LOG = 0x544C534B
+"""DSB secrets type ``TLSK``: NSS key log text (§4.7)."""
 
 _RESYNC_TYPES = {
     "<": re.compile(rb"[\x01-\x06]\x00\x00\x00|\x0a\x0d\x0d\x0a"),
@@ -70,6 +83,13 @@ class Interface(NamedTuple):
     snaplen: int
 
 
+class SecretsSink(Protocol):
+    """Receives the text of each TLS key log Decryption Secrets Block."""
+
+    def add_text(self, text: str, *, source: str) -> object:
+        """Take the block's key log lines; ``source`` names the file and block."""
+
+
 def section_byte_order(magic: bytes) -> str | None:
     """``struct`` byte-order character for an SHB byte-order magic, or None."""
     if magic == b"\x4d\x3c\x2b\x1a":
@@ -79,9 +99,12 @@ def section_byte_order(magic: bytes) -> str | None:
     return None
 
 
-def open_pcapng(window: ByteWindow, sink: Sink) -> Iterator[Frame] | str:
+def open_pcapng(
+    window: ByteWindow, sink: Sink, secrets: SecretsSink | None = None, source: str = "pcapng"
+) -> Iterator[Frame] | str:
     """Check the first section header; return the frame iterator, or a one-line reason
-    the file cannot be read at all."""
+    the file cannot be read at all. TLS key log secrets blocks go to ``secrets`` as the
+    walk reaches them; ``source`` names the file in what they report."""
     if not window.refill(0, 12):
         return f"truncated pcapng section header block ({len(window.buf)} bytes)"
     buf = window.buf
@@ -99,7 +122,7 @@ def open_pcapng(window: ByteWindow, sink: Sink) -> Iterator[Frame] | str:
     major, minor = struct.unpack_from(order + "HH", buf, 12)
     if major != 1:
         return f"unsupported pcapng version {major}.{minor}"
-    return _Walker(window, sink).frames()
+    return _Walker(window, sink, secrets, source).frames()
 
 
 def parse_interface(buf: bytes, pos: int, length: int, order: str) -> Interface | None:
@@ -128,9 +151,13 @@ def parse_interface(buf: bytes, pos: int, length: int, order: str) -> Interface 
 class _Walker:
     """State of one walk over a pcapng file: byte order and interfaces of the section."""
 
-    def __init__(self, window: ByteWindow, sink: Sink) -> None:
+    def __init__(
+        self, window: ByteWindow, sink: Sink, secrets: SecretsSink | None, source: str
+    ) -> None:
         self.window = window
         self.sink = sink
+        self.secrets = secrets
+        self.source = source
         self.order = "<"
         self.epb: Callable[[bytes, int], tuple[int, ...]] = struct.Struct("<7I").unpack_from
         self.u32: Callable[[bytes, int], tuple[int, ...]] = struct.Struct("<I").unpack_from
@@ -232,7 +259,15 @@ class _Walker:
             or length > (MAX_PCAPNG_PARSED_BLOCK if parsed else MAX_PCAPNG_BLOCK)
         ):
             return self._corrupt(pos, f"block 0x{btype:x} at offset {where} has length {length}")
-        if not parsed and pos + length > len(buf):
+        secrets = self.secrets if btype == DSB else None
+        if secrets is not None and length > MAX_SECRETS_BLOCK:
+            secrets = None
+            self.sink.note(
+                Anomaly.SECRETS_BLOCK_SKIPPED,
+                f"decryption secrets block at offset {where} has {length} bytes, "
+                f"more than {MAX_SECRETS_BLOCK}; skipped",
+            )
+        if not parsed and secrets is None and pos + length > len(buf):
             return self._skip_large(pos, btype, length)
         if pos + length > len(buf):
             if not window.refill(pos, length):
@@ -257,6 +292,8 @@ class _Walker:
             self._add_interface(buf, pos, length, where)
         elif btype in (EPB, PB, SPB):
             return self._packet(buf, pos, btype, length, where)
+        elif secrets is not None:
+            self._secrets_block(secrets, buf, pos, length, where)
         return nxt, None
 
     def _add_interface(self, buf: bytes, pos: int, length: int, where: int) -> None:
@@ -277,6 +314,28 @@ class _Walker:
                 f"more than {MAX_PCAPNG_INTERFACES} interfaces in one section; "
                 "the rest are ignored",
             )
+
+    def _secrets_block(
+        self, secrets: SecretsSink, buf: bytes, pos: int, length: int, where: int
+    ) -> None:
+        """Hand a TLS key log DSB's text to the secrets sink; other types are skipped."""
+        if length < DSB_HEADER + 4:
+            self.sink.note(Anomaly.SECRETS_BLOCK_SKIPPED,
+                           f"decryption secrets block at offset {where} is too short")
+            return
+        kind, size = struct.unpack_from(self.order + "II", buf, pos + 8)
+        if kind != SECRETS_TLS_KEY_LOG:
+            return
+        if DSB_HEADER + size + 4 > length:
+            self.sink.note(
+                Anomaly.SECRETS_BLOCK_SKIPPED,
+                f"decryption secrets block at offset {where} claims {size} bytes of secrets "
+                f"in a block of {length}",
+            )
+            return
+        data = buf[pos + DSB_HEADER : pos + DSB_HEADER + size]
+        secrets.add_text(data.decode("utf-8", "replace"),
+                              source=f"{self.source}, secrets block at offset {where}")
 
     def _packet(
         self, buf: bytes, pos: int, btype: int, length: int, where: int
