@@ -99,3 +99,19 @@ class Anomaly(StrEnum):
     CHAIN_TOO_LONG = "chain_too_long"
     """A Certificate message with more certificates than ``MAX_CHAIN_CERTS``; the rest
     were dropped."""
+
+    # dtls: datagrams, records and handshake fragments (RFC 6347, RFC 9147)
+    DTLS_BAD_RECORD = "dtls_bad_record"
+    """A DTLS record header that does not parse (not a DTLS version, a length running past
+    the datagram, bytes that start no record); the rest of that datagram was skipped."""
+    DTLS_EPOCH_JUMP = "dtls_epoch_jump"
+    """A record whose epoch is more than one past the highest this side used; skipped."""
+    DTLS_BAD_FRAGMENT = "dtls_bad_fragment"
+    """A handshake fragment header that does not add up (offset + length past the message,
+    past the record, or a message_seq reused with another type or length); skipped."""
+    DTLS_FRAGMENT_MISMATCH = "dtls_fragment_mismatch"
+    """Two copies of the same handshake bytes (overlapping fragments) differ; the first
+    copy was kept."""
+    DTLS_REASSEMBLY_LIMIT = "dtls_reassembly_limit"
+    """Too many partial handshake messages, pieces or bytes held for one side of a DTLS
+    association, or too many messages remembered; the fragment was dropped."""
