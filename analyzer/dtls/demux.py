@@ -77,9 +77,11 @@ _UNIFIED_SEQ16 = 0x08
 def opening(data: bytes) -> Opening | None:
     """Whether ``data`` starts a DTLS datagram, and whether it is a ClientHello; None when
     it is not DTLS. Reads at most the first record header and one byte after it."""
-    if len(data) < PLAINTEXT_HEADER:
+    if not data:
         return None
     first = data[0]
+    if first in PLAINTEXT_TYPES and len(data) < PLAINTEXT_HEADER:
+        return None
     if first in PLAINTEXT_TYPES and first != ContentType.tls12_cid:
         if int.from_bytes(data[1:3]) not in RECORD_VERSIONS:
             return None
@@ -100,5 +102,6 @@ def opening(data: bytes) -> Opening | None:
         and not first & _UNIFIED_CID
     ):
         head = 3 + (2 if first & _UNIFIED_SEQ16 else 1)  # first byte, sequence, length
-        return Opening.RECORD if head + int.from_bytes(data[head - 2 : head]) <= len(data) else None
+        fits = len(data) >= head and head + int.from_bytes(data[head - 2 : head]) <= len(data)
+        return Opening.RECORD if fits else None
     return None

@@ -114,7 +114,7 @@ class _Partial:
         self.msg_type = msg_type
         self.length = length
         self.starts: list[int] = []
-        self.pieces: list[bytes] = []
+        self.pieces: list[bytearray] = []
         self.held = 0
         self.fragments = 0
         """Fragments that brought new bytes (the message's ``records`` count)."""
@@ -147,15 +147,25 @@ class _Partial:
         return missing, differ
 
     def put(self, missing: list[tuple[int, bytes]]) -> None:
+        """Place the missing parts, joining pieces that touch (in-order fragments make
+        one growing piece)."""
+        starts, pieces = self.starts, self.pieces
         for start, data in missing:
-            i = bisect.bisect_left(self.starts, start)
-            self.starts.insert(i, start)
-            self.pieces.insert(i, data)
+            i = bisect.bisect_left(starts, start)
+            if i and starts[i - 1] + len(pieces[i - 1]) == start:
+                i -= 1
+                pieces[i] += data
+            else:
+                starts.insert(i, start)
+                pieces.insert(i, bytearray(data))
+            if i + 1 < len(starts) and starts[i] + len(pieces[i]) == starts[i + 1]:
+                pieces[i] += pieces.pop(i + 1)
+                del starts[i + 1]
             self.held += len(data)
         self.fragments += 1
 
     def body(self) -> bytes:
-        return b"".join(self.pieces)
+        return bytes(self.pieces[0]) if len(self.pieces) == 1 else b"".join(self.pieces)
 
 
 class FragmentAssembler:

@@ -95,12 +95,16 @@ class _Side:
     def seen(self, epoch: int, sequence: int) -> bool:
         """Mark a record number; True if it was marked already (a duplicate)."""
         top, bits = self.windows.get(epoch, (-1, 0))
-        if sequence > top:
-            bits = ((bits << (sequence - top)) | 1) & _WINDOW_MASK if top >= 0 else 1
+        ahead = sequence - top
+        if ahead > 0:
+            # shifts stay below the window: a 48-bit jump must not build a 2^48-bit int
+            bits = ((bits << ahead) | 1) & _WINDOW_MASK if ahead < DTLS_REPLAY_WINDOW else 1
             top = sequence
         else:
-            bit = 1 << (top - sequence)
-            if top - sequence >= DTLS_REPLAY_WINDOW or bits & bit:
+            if -ahead >= DTLS_REPLAY_WINDOW:
+                return True  # too old to tell: treated as a duplicate, as RFC 6347 §4.1.2.6 does
+            bit = 1 << -ahead
+            if bits & bit:
                 return True
             bits |= bit
         self.windows[epoch] = (top, bits)
