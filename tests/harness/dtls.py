@@ -121,3 +121,48 @@ def tshark_dtls(path: Path) -> list[dict[str, list[str]]]:
             }
         )
     return rows
+
+
+def ocserv(ns: Netns, workdir: Path, cert_chain: Path, key: Path, *, legacy: bool) -> Server:
+    """ocserv on TCP and UDP 443 with one user ``alice``/``secret`` (plain auth).
+
+    ``legacy``: DTLS as AnyConnect does it (a session resumed with the X-DTLS-Session-ID
+    the CSTP channel gave, DTLS 1.2 or OpenConnect's 0x0100); otherwise the default
+    PSK-NEGOTIATE (a DTLS 1.2 PSK handshake keyed from the TLS session).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    passwd = workdir / "passwd"
+    passwd.write_text("")
+    subprocess.run(
+        ["ocpasswd", "-c", str(passwd), "alice"],
+        input="secret\nsecret\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    conf = workdir / "ocserv.conf"
+    conf.write_text(f"""
+auth = "plain[passwd={passwd}]"
+tcp-port = 443
+udp-port = 443
+run-as-user = root
+run-as-group = root
+socket-file = {workdir}/ocserv.sock
+pid-file = {workdir}/ocserv.pid
+server-cert = {cert_chain}
+server-key = {key}
+isolate-workers = false
+max-clients = 4
+keepalive = 300
+dpd = 60
+try-mtu-discovery = false
+device = vpns
+ipv4-network = 192.168.99.0
+ipv4-netmask = 255.255.255.0
+dtls-legacy = {"true" if legacy else "false"}
+dtls-psk = {"false" if legacy else "true"}
+cisco-client-compat = true
+use-occtl = false
+log-level = 2
+""")
+    return udp_server(ns, workdir, "ocserv", ["ocserv", "-f", "-c", str(conf)], 443)
