@@ -118,3 +118,19 @@ class Anomaly(StrEnum):
     DECRYPT_UNSUPPORTED = "decrypt_unsupported"
     """The key log has secrets for the connection but its version or cipher suite cannot
     be decrypted here."""
+
+    # dtls: datagrams, records and handshake fragments (RFC 6347, RFC 9147)
+    DTLS_BAD_RECORD = "dtls_bad_record"
+    """A DTLS record header that does not parse (not a DTLS version, a length running past
+    the datagram, bytes that start no record); the rest of that datagram was skipped."""
+    DTLS_EPOCH_JUMP = "dtls_epoch_jump"
+    """A record whose epoch is more than one past the highest this side used; skipped."""
+    DTLS_BAD_FRAGMENT = "dtls_bad_fragment"
+    """A handshake fragment header that does not add up (offset + length past the message,
+    past the record, or a message_seq reused with another type or length); skipped."""
+    DTLS_FRAGMENT_MISMATCH = "dtls_fragment_mismatch"
+    """Two copies of the same handshake bytes (overlapping fragments) differ; the first
+    copy was kept."""
+    DTLS_REASSEMBLY_LIMIT = "dtls_reassembly_limit"
+    """Too many partial handshake messages, pieces or bytes held for one side of a DTLS
+    association, or too many messages remembered; the fragment was dropped."""

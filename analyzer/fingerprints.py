@@ -19,6 +19,16 @@ TLS cipher suites (the three-byte SSLv2-only specs are not kept by the parser, Z
 them) and no extensions. Wireshark, Suricata and salesforce's ja3.py compute nothing for
 such a hello; callers that want to match them can leave the fingerprint out when
 ``ClientHello.sslv2`` is set.
+
+DTLS ClientHellos (RFC 6347 §4.2.1) are fingerprinted from the same fields: JA3's version
+is the hello's (65277 for DTLS 1.2, 65279 for DTLS 1.0) and the cookie is no part of it,
+as Wireshark computes ``dtls.handshake.ja3_full`` (checked against tshark on real
+captures) and as Zeek's JA3 script does from its ``ssl_client_hello`` event, which DTLS
+raises too. JA4 takes ``d`` as its first character and ``d1``/``d2``/``d3`` as version
+(JA4.md, "TLS and DTLS Version"). So the two ClientHellos around a HelloVerifyRequest
+have one fingerprint, like the two around a HelloRetryRequest. Where the references
+part: JA4.md has no code for OpenConnect's pre-standard 0x0100, which gets ``00`` as any
+unlisted version does, and Wireshark 4.0 names no JA4 at all.
 """
 
 from __future__ import annotations

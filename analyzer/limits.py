@@ -245,3 +245,30 @@ decrypted: it is application data. The messages wanted there are small: an alert
 bytes, a KeyUpdate 5, a NewSessionTicket a few hundred bytes (a few thousand when the
 ticket holds a client certificate). Most bulk data travels in 16 KB records, so this
 keeps decryption off the bulk of a transfer."""
+
+# dtls: one association (RFC 6347, RFC 9147)
+
+MAX_DTLS_PARTIAL_MESSAGES = 8
+"""Handshake messages of one side being reassembled at once. A DTLS 1.2 server flight has
+at most six (ServerHello, Certificate, CertificateStatus, ServerKeyExchange,
+CertificateRequest, ServerHelloDone), all of which may be cut into fragments."""
+
+MAX_DTLS_PARTIAL_BYTES = 256 * 1024
+"""Fragment bytes held for one side's partial messages together: the same budget as one
+TLS handshake message (``MAX_HANDSHAKE_MESSAGE``). Only bytes received are held, never the
+length a fragment header announces, so a flood of spoofed first fragments costs what it
+sends."""
+
+MAX_DTLS_PIECES = 512
+"""Disjoint pieces of one partial message. A 16 KB certificate chain over a 500-byte
+path MTU arrives in about 40 fragments; 512 covers a 256 KB message in 500-byte
+fragments while bounding the work of placing each fragment."""
+
+MAX_DTLS_MESSAGES_KEPT = 64
+"""Complete plaintext handshake messages remembered per side (type, length, digest) to
+fold retransmitted flights. A handshake has at most a dozen per side in clear
+(renegotiations are encrypted); beyond this further messages are dropped."""
+
+DTLS_REPLAY_WINDOW = 64
+"""Record sequence numbers remembered below the highest one per epoch to spot duplicated
+datagrams (RFC 6347 §4.1.2.6 suggests at least 32; 64 is what implementations use)."""

@@ -35,7 +35,10 @@ from analyzer.tls.names import (
         (0x0303, "TLSv1.2"),
         (0x0304, "TLSv1.3"),
         (0x7F1C, "0x7f1c"),  # TLS 1.3 draft 28 stays a number
-        (0xFEFD, "0xfefd"),
+        (0xFEFD, "DTLSv1.2"),  # RFC 6347 §4.1
+        (0xFEFF, "DTLSv1.0"),
+        (0xFEFC, "DTLSv1.3"),
+        (0x0100, "DTLSv0.9"),  # OpenConnect legacy DTLS
         (0x0200, "0x0200"),
         (0x0000, "0x0000"),
     ],
@@ -277,10 +280,14 @@ def test_alert_names_agree_with_wireshark() -> None:
 @needs_tshark
 def test_version_names_agree_with_wireshark() -> None:
     theirs = wireshark_values("tls.handshake.version")
-    spelled = {"SSL 2.0": "SSLv2", "SSL 3.0": "SSLv3"}
+    spelled = {
+        "SSL 2.0": "SSLv2",
+        "SSL 3.0": "SSLv3",
+        "DTLS 1.0 (OpenSSL pre 0.9.8f)": "DTLSv0.9",  # GnuTLS's name for it
+    }
     for code, name in theirs.items():
-        if name.startswith("TLS 1.") and "draft" not in name:
-            assert version_name(code) == "TLSv" + name[4:]
+        if name.startswith(("TLS 1.", "DTLS 1.")) and "(" not in name:
+            assert version_name(code) == name.replace(" ", "v")
         elif name in spelled:
             assert version_name(code) == spelled[name]
         else:

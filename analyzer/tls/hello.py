@@ -1,10 +1,11 @@
 """ClientHello, ServerHello and their extensions, from the body of a handshake message.
 
-What it does: ``parse_client_hello``, ``parse_server_hello`` (HelloRetryRequest included,
-told apart by its special random, RFC 8446 §4.1.3), ``parse_hello_retry_request`` (the
-separate message type 6 of TLS 1.3 drafts ≤ 21), ``parse_sslv2_client_hello`` (RFC 5246
-E.2), and one ``parse_*`` per extension we read, named after its RFC structure. Every
-extension also stays raw, in wire order, GREASE included.
+What it does: ``parse_client_hello`` (TLS, or DTLS with its cookie),
+``parse_server_hello`` (HelloRetryRequest included, told apart by its special random, RFC
+8446 §4.1.3), ``parse_hello_retry_request`` (the separate message type 6 of TLS 1.3
+drafts ≤ 21), ``parse_sslv2_client_hello`` (RFC 5246 E.2), ``parse_hello_verify_request``
+(DTLS, RFC 6347 §4.2.1), and one ``parse_*`` per extension we read, named after its RFC
+structure. Every extension also stays raw, in wire order, GREASE included.
 
 How problems are reported: every public ``parse_*`` returns its value or a
 :class:`ParseAnomaly`, never raises. A malformed or duplicated extension does not lose
@@ -18,7 +19,8 @@ engine's business), names (see :mod:`analyzer.tls.names`), or decrypt anything.
 RFCs: 8446 §4.1.2-4.1.4, §4.2.1 (supported_versions), §4.2.3 (signature_algorithms),
 §4.2.7 (supported_groups), §4.2.8 (key_share), §4.2.11 (pre_shared_key); 5246 §7.4.1,
 E.2; 6066 §3 (server_name); 7301 (ALPN); 8422 §5.1.2 (ec_point_formats); 5077
-(session_ticket); draft-ietf-tls-esni (encrypted_client_hello).
+(session_ticket); draft-ietf-tls-esni (encrypted_client_hello); 6347 §4.2.1 and 9147
+§5.3 (the DTLS ClientHello cookie, HelloVerifyRequest).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from analyzer.limits import MAX_INTERNED, MAX_INTERNED_LENGTH
 from analyzer.tls.cursor import Cursor, Leftover, Malformed, Truncated, total
 from analyzer.tls.enums import ExtensionType, HandshakeType, NameType, ProtocolVersion
 from analyzer.tls.events import ParseAnomaly
-from analyzer.tls.messages import ClientHello, Extension, ServerHello
+from analyzer.tls.messages import ClientHello, Extension, HelloVerifyRequest, ServerHello
 
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 """SHA-256("HelloRetryRequest"): the random of a HelloRetryRequest (RFC 8446 §4.1.3)."""
@@ -330,13 +332,20 @@ def _session_id(cur: Cursor) -> bytes:
     return session_id
 
 
-def parse_client_hello(body: bytes) -> ClientHello | ParseAnomaly:
-    """RFC 8446 §4.1.2 / RFC 5246 §7.4.1.2 ClientHello (``body``: after the 4-byte header)."""
+def parse_client_hello(body: bytes, *, dtls: bool = False) -> ClientHello | ParseAnomaly:
+    """RFC 8446 §4.1.2 / RFC 5246 §7.4.1.2 ClientHello (``body``: after the 4-byte header).
+
+    With ``dtls`` the body is a DTLS ClientHello (RFC 6347 §4.2.1, RFC 9147 §5.3): a
+    ``cookie<0..2^8-1>`` follows the session id and lands in ``ClientHello.cookie``.
+    """
     cur = Cursor(body, "ClientHello")
+    cookie: bytes | None = None
     try:
         legacy_version = cur.u16()
         random = cur.bytes(32)
         session_id = _session_id(cur)
+        if dtls:
+            cookie = cur.opaque(1)
         cipher_suites = cur.uint_list(2, 2)
         compression_methods = cur.opaque(1)
     except Malformed as exc:
@@ -351,9 +360,21 @@ def parse_client_hello(body: bytes) -> ClientHello | ParseAnomaly:
         cipher_suites=cipher_suites,
         compression_methods=compression_methods,
         extensions=extensions,
+        cookie=cookie,
         anomalies=tuple(anomalies),
         **fields,
     )
+
+
+def _hello_verify_request(cur: Cursor) -> HelloVerifyRequest:
+    """RFC 6347 §4.2.1: ``ProtocolVersion server_version; opaque cookie<0..2^8-1>``."""
+    return HelloVerifyRequest(server_version=cur.u16(), cookie=cur.opaque(1))
+
+
+def parse_hello_verify_request(body: bytes) -> HelloVerifyRequest | ParseAnomaly:
+    """A DTLS HelloVerifyRequest body (RFC 6347 §4.2.1); bytes after the cookie are
+    ``trailing_bytes``."""
+    return total(_hello_verify_request, body, "HelloVerifyRequest")
 
 
 def parse_server_hello(body: bytes) -> ServerHello | ParseAnomaly:

@@ -55,9 +55,23 @@ class ClientHello:
     """encrypted_client_hello present (real or GREASE)."""
     sslv2: bool = False
     """Sent in the SSLv2-compatible format (RFC 6101 E.1 / RFC 5246 E.2)."""
+    cookie: bytes | None = None
+    """DTLS only (RFC 6347 §4.2.1): the cookie field after the session id, empty in a
+    first ClientHello, echoing the HelloVerifyRequest's in the second; None for TLS."""
     anomalies: tuple[Anomaly, ...] = ()
     """Problems the parser stepped over while keeping the message (a malformed or
     duplicate extension, trailing bytes); the stream also reports each as a ParseAnomaly."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HelloVerifyRequest:
+    """RFC 6347 §4.2.1 HelloVerifyRequest (DTLS ≤ 1.2): the server asks the client to
+    send its ClientHello again with this cookie, proving it receives at its address."""
+
+    server_version: int
+    cookie: bytes
+    anomalies: tuple[Anomaly, ...] = ()
+    """Always empty: a HelloVerifyRequest either parses whole or is an anomaly."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,4 +117,6 @@ class ServerKeyExchange:
     named_curve: int | None
 
 
-ParsedMessage = ClientHello | ServerHello | CertificateChain | ServerKeyExchange
+ParsedMessage = (
+    ClientHello | ServerHello | CertificateChain | ServerKeyExchange | HelloVerifyRequest
+)

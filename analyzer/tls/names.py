@@ -29,12 +29,20 @@ _VERSIONS: dict[int, str] = {
     0x0302: "TLSv1.1",
     0x0303: "TLSv1.2",
     0x0304: "TLSv1.3",
+    0xFEFF: "DTLSv1.0",
+    0xFEFD: "DTLSv1.2",
+    0xFEFC: "DTLSv1.3",
+    0x0100: "DTLSv0.9",
 }
+"""TLS and DTLS (RFC 6347 §4.1, RFC 9147 §5.3) versions. 0x0100 is the pre-standard DTLS
+that Cisco AnyConnect and OpenConnect/ocserv still negotiate as their legacy DTLS
+(OpenSSL's ``DTLS1_BAD_VER``, GnuTLS's ``GNUTLS_DTLS0_9``); there is no DTLS 1.1."""
 
 
 @functools.cache  # one string per code, shared by every record (at most 2^16)
 def version_name(version: int) -> str:
-    """``TLSv1.2`` for 0x0303; anything else (TLS 1.3 drafts, DTLS) as ``0xNNNN``.
+    """``TLSv1.2`` for 0x0303, ``DTLSv1.2`` for 0xfefd; anything else (TLS 1.3 drafts)
+    as ``0xNNNN``.
 
     An SSLv2-compatible ClientHello that only speaks SSLv2 carries 0x0002.
     """
