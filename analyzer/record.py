@@ -66,6 +66,7 @@ VERSIONS = (
     "TLSv1.1",
     "TLSv1.2",
     "TLSv1.3",
+    "DTLSv0.9",
     "DTLSv1.0",
     "DTLSv1.2",
     "DTLSv1.3",

@@ -12,8 +12,8 @@ from analyzer.tls.enums import HandshakeType as H
 
 STEPS = [*(int(t) for t in H), CCS, FIN]
 
-# Expected successors written out independently of the table, from RFC 5246 §7.3 and
-# RFC 8446 §2 message flows.
+# Expected successors written out independently of the table, from RFC 5246 §7.3,
+# RFC 8446 §2 and RFC 6347 §4.2.1 (DTLS cookie exchange) message flows.
 CLIENT_EXPECTED = {
     None: {H.client_hello},
     H.client_hello: {H.client_hello, H.certificate, H.client_key_exchange, CCS},
@@ -24,8 +24,9 @@ CLIENT_EXPECTED = {
     FIN: set(),
 }
 SERVER_EXPECTED = {
-    None: {H.server_hello, H.hello_retry_request, H.hello_request},
+    None: {H.server_hello, H.hello_retry_request, H.hello_request, H.hello_verify_request},
     H.hello_request: {H.server_hello},
+    H.hello_verify_request: {H.server_hello, H.hello_verify_request},
     H.hello_retry_request: {H.server_hello, CCS},
     H.server_hello: {
         H.certificate, H.server_key_exchange, H.certificate_request, H.server_hello_done,

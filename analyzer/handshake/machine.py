@@ -44,8 +44,13 @@ CLIENT_NEXT: Final[dict[Step, frozenset[int]]] = {
 }
 
 SERVER_NEXT: Final[dict[Step, frozenset[int]]] = {
-    None: frozenset({H.server_hello, H.hello_retry_request, H.hello_request}),
+    None: frozenset(
+        {H.server_hello, H.hello_retry_request, H.hello_request, H.hello_verify_request}
+    ),
     H.hello_request: frozenset({H.server_hello}),
+    # DTLS (RFC 6347 §4.2.1): a HelloVerifyRequest asks the client for its cookie; a
+    # server may send another when the second ClientHello's cookie does not verify.
+    H.hello_verify_request: frozenset({H.server_hello, H.hello_verify_request}),
     H.hello_retry_request: frozenset({H.server_hello, CCS}),
     H.server_hello: frozenset(
         {
