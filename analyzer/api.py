@@ -10,7 +10,7 @@ CLI). :func:`read_pcap` lives in :mod:`analyzer.frame` (it needs pandas).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from analyzer.diagnosis import DiagnosisOptions
@@ -18,6 +18,17 @@ from analyzer.diagnosis.cross import Evidence
 from analyzer.pipeline import CaptureError, PathArg, Progress, Run, analyze_files
 from analyzer.record import HandshakeRecord
 from analyzer.sorted_records import SortedRecords
+from analyzer.tls.keylog import KeyLog
+
+KeyLogArg = KeyLog | str | Path | Sequence[str | Path] | None
+"""A key log, or the NSS key log file(s) to read one from."""
+
+
+def load_keylog(keylog: KeyLogArg) -> KeyLog | None:
+    """A :class:`KeyLog` from what the caller gave (files are read now)."""
+    if keylog is None or isinstance(keylog, KeyLog):
+        return keylog
+    return KeyLog.from_files([keylog] if isinstance(keylog, str | Path) else list(keylog))
 
 __all__ = [
     "CaptureError",
@@ -28,6 +39,7 @@ __all__ = [
     "analyze_files",
     "collect",
     "collect_sorted",
+    "load_keylog",
 ]
 
 def collect(
@@ -38,6 +50,7 @@ def collect(
     options: DiagnosisOptions | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    keylog: KeyLog | None = None,
 ) -> list[HandshakeRecord]:
     """All records, with cross-connection evidence, sorted by ``(ts, uid)`` (SPEC §5).
 
@@ -46,7 +59,13 @@ def collect(
     """
     return list(
         collect_sorted(
-            paths, run, tls_ports=tls_ports, options=options, progress=progress, workers=workers
+            paths,
+            run,
+            tls_ports=tls_ports,
+            options=options,
+            progress=progress,
+            workers=workers,
+            keylog=keylog,
         )
     )
 
@@ -59,6 +78,7 @@ def collect_sorted(
     options: DiagnosisOptions | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    keylog: KeyLog | None = None,
 ) -> Iterator[HandshakeRecord]:
     """:func:`collect` as an iterator. In one process its memory is bounded by the live
     connections, whatever the number of records (:mod:`analyzer.sorted_records`)."""
@@ -67,12 +87,21 @@ def collect_sorted(
         from analyzer.scale.local import collect_parallel
 
         yield from collect_parallel(
-            paths, run, workers=workers, tls_ports=tls_ports, options=opts, progress=progress
+            paths,
+            run,
+            workers=workers,
+            tls_ports=tls_ports,
+            options=opts,
+            progress=progress,
+            keylog=keylog,
         )
         return
     evidence = Evidence()
     records = SortedRecords()
-    for record in analyze_files(paths, run, tls_ports=tls_ports, options=opts, progress=progress):
+    found = analyze_files(
+        paths, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
+    )
+    for record in found:
         evidence.add(record)
         records.add(record)
     for record in records:
@@ -86,19 +115,23 @@ def analyze(
     ca_bundle: str | Path | None = None,
     verify: bool = True,
     cross: bool = False,
+    keylog: KeyLogArg = None,
 ) -> Iterator[HandshakeRecord]:
-    """Yield one diagnosed :class:`HandshakeRecord` per TLS-relevant TCP connection.
+    """Yield one diagnosed :class:`HandshakeRecord` per TLS-relevant connection.
 
     ``paths``: a file, directory or glob, or a list of them (pcap, pcapng, gzip).
     Records come as connections end; with ``cross=True`` they come at the end, sorted by
     ``(ts, uid)`` and with cross-connection evidence (same server seen elsewhere).
+    ``keylog``: NSS key log file(s) (``SSLKEYLOGFILE``) or a :class:`KeyLog`, to decrypt
+    handshakes (pcapng secrets blocks are used in any case).
     Inputs that cannot be read raise :class:`CaptureError` after every good record.
     """
     run = Run()
     opts = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=verify)
+    keys = load_keylog(keylog)
     if cross:
-        yield from collect(paths, run, tls_ports=tls_ports, options=opts)
+        yield from collect(paths, run, tls_ports=tls_ports, options=opts, keylog=keys)
     else:
-        yield from analyze_files(paths, run, tls_ports=tls_ports, options=opts)
+        yield from analyze_files(paths, run, tls_ports=tls_ports, options=opts, keylog=keys)
     if run.errors:
         raise CaptureError("\n".join(run.errors))

@@ -14,7 +14,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from analyzer import record as rec
-from analyzer.api import PathArg, Run, collect
+from analyzer.api import KeyLogArg, PathArg, Run, collect, load_keylog
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.record import RECORD_FIELDS, HandshakeRecord
 
@@ -62,6 +62,7 @@ def read_pcap(
     tls_ports: Iterable[int] = (),
     ca_bundle: str | None = None,
     verify: bool = True,
+    keylog: KeyLogArg = None,
 ) -> pd.DataFrame:
     """Analyze captures and return every record as a DataFrame, sorted by ``(ts, uid)``.
 
@@ -72,7 +73,7 @@ def read_pcap(
 
     run = Run()
     options = DiagnosisOptions(ca_bundle=ca_bundle, verify=verify)
-    records = collect(paths, run, tls_ports=tls_ports, options=options)
+    records = collect(paths, run, tls_ports=tls_ports, options=options, keylog=load_keylog(keylog))
     if run.errors:
         raise CaptureError("\n".join(run.errors))
     return to_dataframe(records)

@@ -18,6 +18,7 @@ from analyzer.engine.engine import CaptureStats, Engine
 from analyzer.record import HandshakeRecord
 from analyzer.sources import CaptureReader, expand_paths
 from analyzer.sources.base import Frame
+from analyzer.tls.keylog import KeyLog
 
 PathArg = str | Path | Sequence[str | Path]
 Progress = Callable[[str, int, int | None], None]
@@ -54,17 +55,21 @@ def analyze_files(
     tls_ports: Iterable[int] = (),
     options: DiagnosisOptions | None = None,
     progress: Progress | None = None,
+    keylog: KeyLog | None = None,
 ) -> Iterator[HandshakeRecord]:
     """Yield per-connection diagnosed records of every readable input, in file order and,
     within a file, as connections end. Problems go to ``run``; nothing raises for bad
-    input."""
+    input. ``keylog``: secrets to decrypt handshakes with; the secrets blocks of pcapng
+    inputs are added to it (or to a key log of the run's own) as the files are read."""
     opts = options or DiagnosisOptions()
     files, errors = expand_paths(as_list(paths))
     run.errors.extend(errors)
     ports = tuple(tls_ports)
+    keys = keylog if keylog is not None else KeyLog()
     for path in files:
-        reader = CaptureReader(path)
-        engine = Engine(path.name, tls_ports=ports)
+        warned = len(keys.warnings)
+        reader = CaptureReader(path, secrets=keys)
+        engine = Engine(path.name, tls_ports=ports, keylog=keys)
         run.stats[path.name] = engine.stats
         frames = reader if progress is None else _with_progress(reader, path.name, progress)
         for record in engine.run(frames):
@@ -73,6 +78,7 @@ def analyze_files(
             run.errors.append(reader.error)
         for anomaly, detail in reader.anomalies:
             run.warnings.append(f"{path}: {detail or anomaly}")
+        run.warnings.extend(detail for _, detail in keys.warnings[warned:])
 
 
 def _with_progress(reader: CaptureReader, name: str, progress: Progress) -> Iterator[Frame]:

@@ -251,6 +251,9 @@ class HandshakeRecord:
     client_certificates: int | None = None
     """Certificates in the client's Certificate message (0: it sent an empty one), or
     None when it sent none that was visible."""
+    client_cert_requested: bool = False
+    """The server asked for a client certificate (a CertificateRequest, in plaintext or
+    decrypted with a key log)."""
     server_unacked_bytes: int = 0
     """Server bytes the client never acknowledged by the end of the handshake (a server
     flight lost on the way, e.g. an MTU black hole)."""

@@ -31,9 +31,10 @@ class DiagnosisOptions:
 
 
 def deciding_alert(r: HandshakeRecord) -> AlertInfo | None:
-    """The plaintext alert that ended the handshake: the first fatal one, else the last
-    plaintext alert seen before the handshake completed."""
-    plain = [a for a in r.alerts if not a.encrypted]
+    """The alert that ended the handshake, among those whose description is known
+    (plaintext, or decrypted with a key log): the first fatal one, else the last one seen
+    before the handshake completed."""
+    plain = [a for a in r.alerts if a.description is not None]
     for a in plain:
         if a.level == "fatal":
             return a
@@ -57,6 +58,18 @@ def cert_trust(record: HandshakeRecord, options: DiagnosisOptions) -> str | None
     return "ca_bundle" if options.ca_bundle else "certifi"
 
 
+def with_decryption(r: HandshakeRecord, v: Verdict, facts: Facts) -> str | None:
+    """The reason, saying so when its evidence was decrypted with the key log: a TLS 1.3
+    handshake's certificate and alerts, or a decrypted alert."""
+    if not r.decrypted or v.reason is None or v.outcome != "failed" or v.inferred:
+        return v.reason
+    alert = facts.alert
+    if r.version == "TLSv1.3" or (alert is not None and alert.encrypted):
+        sides = " and ".join(r.decrypted)
+        return f"{v.reason} (seen in the {sides} records decrypted with the key log)"
+    return v.reason
+
+
 def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -> HandshakeRecord:
     """The record with its judgement fields filled in."""
     opts = options or DiagnosisOptions()
@@ -70,7 +83,7 @@ def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -
         outcome=v.outcome,
         failure=v.failure if failed else None,
         failure_side=v.side if failed and v.failure else None,
-        reason=v.reason,
+        reason=with_decryption(record, v, facts),
         remedy=v.remedy if failed or v.outcome == "not_tls" else None,
         inferred=v.inferred,
         cert_status=status,

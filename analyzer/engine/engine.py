@@ -34,6 +34,7 @@ from analyzer.flows.table import FlowTable
 from analyzer.flows.tcp import TcpConnection
 from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
+from analyzer.tls.keylog import KeyLog
 
 QUIC_PORTS = frozenset({443, 8443})
 """UDP ports whose traffic is counted as QUIC in the summary."""
@@ -70,8 +71,11 @@ class Engine:
         tls_ports: Iterable[int] = (),
         report_at_settle: bool = False,
         table: FlowTable[TcpConnection] | None = None,
+        keylog: KeyLog | None = None,
     ) -> None:
         self.capture = capture
+        self.keylog = keylog
+        """Secrets for decrypting handshakes (``--keylog``, pcapng secrets blocks)."""
         self.tls_ports = DEFAULT_TLS_PORTS | frozenset(tls_ports)
         self.report_at_settle = report_at_settle
         """Live mode: report a record as soon as its handshake settles (close ``open``)."""
@@ -238,7 +242,7 @@ class Engine:
             # Mid-stream: guess that the side on a known TLS port, else the lower port, is
             # the server; the connection swaps sides if the guess is proved wrong.
             key = (seg.dst, seg.dport, seg.src, seg.sport)
-        conn = TcpConnection(key, seg.ts, tls_port=key[3] in self.tls_ports)
+        conn = TcpConnection(key, seg.ts, tls_port=key[3] in self.tls_ports, keylog=self.keylog)
         self.stats.connections += 1
         self.table.add(conn)
         for old in self.table.over_limit():

@@ -31,6 +31,7 @@ from analyzer.handshake.build import TransportFacts, build_record, duration, ip_
 from analyzer.handshake.core import HandshakeCore
 from analyzer.record import HandshakeRecord, Side
 from analyzer.text import first_line, last_line
+from analyzer.tls.keylog import KeyLog
 
 
 class Direction:
@@ -83,12 +84,14 @@ class TcpConnection:
         "ts_close",
     )
 
-    def __init__(self, key: FlowKey, ts: float, *, tls_port: bool) -> None:
+    def __init__(
+        self, key: FlowKey, ts: float, *, tls_port: bool, keylog: KeyLog | None = None
+    ) -> None:
         self.key = key
         """(client ip, client port, server ip, server port)."""
         self.last_ts = ts
         self.tls_port = tls_port
-        self.core = HandshakeCore(ts, stage="tcp_syn")
+        self.core = HandshakeCore(ts, stage="tcp_syn", keylog=keylog)
         self.client = Direction()
         self.server = Direction()
         self.packets = 0

@@ -78,7 +78,7 @@ def build_record(
     c_ip, c_port, s_ip, s_port = facts.key
     ch, sh, first_sh = core.ch, core.sh, core.sh_first
     alerts = core.alerts_with_inferred(facts.last_ts)
-    plain = [a for a in alerts if not a.encrypted]
+    known = [a for a in alerts if a.description is not None]
     anomalies = set(core.anomalies or ()) | facts.anomalies
     rec: dict[str, object] = {
         "uid": make_uid(capture, facts.key, facts.first_ts),
@@ -101,7 +101,7 @@ def build_record(
         "stage": core.stage,
         "established": core.established,
         "alerts": alerts,
-        "last_alert": plain[-1].description if plain else None,
+        "last_alert": known[-1].description if known else None,
         "hrr": core.hrr,
         "close": close,
         "client_bytes": facts.client_bytes,
@@ -117,6 +117,9 @@ def build_record(
         "client_hello_acked": facts.client_hello_acked,
         "server_unacked_bytes": facts.server_unacked_bytes,
         "client_certificates": core.client_certs,
+        "client_cert_requested": core.cert_requested,
+        "decrypted": [side for side, done in (("client", core.decrypted[True]),
+                                               ("server", core.decrypted[False])) if done],
         "syn_count": facts.syn_count,
         "synack": facts.synack,
         "icmp_error": facts.icmp_error,
@@ -156,7 +159,8 @@ def build_record(
         rec["cipher"] = cipher_name(sh.cipher_suite)
         group = sh.key_share_group if is_tls13(sh.version) else core.ske_curve
         rec["group"] = group_name(group) if group is not None else None
-        rec["alpn"] = printable(sh.alpn) if sh.alpn is not None else None
+        alpn = sh.alpn if sh.alpn is not None else core.ee_alpn
+        rec["alpn"] = printable(alpn) if alpn is not None else None
         rec["resumed"] = core.resumed()
     if first_sh is not None:
         rec["ja3s_string"], rec["ja3s"] = ja3s(first_sh)

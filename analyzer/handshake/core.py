@@ -20,6 +20,12 @@ Joint rules (the ones that need both directions):
   record longer than an alert (SPEC §3).
 - TLS ≤ 1.2: a direction's records are encrypted after its ChangeCipherSpec; the handshake
   is established once both sides sent ChangeCipherSpec and their encrypted Finished.
+- With a key log, each direction's stream opens the encrypted records that can still
+  change the verdict (:mod:`analyzer.tls.stream`): decrypted messages and alerts are
+  facts like visible ones (certificate, ALPN, a client certificate request, the real
+  alert), noted in the timeline, but add no ``history`` letters (Zeek's letters are those
+  of the plaintext). TLS 1.3 is then established by the client's decrypted Finished
+  instead of by record sizes.
 - Once the handshake is settled (established and the first records after it seen, a
   fatal alert, or not TLS) the core stops parsing (:attr:`HandshakeCore.settled`); the
   transport then only counts packets and bytes.
@@ -28,7 +34,8 @@ Joint rules (the ones that need both directions):
 from __future__ import annotations
 
 import sys
-from typing import Final
+from functools import partial
+from typing import TYPE_CHECKING, Final
 
 from analyzer import limits
 from analyzer.anomalies import Anomaly
@@ -38,15 +45,26 @@ from analyzer.record import AlertInfo, Side, TimelineEntry
 from analyzer.text import first_line
 from analyzer.tls import events as ev
 from analyzer.tls.enums import HandshakeType as H
-from analyzer.tls.messages import CertificateChain, ClientHello, ServerHello, ServerKeyExchange
+from analyzer.tls.messages import (
+    CertificateChain,
+    ClientHello,
+    EncryptedExtensions,
+    ServerHello,
+    ServerKeyExchange,
+)
 from analyzer.tls.names import alert_name
 from analyzer.tls.stream import TLSStream
+
+if TYPE_CHECKING:
+    from analyzer.tls.decrypt import DirectionKeys, NoKeys, SessionKeys
+    from analyzer.tls.keylog import KeyLog
 
 ALERT_SIZED: Final = 24
 """SPEC §3: an encrypted record of at most this many payload bytes may be an alert."""
 
 TLS13: Final = 0x0304
 PRE_SHARED_KEY_EXT: Final = 41
+ENCRYPT_THEN_MAC_EXT: Final = 22
 _ZERO_SESSION_ID: Final = bytes(32)
 _POST_HANDSHAKE_RECORDS: Final = 6
 """Encrypted records looked at after a TLS 1.3 client's flight before settling."""
@@ -66,23 +84,28 @@ class HandshakeCore:
         "app_data",
         "ccs_seen",
         "cert",
+        "cert_requested",
         "ch",
         "client_certs",
         "client_enc_after_flight",
         "client_first_bytes",
         "client_tls",
+        "decrypted",
+        "ee_alpn",
         "established",
         "finished_seen",
         "first_ts",
         "from_start",
         "history",
         "hrr",
+        "keylog",
         "last_step",
         "not_tls",
         "server_enc_after_client",
         "server_first_bytes",
         "server_flight",
         "server_tls",
+        "session",
         "settled",
         "sh",
         "sh_first",
@@ -92,10 +115,11 @@ class HandshakeCore:
         "ts_ch",
         "ts_established",
         "ts_failure",
+        "ts_now",
         "ts_sh",
     )
 
-    def __init__(self, first_ts: float, *, stage: str) -> None:
+    def __init__(self, first_ts: float, *, stage: str, keylog: KeyLog | None = None) -> None:
         self.first_ts = first_ts
         """The connection's first packet: timeline times count from it."""
         self.stage = stage
@@ -135,6 +159,19 @@ class HandshakeCore:
         """The side that spoke something other than TLS where TLS was expected."""
         self.server_first_bytes: str | None = None
         self.client_first_bytes: str | None = None
+        self.keylog = keylog
+        """Secrets for decryption; None (or empty): the handshake is read as the wire
+        shows it."""
+        self.session: SessionKeys | NoKeys | None = None
+        """This connection's keys from the key log, once asked."""
+        self.decrypted = [False, False]
+        """Per side (indexed by ``from_client``): records opened with the key log."""
+        self.cert_requested = False
+        """The server sent a CertificateRequest (plaintext, or decrypted)."""
+        self.ee_alpn: bytes | None = None
+        """TLS 1.3: the ALPN of the decrypted EncryptedExtensions."""
+        self.ts_now = first_ts
+        """Time of the event being handled (for notes made by the key source)."""
 
     # ------------------------------------------------------------------ shared facts
 
@@ -197,10 +234,16 @@ class HandshakeCore:
     def event(self, from_client: bool, event: ev.TLSEvent, ts: float) -> None:
         """One TLS event from one direction, in wire order."""
         sender: Side = "client" if from_client else "server"
+        self.ts_now = ts
         if isinstance(event, ev.HandshakeMsg):
-            self.handshake(from_client, event, ts)
+            if event.decrypted:
+                self.decrypted_message(from_client, event, ts)
+            else:
+                self.handshake(from_client, event, ts)
         elif isinstance(event, ev.ApplicationData):
-            self.encrypted_record(from_client, event.length, ts)
+            if event.decrypted:
+                self.decrypted[from_client] = True
+            self.encrypted_record(from_client, event.length, ts, opened=event.decrypted)
         elif isinstance(event, ev.ChangeCipherSpec):
             self.step(from_client, CCS, ts, "ChangeCipherSpec")
             self.ccs_seen[from_client] = True
@@ -267,6 +310,8 @@ class HandshakeCore:
                 self.ts_sh = ts
             if not parsed.is_hrr or self.sh is None:
                 self.sh = parsed
+            if not parsed.is_hrr and self.keylog:
+                self.expect_keys()
         elif isinstance(parsed, CertificateChain):
             if from_client:
                 self.client_certs = len(parsed.certificates)
@@ -274,6 +319,65 @@ class HandshakeCore:
                 self.cert = parsed
         elif isinstance(parsed, ServerKeyExchange) and not from_client:
             self.ske_curve = parsed.named_curve
+        elif msg_type == H.certificate_request and not from_client:
+            self.cert_requested = True
+
+    def decrypted_message(self, from_client: bool, msg: ev.HandshakeMsg, ts: float) -> None:
+        """A handshake message opened with the key log: a fact, but no history letter and
+        no step of the transition table (those follow the plaintext)."""
+        sender: Side = "client" if from_client else "server"
+        self.decrypted[from_client] = True
+        self.note(ts, sender, f"{message_name(msg.msg_type)} (decrypted)")
+        parsed = msg.parsed
+        if isinstance(parsed, CertificateChain):
+            if from_client:
+                self.client_certs = len(parsed.certificates)
+            elif self.cert is None:
+                self.cert = parsed
+                self.reach("server_certificate")
+        elif isinstance(parsed, EncryptedExtensions) and not from_client:
+            self.ee_alpn = parsed.alpn
+        elif msg.msg_type == H.certificate_request and not from_client:
+            self.cert_requested = True
+        elif msg.msg_type == H.finished and self.tls13:
+            if not from_client:
+                self.reach("server_done")
+            else:
+                self.reach("client_finished")
+                if not self.established:
+                    # The client checked the server's flight and finished (RFC 8446 §4.4.4).
+                    self.establish(ts)
+
+    def expect_keys(self) -> None:
+        """The ServerHello settled version and suite: each direction will ask for its keys
+        at its first encrypted record."""
+        tls13 = self.tls13
+        for from_client, stream in ((True, self.client_tls), (False, self.server_tls)):
+            if stream is not None:
+                stream.expect_keys(partial(self.keys_for, from_client), tls13=tls13)
+
+    def keys_for(self, from_client: bool) -> DirectionKeys | None:
+        """One direction's decryptors from the key log (the session's keys are worked out
+        once, at the first direction that asks)."""
+        from analyzer.tls.decrypt import NoKeys, NoKeysReason, session_keys
+
+        if self.session is None and self.keylog is not None and self.ch and self.sh:
+            sh = self.sh
+            self.session = session_keys(
+                self.keylog.lookup(self.ch.random),
+                version=sh.version,
+                cipher_suite=sh.cipher_suite,
+                client_random=self.ch.random,
+                server_random=sh.random,
+                encrypt_then_mac=any(e.type == ENCRYPT_THEN_MAC_EXT for e in sh.extensions),
+            )
+            if isinstance(self.session, NoKeys):
+                self.note(self.ts_now, "-", f"not decrypted: {self.session.detail}")
+                if self.session.reason is not NoKeysReason.NO_SECRETS:
+                    self.anomaly(Anomaly.DECRYPT_UNSUPPORTED)
+        if self.session is None or isinstance(self.session, NoKeys):
+            return None
+        return self.session.client if from_client else self.session.server
 
     def encrypted_finished(self, from_client: bool, ts: float) -> None:
         """A handshake record after this side's CCS (TLS ≤ 1.2): its Finished."""
@@ -284,11 +388,13 @@ class HandshakeCore:
         if all(self.finished_seen) and all(self.ccs_seen):
             self.establish(ts)
 
-    def encrypted_record(self, from_client: bool, length: int, ts: float) -> None:
+    def encrypted_record(
+        self, from_client: bool, length: int, ts: float, *, opened: bool = False
+    ) -> None:
         """An application_data record: data, or in TLS 1.3 the encrypted handshake."""
         sender: Side = "client" if from_client else "server"
         if self.tls13:
-            self.tls13_record(from_client, length, ts)
+            self.tls13_record(from_client, length, ts, opened=opened)
             return
         if self.established:
             self.app_data = True
@@ -298,9 +404,10 @@ class HandshakeCore:
         elif self.ch is not None:
             self.note(ts, sender, f"application data before the handshake ({length} bytes)")
 
-    def tls13_record(self, from_client: bool, length: int, ts: float) -> None:
-        """TLS 1.3 without keys: the server's encrypted flight, then the client's
-        (established when it is longer than an alert), then what each side sends next."""
+    def tls13_record(self, from_client: bool, length: int, ts: float, *, opened: bool) -> None:
+        """TLS 1.3 encrypted records: the server's flight, then the client's (without keys,
+        established when it is longer than an alert; with keys, by its decrypted
+        Finished), then what each side sends next."""
         if not from_client:
             if self.client_enc_after_flight:
                 self.server_enc_after_client.append(length)
@@ -312,7 +419,7 @@ class HandshakeCore:
         elif self.server_flight:
             self.client_enc_after_flight.append(length)
             self.note(ts, "client", f"encrypted record ({length} bytes)")
-            if not self.established and length > ALERT_SIZED:
+            if not self.established and length > ALERT_SIZED and not opened:
                 self.establish(ts)
             elif self.established and length > ALERT_SIZED:
                 self.reach("application_data")
@@ -343,7 +450,10 @@ class HandshakeCore:
                     ts=ts,
                 )
             )
-        if alert.encrypted:
+        if alert.decrypted:
+            self.decrypted[sender == "client"] = True
+            self.note(ts, sender, f"alert {level or alert.level} {desc} (decrypted)")
+        elif alert.encrypted:
             self.note(ts, sender, "encrypted alert")
         else:
             self.add_letter("L" if sender == "client" else "l")
@@ -366,6 +476,8 @@ class HandshakeCore:
                 ("client", self.client_enc_after_flight, self.server_flight > 0),
                 ("server", self.server_enc_after_client, bool(self.client_enc_after_flight)),
             ):
+                if self.decrypted[sender == "client"]:
+                    continue  # the key log showed what the records were
                 if after and sizes and sizes[-1] <= ALERT_SIZED and len(sizes) <= 2:
                     alerts.append(
                         AlertInfo(

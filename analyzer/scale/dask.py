@@ -49,6 +49,7 @@ from analyzer.scale.work import (
     plan_parts,
 )
 from analyzer.sources import CAPTURE_SUFFIXES, expand_paths
+from analyzer.tls.keylog import KeyLog
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -309,6 +310,7 @@ def start(
     tls_ports: Iterable[int] = (),
     options: DiagnosisOptions | None = None,
     shard_bytes: int | None = None,
+    keylog: KeyLog | None = None,
 ) -> DaskRun:
     """Analyze the inputs on the cluster and wait for it; records stay on the workers."""
 
@@ -320,6 +322,7 @@ def start(
         _threads(cluster),
         tls_ports=tls_ports,
         options=opts,
+        keylog=keylog,
         shard_bytes=shard_bytes,
         size=_size,
         locate=_locate,
@@ -380,6 +383,7 @@ def read_pcaps(
     ca_bundle: str | None = None,
     verify: bool = True,
     shard_bytes: int | None = None,
+    keylog: KeyLog | None = None,
 ) -> dd.DataFrame:
     """Analyze captures on a Dask cluster; one DataFrame partition per file or shard.
 
@@ -398,7 +402,9 @@ def read_pcaps(
     ddf: Any = dask.dataframe
 
     opts = DiagnosisOptions(ca_bundle=ca_bundle, verify=verify)
-    dask_run = start(paths, client, tls_ports=tls_ports, options=opts, shard_bytes=shard_bytes)
+    dask_run = start(
+        paths, client, tls_ports=tls_ports, options=opts, shard_bytes=shard_bytes, keylog=keylog
+    )
     _report(dask_run, run)
     meta = conform(to_dataframe([]))
     # Dask would turn text columns into Arrow strings: keep read_pcap's dtypes.
@@ -459,6 +465,7 @@ def analyze_on_cluster(
     output: str | None,
     tls_ports: Iterable[int] = (),
     options: DiagnosisOptions | None = None,
+    keylog: KeyLog | None = None,
 ) -> tuple[int, int]:
     """``tlsa analyze --dask ADDRESS``: Parquet dataset (``-o DIR``) or JSONL (``-o FILE``
     or stdout). Returns (records written, failed handshakes); problems go to ``run``."""
@@ -470,7 +477,7 @@ def analyze_on_cluster(
 
     module: Any = distributed
     with module.Client(address, timeout=limits.DASK_CONNECT_TIMEOUT) as client:
-        dask_run = start(paths, client, tls_ports=tls_ports, options=options)
+        dask_run = start(paths, client, tls_ports=tls_ports, options=options, keylog=keylog)
         _report(dask_run, run)
         if fmt == "parquet":
             assert output is not None

@@ -48,6 +48,7 @@ from analyzer.scale.work import (
 )
 from analyzer.sorted_records import SortedRecords
 from analyzer.sources import expand_paths
+from analyzer.tls.keylog import KeyLog
 
 
 def cores() -> int:
@@ -172,6 +173,7 @@ def collect_parallel(
     options: DiagnosisOptions | None = None,
     progress: Progress | None = None,
     shard_bytes: int | None = None,
+    keylog: KeyLog | None = None,
 ) -> Iterator[HandshakeRecord]:
     """:func:`analyzer.api.collect_sorted` on ``workers`` processes (None:
     :func:`default_workers`); with one worker and nothing to split, the work stays in
@@ -185,7 +187,12 @@ def collect_parallel(
     run.errors.extend(errors)
     n = default_workers(files) if workers is None else max(1, workers)
     parts = plan_parts(
-        [str(f) for f in files], n, tls_ports=tls_ports, options=opts, shard_bytes=shard_bytes
+        [str(f) for f in files],
+        n,
+        tls_ports=tls_ports,
+        options=opts,
+        keylog=keylog,
+        shard_bytes=shard_bytes,
     )
     evidence = Evidence()
     records = SortedRecords()
@@ -195,7 +202,9 @@ def collect_parallel(
         records.add(record)
 
     if n == 1 or len(parts) < 2:
-        found = analyze_files(files, run, tls_ports=tls_ports, options=opts, progress=progress)
+        found = analyze_files(
+            files, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
+        )
         for record in found:
             take(record)
     else:

@@ -30,6 +30,7 @@ from analyzer.engine.engine import CaptureStats, Engine
 from analyzer.record import HandshakeRecord
 from analyzer.scale.shard import ShardEngine
 from analyzer.sources import CaptureReader
+from analyzer.tls.keylog import KeyLog
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +50,8 @@ class Part:
     """File size in bytes, when known (for scheduling and progress)."""
     tls_ports: tuple[int, ...] = ()
     options: DiagnosisOptions = field(default_factory=DiagnosisOptions)
+    keylog: KeyLog | None = None
+    """Secrets for decryption, pickled to the worker with the task (in memory)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -106,21 +109,26 @@ class UrlCaptureReader(CaptureReader):
         return raw
 
 
-def open_capture(path: str) -> CaptureReader:
-    return UrlCaptureReader(path) if has_scheme(path) else CaptureReader(path)
+def open_capture(path: str, secrets: KeyLog | None = None) -> CaptureReader:
+    if has_scheme(path):
+        reader: CaptureReader = UrlCaptureReader(path)
+        reader.secrets = secrets
+        return reader
+    return CaptureReader(path, secrets=secrets)
 
 
 def analyze_part(part: Part) -> PartResult:
     """Analyze one part; never raises for bad input (the result carries the error)."""
     started = time.process_time()
-    reader = open_capture(part.path)
+    keylog = part.keylog if part.keylog is not None else KeyLog()
+    reader = open_capture(part.path, keylog)
     name = capture_name(part.path)
     records: list[HandshakeRecord] = []
     if part.shards == 1:
-        engine = Engine(name, tls_ports=part.tls_ports)
+        engine = Engine(name, tls_ports=part.tls_ports, keylog=keylog)
         found: Iterable[HandshakeRecord] = engine.run(reader)
     else:
-        engine = ShardEngine(name, tls_ports=part.tls_ports)
+        engine = ShardEngine(name, tls_ports=part.tls_ports, keylog=keylog)
         found = engine.run_shard(reader, part.shard, part.shards)
     opts = part.options
     records = [diagnose(r, opts) for r in found]
@@ -128,6 +136,7 @@ def analyze_part(part: Part) -> PartResult:
     warnings: list[str] = []
     if part.shard == 0:  # every shard reads the whole file: one of them reports on it
         warnings = [f"{label}: {detail or anomaly}" for anomaly, detail in reader.anomalies]
+        warnings += [detail for _, detail in keylog.warnings]
     error = reader.error
     if error is not None and label != part.path and error.startswith(part.path):
         error = label + error[len(part.path) :]
@@ -207,6 +216,7 @@ def plan_parts(
     *,
     tls_ports: Iterable[int] = (),
     options: DiagnosisOptions | None = None,
+    keylog: KeyLog | None = None,
     shard_bytes: int | None = None,
     size: Callable[[str], int | None] | None = None,
     locate: Callable[[str], str] = str,
@@ -232,6 +242,7 @@ def plan_parts(
                 size=n_bytes,
                 tls_ports=ports,
                 options=opts,
+                keylog=keylog,
             )
             for s in range(n)
         )

@@ -23,6 +23,8 @@ class HandshakeMsg:
     the others, and when the body could not be parsed (an anomaly accompanies it)."""
     records: int = 1
     """How many TLS records the message spanned."""
+    decrypted: bool = False
+    """It came out of encrypted records, opened with a key log."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,12 +42,14 @@ class ChangeCipherSpec:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Alert:
     """RFC 8446 §6. Plaintext alerts have level and description; encrypted ones have only
-    their record length (``level``/``description`` None)."""
+    their record length (``level``/``description`` None), unless a key log opened them
+    (``decrypted``)."""
 
     level: int | None
     description: int | None
     encrypted: bool
     length: int
+    decrypted: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +58,8 @@ class ApplicationData:
     the encrypted handshake and encrypted alerts."""
 
     length: int
+    decrypted: bool = False
+    """A key log opened it: what it carried follows as events of their own."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,7 @@ from analyzer.tls.enums import ECCurveType, HandshakeType
 from analyzer.tls.events import HandshakeMsg, ParseAnomaly
 from analyzer.tls.hello import (
     parse_client_hello,
+    parse_encrypted_extensions,
     parse_hello_retry_request,
     parse_server_hello,
 )
@@ -101,6 +102,7 @@ _BODY_PARSERS: dict[int, Callable[[bytes], ParsedMessage | ParseAnomaly]] = {
     HandshakeType.hello_retry_request: parse_hello_retry_request,
     HandshakeType.certificate: parse_certificate,
     HandshakeType.server_key_exchange: parse_server_key_exchange,
+    HandshakeType.encrypted_extensions: parse_encrypted_extensions,
 }
 """The message bodies that become typed values; others are kept as type and length."""
 

@@ -33,7 +33,13 @@ from analyzer.limits import MAX_INTERNED, MAX_INTERNED_LENGTH
 from analyzer.tls.cursor import Cursor, Leftover, Malformed, Truncated, total
 from analyzer.tls.enums import ExtensionType, HandshakeType, NameType, ProtocolVersion
 from analyzer.tls.events import ParseAnomaly
-from analyzer.tls.messages import ClientHello, Extension, HelloVerifyRequest, ServerHello
+from analyzer.tls.messages import (
+    ClientHello,
+    EncryptedExtensions,
+    Extension,
+    HelloVerifyRequest,
+    ServerHello,
+)
 
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 """SHA-256("HelloRetryRequest"): the random of a HelloRetryRequest (RFC 8446 §4.1.3)."""
@@ -410,6 +416,23 @@ def parse_server_hello(body: bytes) -> ServerHello | ParseAnomaly:
         anomalies=tuple(anomalies),
         **fields,
     )
+
+
+_ENCRYPTED_EXTENSIONS: dict[int, tuple[str, _Reader]] = {
+    ExtensionType.application_layer_protocol_negotiation: ("alpn", _alpn_selected),
+}
+
+
+def parse_encrypted_extensions(body: bytes) -> EncryptedExtensions | ParseAnomaly:
+    """RFC 8446 §4.3.1 EncryptedExtensions: ``Extension extensions<0..2^16-1>``."""
+    cur = Cursor(body, "EncryptedExtensions")
+    fields: dict[str, Any] = {}
+    anomalies: list[Anomaly] = []
+    if cur.at_end:
+        return ParseAnomaly(anomaly=Anomaly.MALFORMED_HANDSHAKE,
+                            detail="EncryptedExtensions: empty, the extensions block wanted")
+    extensions = _extensions(cur, _ENCRYPTED_EXTENSIONS, fields, anomalies)
+    return EncryptedExtensions(extensions=extensions, anomalies=tuple(anomalies), **fields)
 
 
 def parse_hello_retry_request(body: bytes) -> ServerHello | ParseAnomaly:

@@ -117,6 +117,22 @@ class ServerKeyExchange:
     named_curve: int | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncryptedExtensions:
+    """RFC 8446 §4.3.1 EncryptedExtensions (TLS 1.3, seen only when decrypted): the
+    server's extensions that are not in its ServerHello, ALPN among them."""
+
+    extensions: tuple[Extension, ...]
+    alpn: bytes | None = None
+    """The protocol the server selected (RFC 7301 §3.1)."""
+    anomalies: tuple[Anomaly, ...] = ()
+
+
 ParsedMessage = (
-    ClientHello | ServerHello | CertificateChain | ServerKeyExchange | HelloVerifyRequest
+    ClientHello
+    | ServerHello
+    | CertificateChain
+    | ServerKeyExchange
+    | HelloVerifyRequest
+    | EncryptedExtensions
 )

@@ -17,14 +17,23 @@ Rules:
   records travel as application_data.
 - An alert record of two bytes is a plaintext alert; any other length is an encrypted
   one (level and description unknown).
+- With a key log (:meth:`TLSStream.expect_keys`), the encrypted records that can still
+  change the verdict are opened (:mod:`analyzer.tls.decrypt`): in TLS 1.3 the handshake
+  epoch (EncryptedExtensions, Certificate, CertificateVerify, Finished) and the small
+  records after it (tickets, KeyUpdate, alerts); in TLS ≤ 1.2 the Finished and alerts
+  after this direction's ChangeCipherSpec. The record's own event comes first, then what
+  it carried (``decrypted`` set). Bulk application data is never opened; a record that
+  does not authenticate is ``decrypt_failed`` and ends decryption of the direction.
 
-What it does not do: decrypt, judge the order of messages (the engine does), or touch
-the other direction.
+What it does not do: find keys (the caller gives a source), judge the order of messages
+(the handshake core does), or touch the other direction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from analyzer.anomalies import Anomaly
 from analyzer.tls.enums import AlertLevel, ContentType, HandshakeType
@@ -41,6 +50,12 @@ from analyzer.tls.events import (
 from analyzer.tls.handshake import HandshakeReassembler
 from analyzer.tls.hello import parse_sslv2_client_hello
 from analyzer.tls.records import Record, RecordReader, SSLv2Record
+
+if TYPE_CHECKING:
+    from analyzer.tls.decrypt import Decryptor, DirectionKeys
+
+KeySource = Callable[[], "DirectionKeys | None"]
+"""Called once, at this direction's first encrypted record: its keys, or None."""
 
 ALERT_LENGTH = 2
 """A plaintext alert: AlertLevel (1) + AlertDescription (1)."""
@@ -66,7 +81,18 @@ def parse_alert(fragment: bytes) -> Alert | ParseAnomaly:
 class TLSStream:
     """The TLS parser of one direction of one connection."""
 
-    __slots__ = ("_handshake", "_records", "encrypted", "is_client")
+    __slots__ = (
+        "_decryptor",
+        "_handshake",
+        "_inner",
+        "_key_source",
+        "_keys",
+        "_records",
+        "_tls13",
+        "decrypted",
+        "encrypted",
+        "is_client",
+    )
 
     def __init__(self, is_client: bool) -> None:
         self.is_client = is_client
@@ -74,6 +100,21 @@ class TLSStream:
         """Set by the caller after this direction's TLS ≤ 1.2 ChangeCipherSpec."""
         self._records = RecordReader(is_client=is_client)
         self._handshake = HandshakeReassembler()
+        self._key_source: KeySource | None = None
+        self._keys: DirectionKeys | None = None
+        self._decryptor: Decryptor | None = None
+        self._inner: HandshakeReassembler | None = None
+        """The handshake messages of the decrypted records."""
+        self._tls13 = False
+        self.decrypted = False
+        """At least one record of this direction was opened with a key log."""
+
+    def expect_keys(self, source: KeySource, *, tls13: bool) -> None:
+        """The hellos are done: the keys of this direction will come from ``source``,
+        asked once, at the first encrypted record (a live key log may be written just
+        after the ServerHello is captured)."""
+        self._key_source = source
+        self._tls13 = tls13
 
     @property
     def dead(self) -> bool:
@@ -119,6 +160,8 @@ class TLSStream:
                 return
             self._handshake.discard()  # a message cut by the ChangeCipherSpec never completes
             yield EncryptedHandshake(length=len(fragment))
+            if self._can_open():
+                yield from self._open(record)
             return
         if self._handshake.buffered:
             detail = f"content type {ctype} inside a handshake message"
@@ -126,11 +169,80 @@ class TLSStream:
         if ctype == ContentType.change_cipher_spec:
             yield ChangeCipherSpec()
         elif ctype == ContentType.alert:
-            yield parse_alert(fragment)
+            if self.encrypted and self._can_open():
+                yield from self._open_alert(record)
+            else:
+                yield parse_alert(fragment)
         elif ctype == ContentType.application_data:
-            yield ApplicationData(length=len(fragment))
+            if self._tls13 and self._can_open():
+                opened = list(self._open(record))
+                yield ApplicationData(length=len(fragment), decrypted=bool(opened))
+                yield from opened
+            else:
+                yield ApplicationData(length=len(fragment))
         else:  # the record layer lets through content types 20..24 only
             yield Heartbeat(length=len(fragment))
+
+    # ------------------------------------------------------------------ key log
+
+    def _can_open(self) -> bool:
+        """Whether this encrypted record goes through a decryptor (asking the key source
+        at the first one)."""
+        if self._key_source is not None:
+            keys, self._key_source = self._key_source(), None
+            if keys is not None:
+                self._keys = keys
+                self._decryptor = keys.handshake if self._tls13 else keys.application
+                self._inner = HandshakeReassembler()
+        return self._decryptor is not None
+
+    def _open(self, record: Record) -> Iterator[TLSEvent]:
+        """Decrypt one record and yield what it carried (nothing for a record not worth
+        opening: bulk data, or an unknown inner type)."""
+        from analyzer.tls.decrypt import Failed
+
+        dec, inner = self._decryptor, self._inner
+        assert dec is not None and inner is not None
+        ctype, fragment = record.content_type, record.fragment
+        if not dec.worth_opening(ctype, len(fragment)):
+            dec.skip(fragment)
+            return
+        result = dec.decrypt(ctype, record.version, fragment)
+        if isinstance(result, Failed):
+            self._decryptor = None  # wrong secrets or damaged bytes: stop here
+            yield ParseAnomaly(anomaly=Anomaly.DECRYPT_FAILED, detail=result.reason.value)
+            return
+        self.decrypted = True
+        if result.content_type == ContentType.handshake:
+            for event in inner.add(result.data):
+                if isinstance(event, HandshakeMsg):
+                    self._after_message(event.msg_type)
+                    yield replace(event, decrypted=True)
+                else:
+                    yield event
+        elif result.content_type == ContentType.alert:
+            alert = parse_alert(result.data)
+            if isinstance(alert, Alert):
+                yield replace(alert, encrypted=True, length=len(fragment), decrypted=True)
+            else:
+                yield alert
+
+    def _open_alert(self, record: Record) -> Iterator[TLSEvent]:
+        """A TLS ≤ 1.2 alert after ChangeCipherSpec: decrypted, or as an encrypted one."""
+        opened = list(self._open(record))
+        if not any(isinstance(event, Alert) for event in opened):
+            opened.append(parse_alert(record.fragment))
+        yield from opened
+
+    def _after_message(self, msg_type: int) -> None:
+        """TLS 1.3 epochs: after this side's Finished its application keys apply; after a
+        KeyUpdate, the next ones (RFC 8446 §4.6.3, §7.2)."""
+        if not self._tls13 or self._keys is None:
+            return
+        if msg_type == HandshakeType.finished and self._decryptor is self._keys.handshake:
+            self._decryptor = self._keys.application
+        elif msg_type == HandshakeType.key_update and self._decryptor is not None:
+            self._decryptor.key_update()  # type: ignore[attr-defined]
 
     def _sslv2(self, record: SSLv2Record) -> Iterator[TLSEvent]:
         hello = parse_sslv2_client_hello(record.data)

@@ -38,7 +38,13 @@ from tests.fuzz import seeds as seed_corpus  # noqa: E402
 from tests.fuzz.replay import PARSER_PACKAGES  # noqa: E402
 from tests.fuzz.targets import TARGETS  # noqa: E402
 
-MAX_LEN = {"capture": 64 * 1024, "tls_stream": 20 * 1024, "hello": 8 * 1024, "frame": 2048}
+MAX_LEN = {
+    "capture": 64 * 1024,
+    "tls_stream": 20 * 1024,
+    "hello": 8 * 1024,
+    "frame": 2048,
+    "keys": 4096,
+}
 """libFuzzer -max_len per target: the capture seeds are up to 32 KB, the others smaller."""
 INPUT_TIMEOUT = 10
 """Seconds one input may take before it counts as a hang."""

@@ -27,6 +27,12 @@ Targets (the first bytes of an input steer the target; the rest is the data):
     The whole-file path: the input is a capture file (pcap, pcapng, gzip) read by
     :class:`analyzer.sources.CaptureReader`, analysed by the engine, diagnosed, sharpened
     by cross-connection evidence and written as JSONL and CSV cells.
+``keys``
+    Key logs and record decryption: the input, as text, is a key log
+    (:class:`analyzer.tls.keylog.KeyLog`: its warnings never quote a line); as bytes, byte 0
+    picks a version and cipher suite, byte 1 a record content type, and the rest is an
+    encrypted record for decryptors made from fixed secrets
+    (:func:`analyzer.tls.decrypt.session_keys`): it opens or fails, never raises.
 
 Not here: running the targets (``fuzz.py`` under atheris, ``replay.py`` for corpora).
 """
@@ -292,9 +298,54 @@ def capture(data: bytes) -> None:
     analyse_file(_FILE)
 
 
+KEY_SUITES = (
+    (0x0304, 0x1301), (0x0304, 0x1302), (0x0304, 0x1303), (0x0304, 0x1304), (0x0304, 0x1305),
+    (0x0303, 0xC02F), (0x0303, 0xCCA8), (0x0303, 0xC0AC), (0x0303, 0xC027), (0x0303, 0x002F),
+    (0x0302, 0x002F), (0x0301, 0x0035), (0x0303, 0x000A),
+)
+"""(version, cipher suite) pairs the ``keys`` target decrypts with: every AEAD and CBC
+family of :mod:`analyzer.tls.decrypt`."""
+_RANDOM = bytes(range(32))
+_SECRET = bytes(range(48))
+
+
+def keys(data: bytes) -> None:
+    from analyzer.tls.decrypt import Failed, NoKeys, Plain, session_keys
+    from analyzer.tls.keylog import KeyLog, Secrets
+
+    text = data.decode("utf-8", "replace")
+    keylog = KeyLog(max_entries=8)
+    keylog.add_text(text, source="fuzz")
+    for _, detail in keylog.warnings:
+        check(len(detail) < 200 and "\n" not in detail, "a long or multi-line warning")
+    if len(data) < 2:
+        return
+    version, suite = KEY_SUITES[data[0] % len(KEY_SUITES)]
+    traffic = _SECRET if suite == 0x1302 else _SECRET[:32]  # SHA-384 or SHA-256 sized
+    secrets = Secrets(master_secret=_SECRET, client_handshake_traffic=traffic,
+                      server_handshake_traffic=traffic, client_traffic_0=traffic,
+                      server_traffic_0=traffic)
+    session = session_keys(secrets, version=version, cipher_suite=suite,
+                           client_random=_RANDOM, server_random=_RANDOM,
+                           encrypt_then_mac=bool(data[1] & 0x80))
+    check(not isinstance(session, NoKeys), "no keys for a supported suite")
+    assert not isinstance(session, NoKeys)
+    content_type = (20, 21, 22, 23)[data[1] & 3]
+    for direction in (session.client, session.server):
+        for dec in (direction.handshake, direction.application):
+            if dec is None:
+                continue
+            if dec.worth_opening(content_type, len(data) - 2):
+                result = dec.decrypt(content_type, version, data[2:])
+                check(isinstance(result, Plain | Failed), "decrypt returned something else")
+            else:
+                dec.skip(data[2:])
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "tls_stream": tls_stream,
     "hello": hello,
     "frame": frame,
     "capture": capture,
+    "keys": keys,
 }
