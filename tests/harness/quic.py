@@ -153,6 +153,50 @@ def tshark_quic(path: Path, keylog: Path | None = None) -> list[dict[str, list[s
     return rows
 
 
+# -- building packets with aioquic's protection (for fixtures the wire rarely shows) --------
+
+
+def varint(value: int) -> bytes:
+    """RFC 9000 §16 encoding, shortest form."""
+    for length, prefix in ((1, 0x00), (2, 0x40), (4, 0x80), (8, 0xC0)):
+        if value < 1 << (8 * length - 2):
+            return (value | prefix << (8 * length - 8)).to_bytes(length, "big")
+    raise ValueError(value)
+
+
+def crypto_frame(offset: int, data: bytes) -> bytes:
+    """A CRYPTO frame (RFC 9000 §19.6)."""
+    return b"\x06" + varint(offset) + varint(len(data)) + data
+
+
+def close_frame(code: int, reason: bytes = b"", frame_type: int = 0) -> bytes:
+    """A CONNECTION_CLOSE frame of type 0x1c (RFC 9000 §19.19)."""
+    return b"\x1c" + varint(code) + varint(frame_type) + varint(len(reason)) + reason
+
+
+def long_packet(frames: bytes, *, key_dcid: bytes, dcid: bytes | None = None,
+                scid: bytes = b"\x01\x02\x03\x04", from_client: bool = True,
+                packet_number: int = 0, version: int = 0x00000001, token: bytes = b"",
+                pad_to: int = 0) -> bytes:
+    """An Initial packet protected by aioquic with keys from ``key_dcid`` (the client's
+    first DCID); ``dcid`` defaults to it. ``pad_to`` adds PADDING up to that packet size."""
+    from aioquic.quic.crypto import CryptoPair
+
+    dcid = key_dcid if dcid is None else dcid
+    type_bits = 0x01 if version == VERSIONS["v2"] else 0x00
+    first = 0xC0 | type_bits << 4 | 0x03  # 4-byte packet number
+    head = (bytes([first]) + version.to_bytes(4, "big") + bytes([len(dcid)]) + dcid
+            + bytes([len(scid)]) + scid + varint(len(token)) + token)
+    overhead = len(head) + 2 + 4 + 16
+    if pad_to > overhead + len(frames):
+        frames += bytes(pad_to - overhead - len(frames))
+    length = (0x4000 | (4 + len(frames) + 16)).to_bytes(2, "big")  # 2-byte varint
+    header = head + length + packet_number.to_bytes(4, "big")
+    pair = CryptoPair()
+    pair.setup_initial(cid=key_dcid, is_client=from_client, version=version)
+    return pair.encrypt_packet(header, frames, packet_number)
+
+
 # -- running peers in namespaces ------------------------------------------------------------
 
 
