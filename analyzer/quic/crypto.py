@@ -15,7 +15,7 @@ What it does:
 What it does not do: key updates or 1-RTT keys, choose which keys a packet needs (the
 connection parser does), or parse headers (:mod:`analyzer.quic.packet`). Every derivation
 goes through :mod:`analyzer.tls.keyschedule`; every cipher comes from ``cryptography``.
-Keys never leave this module as text: :class:`PacketKeys` has no field a repr could show.
+Keys never leave this module as text: :class:`PacketKeys`'s repr shows only its suite.
 """
 
 from __future__ import annotations
@@ -74,30 +74,33 @@ class Unprotected:
 
 
 class PacketKeys:
-    """One direction's keys at one encryption level. Holds cipher objects only."""
+    """One direction's keys at one encryption level.
 
-    __slots__ = ("_aead", "_hp", "_iv", "suite")
+    Holds the key bytes and builds the cipher objects per packet: an AES-GCM object keeps
+    a few KB of OpenSSL state once used, and a connection sees only a handful of the
+    packets these keys are for, so building them costs less than keeping them.
+    """
+
+    __slots__ = ("_chacha", "_hp", "_iv", "_key", "suite")
 
     def __init__(self, suite: int, key: bytes, iv: bytes, hp: bytes) -> None:
-        info = SUITES[suite]
         self.suite = suite
+        self._chacha = SUITES[suite].chacha
+        self._key = key
         self._iv = int.from_bytes(iv)
-        self._aead: AESGCM | ChaCha20Poly1305 = (
-            ChaCha20Poly1305(key) if info.chacha else AESGCM(key)
-        )
-        self._hp = hp if info.chacha else Cipher(algorithms.AES(hp), modes.ECB())
+        self._hp = hp
 
     def __repr__(self) -> str:
         return f"PacketKeys(suite=0x{self.suite:04x})"
 
     def mask(self, sample: bytes) -> bytes:
         """The 5-byte header-protection mask for a 16-byte sample (RFC 9001 §5.4.3-4)."""
-        if isinstance(self._hp, bytes):
+        if self._chacha:
             # ChaCha20: counter = sample[0:4] little-endian, nonce = sample[4:16]; that is
             # exactly cryptography's 16-byte ChaCha20 "nonce" argument.
             chacha = Cipher(algorithms.ChaCha20(self._hp, sample), mode=None).encryptor()
             return chacha.update(bytes(5))
-        return self._hp.encryptor().update(sample)[:5]
+        return Cipher(algorithms.AES(self._hp), modes.ECB()).encryptor().update(sample)[:5]
 
     def unprotect(self, packet: bytes, pn_offset: int, largest_pn: int) -> Unprotected | None:
         """Remove header and payload protection from one packet, or None if it does not
@@ -120,8 +123,9 @@ class PacketKeys:
         header = bytes([first]) + packet[1:pn_offset] + pn_bytes
         packet_number = decode_packet_number(largest_pn, int.from_bytes(pn_bytes), pn_length * 8)
         nonce = (self._iv ^ packet_number).to_bytes(12)
+        aead = ChaCha20Poly1305(self._key) if self._chacha else AESGCM(self._key)
         try:
-            payload = self._aead.decrypt(nonce, packet[pn_offset + pn_length :], header)
+            payload = aead.decrypt(nonce, packet[pn_offset + pn_length :], header)
         except InvalidTag:
             return None
         return Unprotected(packet_number=packet_number, header=header, payload=payload)
