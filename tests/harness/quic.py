@@ -71,24 +71,33 @@ def udp_flows(path: Path) -> list[UdpFlow]:
     import dpkt
 
     flows: dict[tuple[tuple[str, int], tuple[str, int]], UdpFlow] = {}
-    for ts, ip in _ip_packets(path):
-        udp = ip.data
-        if not isinstance(udp, dpkt.udp.UDP):
-            continue
-        family = socket.AF_INET6 if len(ip.src) == 16 else socket.AF_INET
-        src = (socket.inet_ntop(family, ip.src), udp.sport)
-        dst = (socket.inet_ntop(family, ip.dst), udp.dport)
-        flow = flows.get((src, dst))
-        if flow is not None:
-            flow.datagrams.append((ts, True, bytes(udp.data)))
-            continue
-        flow = flows.get((dst, src))
-        if flow is not None:
-            flow.datagrams.append((ts, False, bytes(udp.data)))
-            continue
-        flows[(src, dst)] = UdpFlow(client=src, server=dst,
-                                    datagrams=[(ts, True, bytes(udp.data))])
+    try:
+        for ts, ip in _ip_packets(path):
+            _add_datagram(flows, ts, ip)
+    except (dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, ValueError):
+        pass  # a capture cut short: the flows read so far
     return list(flows.values())
+
+
+def _add_datagram(flows: dict[tuple[tuple[str, int], tuple[str, int]], UdpFlow], ts: float,
+                  ip: Any) -> None:
+    import dpkt
+
+    udp = ip.data
+    if not isinstance(udp, dpkt.udp.UDP):
+        return
+    family = socket.AF_INET6 if len(ip.src) == 16 else socket.AF_INET
+    src = (socket.inet_ntop(family, ip.src), udp.sport)
+    dst = (socket.inet_ntop(family, ip.dst), udp.dport)
+    flow = flows.get((src, dst))
+    if flow is not None:
+        flow.datagrams.append((ts, True, bytes(udp.data)))
+        return
+    flow = flows.get((dst, src))
+    if flow is not None:
+        flow.datagrams.append((ts, False, bytes(udp.data)))
+        return
+    flows[(src, dst)] = UdpFlow(client=src, server=dst, datagrams=[(ts, True, bytes(udp.data))])
 
 
 def parse_flow(flow: UdpFlow, secrets: dict[str, bytes] | None = None) -> tuple[Any, list[Any]]:
@@ -128,8 +137,8 @@ def read_keylog(path: Path) -> dict[str, bytes]:
 
 
 TSHARK_FIELDS = (
-    "frame.number", "udp.srcport", "quic.version", "quic.long.packet_type", "quic.dcid",
-    "quic.scid", "tls.handshake.type", "tls.handshake.extensions_server_name",
+    "frame.number", "udp.srcport", "udp.dstport", "quic.version", "quic.long.packet_type",
+    "quic.dcid", "quic.scid", "tls.handshake.type", "tls.handshake.extensions_server_name",
     "tls.handshake.extensions_alpn_str", "quic.cc.error_code", "quic.cc.frame_type",
     "quic.cc.reason_phrase", "quic.supported_version", "quic.retry_token",
     "quic.retry_integrity_tag", "tls.handshake.ja3", "tls.handshake.certificate",
