@@ -308,3 +308,15 @@ def test_every_prefix_of_the_frames_fixture() -> None:
 def test_crypto_frame_builder_round_trip() -> None:
     frame = parse_frames(crypto_frame(70000, b"abc"), True).frames
     assert frame == (Crypto(offset=70000, data=b"abc"),)
+
+
+def test_the_quic_layer_imports_no_edge_library() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, analyzer.quic; print(' '.join(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in {'pandas', 'matplotlib', 'rich', 'typer', 'pyshark', "
+            "'aioquic', 'dpkt'})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == ""
