@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from analyzer.quic import ConnectionClose, Decrypted, Retry, VersionNegotiation
+from analyzer.quic import (
+    ConnectionClose,
+    Decrypted,
+    QuicConnectionParser,
+    Retry,
+    VersionNegotiation,
+)
 from analyzer.tls.enums import HandshakeType
 from analyzer.tls.events import Alert, HandshakeMsg, ParseAnomaly
 from analyzer.tls.messages import ClientHello
@@ -51,6 +57,7 @@ V2 = 0x6B3343CF
 
 @dataclass
 class Outcome:
+    flow: Any
     client: dict[str, Any]
     server: list[dict[str, Any]]
     facts: Any
@@ -62,6 +69,7 @@ class Outcome:
     facts_plain: Any
     """The parser's facts without the key log."""
     events_plain: list[Any]
+    secrets: dict[str, bytes]
 
     def messages(self, from_keylog: bool = True) -> list[int]:
         events = self.events if from_keylog else self.events_plain
@@ -104,11 +112,11 @@ def _run(lab_pki: tuple[Lab, TestPKI, Path], server: list[str] | None, client: l
     parser, events = parse_flow(flows[0], secrets)
     plain_parser, plain_events = parse_flow(flows[0])
     return Outcome(
-        client=result, server=server_lines(srv) if srv is not None else [],
+        flow=flows[0], client=result, server=server_lines(srv) if srv is not None else [],
         facts=parser.facts(), events=events,
         tshark=tshark_quic(pcap, keylog if keylog.exists() else None),
         tshark_plain=tshark_quic(pcap),
-        facts_plain=plain_parser.facts(), events_plain=plain_events,
+        facts_plain=plain_parser.facts(), events_plain=plain_events, secrets=secrets,
     )
 
 
@@ -143,6 +151,15 @@ def test_handshake_with_key_log(quic_lab: Any, versions: str, number: int, name:
     assert sorted(int(t) for t in outcome.tshark_values("tls.handshake.type")) == sorted(expected)
     assert facts.decrypted == ("client", "server")
     assert sum(isinstance(e, Decrypted) for e in outcome.events) == 2
+    # Secrets installed only after the whole connection was fed: the held packets open.
+    late = QuicConnectionParser(await_secrets=True)
+    held = [e for ts, from_client, data in outcome.flow.datagrams
+            for e in late.datagram(from_client, data, ts)]
+    random = _client_hellos(outcome)[0].random.hex()
+    for label, from_client in (("CLIENT", True), ("SERVER", False)):
+        secret = outcome.secrets[f"{label}_HANDSHAKE_TRAFFIC_SECRET {random}"]
+        held += late.install_handshake_secret(from_client, secret)
+    assert sorted(e.msg_type for e in held if isinstance(e, HandshakeMsg)) == sorted(expected)
     # Without it: the hellos only, and the same packet counts.
     assert outcome.messages(from_keylog=False) == [1, 2]
     assert (outcome.facts_plain.client, outcome.facts_plain.server) == (facts.client, facts.server)

@@ -177,11 +177,15 @@ class QuicConnectionParser:
         self._hs_secrets[side] = secret
         self._derive_handshake_keys(side)
         events: list[QuicEvent] = []
-        if self._hs_keys[side] is not None:
+        self._replay(side, events)
+        return events
+
+    def _replay(self, side: int, events: list[QuicEvent]) -> None:
+        """Decrypt the Handshake packets of one side held until its keys existed."""
+        if self._hs_keys[side] is not None and self._pending[side]:
             held, self._pending[side] = self._pending[side], []
             for packet in held:
                 self._handshake(side, packet, events, replay=True)
-        return events
 
     def datagram(self, from_client: bool, data: bytes, ts: float) -> list[QuicEvent]:
         """Events for one UDP payload sent by the client (``from_client``) or the server."""
@@ -212,6 +216,7 @@ class QuicConnectionParser:
             events.append(split.anomaly)
         if zeek and split.rest and not split.rest[0] & FIXED_BIT:
             self._history.discarded(from_client)  # zero padding after the packets
+        self._replay(side, events)  # the ServerHello may have just given the cipher suite
         if side == SERVER:
             self._unanswered = 0
             self._server_answered |= any(
@@ -284,8 +289,13 @@ class QuicConnectionParser:
         keys = self._hs_keys[side]
         if keys is None:
             events.append(_seen(packet))
-            if self._await_secrets and len(self._pending[side]) < MAX_QUIC_PENDING_PACKETS:
+            if not self._await_secrets or (self._suite is not None and self._suite not in SUITES):
+                return  # no key log, or a suite whose packets are only counted
+            if len(self._pending[side]) < MAX_QUIC_PENDING_PACKETS:
                 self._pending[side].append(packet)
+            elif not replay:
+                events.append(ParseAnomaly(anomaly=Anomaly.QUIC_CRYPTO_LIMIT,
+                                           detail="Handshake packets held for a key log"))
             return
         opened = keys.unprotect(packet.data, packet.pn_offset, self._largest[side][HANDSHAKE])
         if opened is None:
