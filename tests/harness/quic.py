@@ -101,10 +101,10 @@ def _add_datagram(flows: dict[tuple[tuple[str, int], tuple[str, int]], UdpFlow],
 
 
 def parse_flow(flow: UdpFlow, secrets: dict[str, bytes] | None = None) -> tuple[Any, list[Any]]:
-    """Feed a flow to a fresh parser: ``(parser, events)``. ``secrets`` maps a client
-    random (hex) to ``{"client": secret, "server": secret}``-style key log entries:
-    ``CLIENT_HANDSHAKE_TRAFFIC_SECRET``/``SERVER_HANDSHAKE_TRAFFIC_SECRET`` of the
-    ClientHello's random are installed as soon as the ClientHello is seen."""
+    """Feed a flow to a fresh parser: ``(parser, events)``. ``secrets`` is a key log as
+    :func:`read_keylog` returns it: the ``CLIENT_HANDSHAKE_TRAFFIC_SECRET`` and
+    ``SERVER_HANDSHAKE_TRAFFIC_SECRET`` of each ClientHello's random are installed as soon
+    as that ClientHello is seen, as the engine will do."""
     from analyzer.quic import QuicConnectionParser
     from analyzer.tls.events import HandshakeMsg
     from analyzer.tls.messages import ClientHello
@@ -118,11 +118,11 @@ def parse_flow(flow: UdpFlow, secrets: dict[str, bytes] | None = None) -> tuple[
             if secrets and isinstance(event, HandshakeMsg) and isinstance(event.parsed,
                                                                           ClientHello):
                 random = event.parsed.random.hex()
-                for label, to_client in (("CLIENT_HANDSHAKE_TRAFFIC_SECRET", True),
-                                         ("SERVER_HANDSHAKE_TRAFFIC_SECRET", False)):
+                for label, from_client_side in (("CLIENT_HANDSHAKE_TRAFFIC_SECRET", True),
+                                                ("SERVER_HANDSHAKE_TRAFFIC_SECRET", False)):
                     secret = secrets.get(f"{label} {random}")
                     if secret is not None:
-                        events += parser.install_handshake_secret(to_client, secret)
+                        events += parser.install_handshake_secret(from_client_side, secret)
     return parser, events
 
 
