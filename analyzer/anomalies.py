@@ -134,3 +134,25 @@ class Anomaly(StrEnum):
     DTLS_REASSEMBLY_LIMIT = "dtls_reassembly_limit"
     """Too many partial handshake messages, pieces or bytes held for one side of a DTLS
     association, or too many messages remembered; the fragment was dropped."""
+
+    # quic: packets, frames and CRYPTO streams (analyzer/quic)
+    QUIC_BAD_PACKET = "quic_bad_packet"
+    """A QUIC header that does not parse (cut short, a Length beyond the datagram, a
+    connection ID longer than 20 bytes) or bytes after the last packet that are neither a
+    packet nor zero padding; the rest of the datagram was skipped."""
+    QUIC_UNDECRYPTABLE = "quic_undecryptable"
+    """A packet whose protection could not be removed with the keys it should have (an
+    Initial that fails its AEAD tag: damaged, forged, or keyed from a DCID never seen);
+    its frames were ignored, so a CONNECTION_CLOSE in it does not count."""
+    QUIC_BAD_FRAME = "quic_bad_frame"
+    """A frame that does not parse, an unknown frame type, or a frame not allowed in an
+    Initial or Handshake packet; the rest of that packet's frames was skipped."""
+    QUIC_CRYPTO_LIMIT = "quic_crypto_limit"
+    """CRYPTO data too far ahead of the contiguous stream, or more out-of-order CRYPTO
+    data than the buffer holds; it was dropped."""
+    QUIC_CRYPTO_MISMATCH = "quic_crypto_mismatch"
+    """Two copies of the same CRYPTO offsets differ; the first copy was kept."""
+    QUIC_UNKNOWN_VERSION = "quic_unknown_version"
+    """A long header of a QUIC version whose packets cannot be read (counted only)."""
+    QUIC_BAD_RETRY = "quic_bad_retry"
+    """A Retry whose integrity tag is wrong, or sent by the client; it was ignored."""

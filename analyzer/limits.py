@@ -272,3 +272,38 @@ fold retransmitted flights. A handshake has at most a dozen per side in clear
 DTLS_REPLAY_WINDOW = 64
 """Record sequence numbers remembered below the highest one per epoch to spot duplicated
 datagrams (RFC 6347 §4.1.2.6 suggests at least 32; 64 is what implementations use)."""
+
+# quic: one connection's packets and CRYPTO streams
+
+MAX_QUIC_PACKETS_PER_DATAGRAM = 16
+"""Coalesced packets read from one datagram. A sender coalesces at most one packet per
+encryption level (four) in practice; more is padding abuse or damage."""
+
+MAX_QUIC_CRYPTO_GAP = 64 * 1024
+"""How far ahead of the contiguous part of a CRYPTO stream a frame may start (bytes). A
+handshake flight with a large certificate chain is tens of KB; a frame further ahead
+(up to 2^62 is encodable) cannot belong to a real flight and is dropped."""
+
+MAX_QUIC_CRYPTO_PENDING = 16 * 1024
+"""Out-of-order CRYPTO bytes held per stream (one side, one level) waiting for a hole to
+fill: about ten packets, more than a post-quantum ClientHello or a reordered certificate
+flight needs. With four streams, a connection holds at most 64 KB this way, and only
+while its packets are out of order."""
+
+MAX_QUIC_CRYPTO_SEGMENTS = 32
+"""Out-of-order CRYPTO pieces held per stream (bounds per-piece overhead)."""
+
+MAX_QUIC_PENDING_PACKETS = 8
+"""Handshake packets held per side, when a key log is loaded, until their handshake
+secret is installed (the client random is known only after the ClientHello): a server's
+first flight with a certificate chain takes a handful of packets."""
+
+MAX_QUIC_VERSIONS = 32
+"""Versions kept from a Version Negotiation packet (servers list two or three)."""
+
+MAX_QUIC_REASON = 256
+"""Bytes of a CONNECTION_CLOSE reason phrase kept (they are short diagnostic texts)."""
+
+MAX_QUIC_DISCARDED = 100
+"""Zeek's ``QUIC::max_discarded_packet_events``: ``X`` letters beyond this many discarded
+packets are not added to the QUIC history."""

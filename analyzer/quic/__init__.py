@@ -1,0 +1,46 @@
+"""QUIC, sans-IO: Initial packets read without keys, the TLS handshake in their CRYPTO frames.
+
+The engine's UDP seam asks :func:`peek_long_header` (version and connection IDs of a
+datagram's first packet, no crypto) and :func:`short_header_dcid`, creates one
+:class:`QuicConnectionParser` per connection, feeds it each datagram with its direction,
+passes the TLS events it returns (``HandshakeMsg``, ``Alert``) to the handshake core, reads
+:meth:`QuicConnectionParser.facts` into the record and, with a key log, installs handshake
+secrets (:meth:`QuicConnectionParser.install_handshake_secret`).
+
+RFCs: 8999 (invariants), 9000 (transport), 9001 (QUIC-TLS), 9369 (QUIC v2).
+"""
+
+from analyzer.quic.events import (
+    ConnectionClose,
+    Decrypted,
+    PacketCounts,
+    PacketSeen,
+    QuicEvent,
+    QuicFacts,
+    Retry,
+    UnknownVersion,
+    VersionNegotiation,
+)
+from analyzer.quic.packet import LongHeaderIds, peek_long_header, short_header_dcid
+from analyzer.quic.parser import QuicConnectionParser
+from analyzer.quic.versions import VERSIONS, PacketType, is_reserved_version, version_name
+
+__all__ = [
+    "VERSIONS",
+    "ConnectionClose",
+    "Decrypted",
+    "LongHeaderIds",
+    "PacketCounts",
+    "PacketSeen",
+    "PacketType",
+    "QuicConnectionParser",
+    "QuicEvent",
+    "QuicFacts",
+    "Retry",
+    "UnknownVersion",
+    "VersionNegotiation",
+    "is_reserved_version",
+    "peek_long_header",
+    "short_header_dcid",
+    "version_name",
+]
