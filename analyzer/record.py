@@ -274,6 +274,11 @@ class HandshakeRecord:
     """Time of the FIN or RST that closed the connection (first one)."""
     ts_client_fin: float | None = None
     """Time of the client's first FIN (a later RST may have closed the connection)."""
+    client_max_datagram: int | None = None
+    """QUIC and DTLS: the largest UDP payload the client sent (with the path MTU, whether
+    its flights needed fragmenting)."""
+    server_max_datagram: int | None = None
+    """QUIC and DTLS: the largest UDP payload the server sent."""
     close_by: str | None = None
     """``client`` or ``server``: who sent the first FIN or RST."""
     client_retransmits: int = 0

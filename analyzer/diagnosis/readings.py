@@ -9,7 +9,20 @@ from analyzer.record import HandshakeRecord
 
 ALERT_SIZED = 24
 """SPEC §3: an encrypted record of at most this many payload bytes may be an alert."""
-VERSION_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1.0": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}
+VERSION_RANK = {
+    "SSLv2": 0,
+    "SSLv3": 1,
+    "TLSv1.0": 2,
+    "TLSv1.1": 3,
+    "TLSv1.2": 4,
+    "TLSv1.3": 5,
+    # DTLS 1.0 is TLS 1.1 over datagrams, DTLS 1.2 is TLS 1.2 (RFC 6347 §1), DTLS 1.3 is
+    # TLS 1.3 (RFC 9147); OpenConnect's pre-standard 0x0100 predates DTLS 1.0.
+    "DTLSv0.9": 2,
+    "DTLSv1.0": 3,
+    "DTLSv1.2": 4,
+    "DTLSv1.3": 5,
+}
 OLD_VERSIONS_MAX = 3
 """Clients whose best offer ranks at most TLSv1.1 meet servers that require TLS 1.2+."""
 EVICTED = str(Anomaly.FLOW_TABLE_LIMIT)

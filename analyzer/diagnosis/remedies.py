@@ -18,6 +18,8 @@ _OPENSSL_VERSION_FLAG = {
     "TLSv1.1": "-tls1_1",
     "TLSv1.2": "-tls1_2",
     "TLSv1.3": "-tls1_3",
+    "DTLSv1.0": "-dtls1",
+    "DTLSv1.2": "-dtls1_2",
 }
 
 
@@ -34,8 +36,15 @@ def target(r: HandshakeRecord) -> str:
 
 
 def s_client(r: HandshakeRecord, *extra: str) -> str:
-    """An ``openssl s_client`` line for this connection."""
+    """An ``openssl s_client`` line for this connection (over DTLS with ``-dtls``; over QUIC
+    with ``-quic`` and an ALPN, which OpenSSL 3.2 and later have)."""
     parts = ["openssl", "s_client", "-connect", target(r)]
+    if r.transport == "dtls" and not any(e.startswith("-dtls") for e in extra):
+        parts.append("-dtls")
+    elif r.transport == "quic":
+        parts.append("-quic")
+        if "-alpn" not in extra:
+            parts += ["-alpn", r.alpn or (r.alpn_offered[0] if r.alpn_offered else "h3")]
     if r.sni:
         parts += ["-servername", r.sni]
     if r.starttls in ("smtp", "imap", "pop3", "ftp", "xmpp", "irc", "ldap", "postgres"):

@@ -28,7 +28,8 @@ from analyzer import limits
 from analyzer.anomalies import Anomaly
 from analyzer.decode import decode_frame, tcp_count_view
 from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, IcmpUnreachable, Segment
-from analyzer.engine.udp import UdpSeam
+from analyzer.engine.udp import DTLS_PORTS, open_connection
+from analyzer.flows.connection import Connection, DatagramConnection
 from analyzer.flows.preamble import DEFAULT_TLS_PORTS
 from analyzer.flows.table import FlowTable
 from analyzer.flows.tcp import TcpConnection
@@ -80,8 +81,9 @@ class Engine:
         self.report_at_settle = report_at_settle
         """Live mode: report a record as soon as its handshake settles (close ``open``)."""
         self.table: FlowTable[TcpConnection] = table if table is not None else FlowTable()
-        self.udp = UdpSeam()
-        """QUIC and DTLS: their datagrams and the ICMP errors quoting them."""
+        self.udp_table: FlowTable[DatagramConnection] = FlowTable()
+        """QUIC connections and DTLS associations (:mod:`analyzer.engine.udp`)."""
+        self.udp_ports = DTLS_PORTS | frozenset(tls_ports)
         self.stats = CaptureStats()
         self._next_expiry = 0.0
         self._closed: OrderedDict[tuple[bytes, int, bytes, int], float] = OrderedDict()
@@ -130,15 +132,12 @@ class Engine:
                 st.udp_quic += 1
             else:
                 st.udp_other += 1
-            out += self.udp.datagram(seg)
+            self._datagram(seg, out)
         elif type(seg) is IcmpUnreachable:
             st.other += 1
-            if seg.udp:
-                self.udp.icmp(seg)
-            else:
-                conn = self.table.get(seg.key)
-                if conn is not None:
-                    conn.icmp_unreachable(seg)
+            quoted = (self.udp_table if seg.udp else self.table).get(seg.key)
+            if quoted is not None:
+                quoted.icmp_unreachable(seg)
         else:
             st.other += 1
             if seg.anomaly is not None:  # type: ignore[union-attr]
@@ -156,6 +155,33 @@ class Engine:
         self._expire(ts, out)
         return out
 
+    def _datagram(self, dgram: Datagram, out: list[HandshakeRecord]) -> None:
+        """A UDP datagram: to its QUIC connection or DTLS association, or the start of
+        one (:func:`analyzer.engine.udp.open_connection`)."""
+        table = self.udp_table
+        conn = table.get((dgram.src, dgram.sport, dgram.dst, dgram.dport))
+        if conn is None:
+            conn = open_connection(dgram, ports=self.udp_ports)
+            if conn is None:
+                return
+            self.stats.connections += 1
+            table.add(conn)
+            self._evict(table, dgram.ts, out)
+        conn.packets += 1
+        if dgram.ts > conn.last_ts:
+            conn.last_ts = dgram.ts
+        from_client = dgram.src == conn.key[0] and dgram.sport == conn.key[1]
+        if conn.settled:
+            conn.datagram(from_client, dgram.payload, dgram.ts)  # counted only
+            return
+        conn.datagram(from_client, dgram.payload, dgram.ts)
+        settled = conn.is_settled()
+        if settled or conn.established:
+            table.mark_settled(conn)
+            if self.report_at_settle and settled and not conn.reported and conn.relevant():
+                conn.reported = True
+                out.append(conn.record(self.capture, "open", None))
+
     def finish(self) -> list[HandshakeRecord]:
         """End of capture: report every connection still open."""
         return list(self.drain())
@@ -166,6 +192,10 @@ class Engine:
         out: list[HandshakeRecord] = []
         for conn in self.table.drain():
             self._report(conn, "capture_end", out)
+            if out:
+                yield out.pop()
+        for udp in self.udp_table.drain():
+            self._report(udp, "capture_end", out)
             if out:
                 yield out.pop()
 
@@ -245,13 +275,20 @@ class Engine:
         conn = TcpConnection(key, seg.ts, tls_port=key[3] in self.tls_ports, keylog=self.keylog)
         self.stats.connections += 1
         self.table.add(conn)
-        for old in self.table.over_limit():
+        self._evict(self.table, seg.ts, out)
+        return conn
+
+    def _evict(
+        self, table: FlowTable[TcpConnection] | FlowTable[DatagramConnection], ts: float,
+        out: list[HandshakeRecord],
+    ) -> None:
+        """Report the connections a full table lets go of (idle longest first)."""
+        for old in table.over_limit():
             old.anomaly(Anomaly.FLOW_TABLE_LIMIT)
-            if old.settled or old.established:
-                self._remember_closed(old, seg.ts)  # its later packets are not a new connection
+            if isinstance(old, TcpConnection) and (old.settled or old.established):
+                self._remember_closed(old, ts)  # its later packets are not a new connection
             self._report(old, old.close_reason(idle=True), out)
             self.stats.anomalies["flow_table_limit"] += 1
-        return conn
 
     def _closed_by_flags(self, conn: TcpConnection, ts: float) -> None:
         """Forget the connection but remember its 4-tuple for a while (like TIME_WAIT)."""
@@ -284,8 +321,10 @@ class Engine:
     def _expire(self, now: float, out: list[HandshakeRecord]) -> None:
         for conn in self.table.expired(now):
             self._report(conn, conn.close_reason(idle=True), out)
+        for udp in self.udp_table.expired(now):
+            self._report(udp, udp.close_reason(idle=True), out)
 
-    def _report(self, conn: TcpConnection, close: str, out: list[HandshakeRecord]) -> None:
+    def _report(self, conn: Connection, close: str, out: list[HandshakeRecord]) -> None:
         conn.closed = True
         if conn.reported and not self.report_at_settle:
             return

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from analyzer import limits
 from analyzer.anomalies import Anomaly
-from analyzer.decode.icmp import describe_unreachable, unreachable_name
-from analyzer.decode.types import ACK, RST, SYN, IcmpUnreachable, Segment
+from analyzer.decode.types import ACK, RST, SYN, Segment
 from analyzer.flows import preamble
+from analyzer.flows.connection import Connection
 from analyzer.flows.reassembly import Reassembler
 from analyzer.flows.table import FlowKey
-from analyzer.handshake.build import TransportFacts, build_record, duration, ip_text
+from analyzer.handshake.build import TransportFacts, duration
 from analyzer.handshake.core import HandshakeCore
-from analyzer.record import HandshakeRecord, Side
+from analyzer.record import Side
 from analyzer.text import first_line, last_line
 from analyzer.tls.keylog import KeyLog
 
@@ -48,7 +48,7 @@ class Direction:
         self.fin = False
 
 
-class TcpConnection:
+class TcpConnection(Connection):
     """The TCP side of one connection, feeding its handshake core."""
 
     __slots__ = (
@@ -57,22 +57,13 @@ class TcpConnection:
         "client",
         "client_acked_ch",
         "close_by",
-        "closed",
-        "core",
-        "icmp_error",
-        "icmp_from",
-        "key",
         "last_ack",
-        "last_ts",
         "mode",
-        "packets",
         "proxy_status",
         "proxy_status_line",
         "proxy_target",
-        "reported",
         "rst_by",
         "server",
-        "settled",
         "starttls",
         "syn_count",
         "syn_seq",
@@ -87,17 +78,10 @@ class TcpConnection:
     def __init__(
         self, key: FlowKey, ts: float, *, tls_port: bool, keylog: KeyLog | None = None
     ) -> None:
-        self.key = key
-        """(client ip, client port, server ip, server port)."""
-        self.last_ts = ts
+        super().__init__(key, ts, HandshakeCore(ts, stage="tcp_syn", keylog=keylog))
         self.tls_port = tls_port
-        self.core = HandshakeCore(ts, stage="tcp_syn", keylog=keylog)
         self.client = Direction()
         self.server = Direction()
-        self.packets = 0
-        self.settled = False
-        self.closed = False
-        self.reported = False
         self.mode = "detect"
         """Client side: detect | tls | preamble | plaintext."""
         self.syn_count = 0
@@ -120,22 +104,6 @@ class TcpConnection:
         self.proxy_status: int | None = None
         self.proxy_status_line: str | None = None
         self.starttls: str | None = None
-        self.icmp_error: str | None = None
-        self.icmp_from: str | None = None
-
-    @property
-    def established(self) -> bool:
-        return self.core.established
-
-    def is_settled(self) -> bool:
-        """:attr:`settled`, read again after a call that may have changed it."""
-        return self.settled
-
-    def note(self, ts: float, sender: str, what: str) -> None:
-        self.core.note(ts, sender, what)
-
-    def anomaly(self, code: Anomaly | str) -> None:
-        self.core.anomaly(code)
 
     def settle(self) -> None:
         """Stop parsing payload: from now on packets are only counted. The reassemblers
@@ -209,18 +177,6 @@ class TcpConnection:
         if self.close_by is not None:
             return "fin"
         return "idle_timeout" if idle else "capture_end"
-
-    def icmp_unreachable(self, error: IcmpUnreachable) -> None:
-        """An ICMP destination-unreachable error quoting a packet of this connection: the
-        first one is kept for the record, every one goes to the timeline."""
-        sender = ip_text(error.src)
-        if self.icmp_error is None:
-            self.icmp_error = unreachable_name(error.v6, error.code)
-            self.icmp_from = sender
-        src, sport = error.key[0], error.key[1]
-        about = "client" if src == self.key[0] and sport == self.key[1] else "server"
-        self.note(error.ts, "-", f"{describe_unreachable(error)} from {sender}, "
-                  f"quoting a {about} packet")
 
     def tcp_syn(self, ts: float, seq: int) -> None:
         self.syn_count += 1
@@ -494,9 +450,4 @@ class TcpConnection:
             ts_close=self.ts_close,
             close_by=self.close_by,
             ts_client_fin=self.ts_client_fin,
-        )
-
-    def record(self, capture: str, close: str, capture_end: float | None) -> HandshakeRecord:
-        return build_record(
-            self.core, self.facts(), capture=capture, close=close, capture_end=capture_end
         )

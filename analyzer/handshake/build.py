@@ -64,6 +64,9 @@ class TransportFacts:
     ts_close: float | None = None
     close_by: str | None = None
     ts_client_fin: float | None = None
+    client_max_datagram: int | None = None
+    """UDP transports: the largest datagram each side sent (path MTU evidence)."""
+    server_max_datagram: int | None = None
 
 
 def build_record(
@@ -128,6 +131,8 @@ def build_record(
         "ts_server_hello": core.ts_sh,
         "ts_close": facts.ts_close,
         "ts_client_fin": facts.ts_client_fin,
+        "client_max_datagram": facts.client_max_datagram,
+        "server_max_datagram": facts.server_max_datagram,
         "close_by": facts.close_by,
         "server_first_bytes": core.server_first_bytes,
         "client_first_bytes": core.client_first_bytes,

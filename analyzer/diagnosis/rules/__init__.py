@@ -47,6 +47,8 @@ from analyzer.diagnosis.rules.transport import (
     rule_reset,
     rule_tcp_no_answer,
     rule_tcp_refused,
+    rule_udp_no_answer,
+    rule_udp_refused,
 )
 from analyzer.diagnosis.verdict import Rule
 
@@ -55,6 +57,8 @@ RULES: tuple[Rule, ...] = (
     rule_icmp_unreachable,  # transport
     rule_tcp_refused,
     rule_tcp_no_answer,
+    rule_udp_refused,
+    rule_udp_no_answer,
     rule_proxy_status,  # proxy
     rule_client_not_tls,  # plaintext
     rule_server_not_tls,

@@ -2,7 +2,9 @@
 the handshake, a ClientHello nobody answered.
 
 A refused SYN is ``tcp_refused`` (the server, or the network when a router's ICMP error
-says so); a SYN never answered is ``tcp_no_answer``; a RST after the ClientHello with no
+says so); a SYN never answered is ``tcp_no_answer``; over UDP (QUIC, DTLS), a first flight
+answered by ICMP port unreachable is ``udp_refused`` and one repeated into silence is
+``udp_no_answer``; a RST after the ClientHello with no
 alert is ``reset_during_handshake`` (the network when it looks forged: no acknowledgement
 of the hello by the server); a ClientHello that got nothing back is
 ``no_server_response`` (the network when the hello or the server's flight was lost on
@@ -92,6 +94,79 @@ def rule_tcp_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
             f"Check that the service listens on port {r.server_port} (on the server: "
             f"ss -ltnp 'sport = :{r.server_port}') and that no firewall rejects it; "
             f"confirm: nc -vz {r.server_ip} {r.server_port}"
+        ),
+    )
+
+
+_FIRST_FLIGHT = {"quic": "Initial", "dtls": "ClientHello"}
+"""What a UDP transport's client sends first, per transport."""
+
+
+def _udp_unanswered(r: HandshakeRecord) -> bool:
+    return r.transport != "tcp" and r.server_bytes == 0 and r.client_bytes > 0
+
+
+def _udp_probe(r: HandshakeRecord) -> str:
+    """A command that sends the same first flight from the client's side."""
+    return rm.s_client(r)
+
+
+def rule_udp_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    """The client's first flight over UDP answered by an ICMP error instead of the server."""
+    if not _udp_unanswered(r) or r.icmp_error not in _ICMP_REFUSALS:
+        return None
+    own = r.icmp_from == r.server_ip
+    by = "the server's host" if own else f"{r.icmp_from}, a router or firewall on the path"
+    flight = _FIRST_FLIGHT.get(r.transport, "first datagram")
+    port = r.server_port
+    cause = (
+        f"nothing listens on UDP port {port}, or a host firewall rejects it"
+        if own and r.icmp_error == "port_unreachable"
+        else "a firewall rejects the datagrams"
+    )
+    return Verdict(
+        outcome="failed",
+        failure="udp_refused",
+        side="server" if own else "network",
+        reason=(
+            f"the client's {r.transport.upper()} {flight} to {server(r)} was answered by ICMP "
+            f"{r.icmp_error.replace('_', ' ')} from {by} ({r.packets} datagram(s) sent): "
+            f"{cause}"
+        ),
+        remedy=(
+            f"Check that the service listens on UDP port {port} (on the server: ss -lunp "
+            f"'sport = :{port}') and that no firewall rejects UDP {port}; confirm: "
+            f"{_udp_probe(r)}"
+        ),
+    )
+
+
+def rule_udp_no_answer(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    """The client's first flight over UDP repeated with no answer at all."""
+    if not _udp_unanswered(r):
+        return None
+    if r.client_retransmits == 0 and captured_to_end(r):
+        return Verdict(
+            outcome="incomplete", reason="the capture ended while the first flight was pending"
+        )
+    flight = _FIRST_FLIGHT.get(r.transport, "first datagram")
+    icmp = (
+        f"; ICMP {r.icmp_error.replace('_', ' ')} came back from {r.icmp_from}"
+        if r.icmp_error
+        else ""
+    )
+    return Verdict(
+        outcome="failed",
+        failure="udp_no_answer",
+        side="network",
+        reason=(
+            f"{r.packets} datagram(s) carrying the client's {r.transport.upper()} {flight} "
+            f"to {server(r)} over {ms(r.ts_end - r.ts)} got no answer{icmp}: a firewall "
+            f"drops UDP {r.server_port}, or nothing listens there"
+        ),
+        remedy=(
+            f"Check firewall rules and security groups for UDP port {r.server_port} on the "
+            f"path, and that the service listens on it; confirm: {_udp_probe(r)}"
         ),
     )
 
