@@ -9,12 +9,13 @@ file-level errors, warnings and statistics too (the CLI). :func:`read_pcap` live
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from analyzer.diagnosis import DiagnosisOptions, diagnose
 from analyzer.diagnosis.cross import Evidence
 from analyzer.engine.engine import CaptureStats, Engine
+from analyzer.export.wireshark import record_filter, with_display_filters
 from analyzer.record import HandshakeRecord
 from analyzer.sorted_records import SortedRecords
 from analyzer.sources import CaptureReader, expand_paths
@@ -115,8 +116,24 @@ def collect_sorted(
     workers: int | None = None,
 ) -> Iterator[HandshakeRecord]:
     """:func:`collect` as an iterator. In one process its memory is bounded by the live
-    connections, whatever the number of records (:mod:`analyzer.sorted_records`)."""
-    opts = options or DiagnosisOptions()
+    connections, whatever the number of records (:mod:`analyzer.sorted_records`).
+    Every record gets its ``wireshark_filter`` here, once the run shows which 4-tuples
+    repeat (:func:`analyzer.export.wireshark.with_display_filters`)."""
+    yield from with_display_filters(
+        _collect_sorted(paths, run, tls_ports, opts=options or DiagnosisOptions(),
+                        progress=progress, workers=workers)
+    )
+
+
+def _collect_sorted(
+    paths: PathArg,
+    run: Run,
+    tls_ports: Iterable[int],
+    *,
+    opts: DiagnosisOptions,
+    progress: Progress | None,
+    workers: int | None,
+) -> Iterator[HandshakeRecord]:
     if workers != 1:
         from analyzer.scale.local import collect_parallel
 
@@ -153,6 +170,7 @@ def analyze(
     if cross:
         yield from collect(paths, run, tls_ports=tls_ports, options=opts)
     else:
-        yield from analyze_files(paths, run, tls_ports=tls_ports, options=opts)
+        for r in analyze_files(paths, run, tls_ports=tls_ports, options=opts):
+            yield replace(r, wireshark_filter=record_filter(r))
     if run.errors:
         raise CaptureError("\n".join(run.errors))

@@ -419,6 +419,14 @@ def _details(r: HandshakeRecord) -> Html:
         [
             ("client → server", f"{_client(r)} → {_server(r)}"),
             ("capture", r.capture),
+            (
+                "Wireshark filter",
+                tag("code", r.wireshark_filter, class_="wsf")
+                + tag("button", "copy", type="button", class_="copy",
+                      title="Copy the display filter")
+                if r.wireshark_filter
+                else None,
+            ),
             ("history", tag("code", r.history) if r.history else None),
             ("stage", r.stage),
             ("SNI", r.sni),

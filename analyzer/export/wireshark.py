@@ -1,0 +1,295 @@
+"""Wireshark hand-off: a display filter per connection, and the packets of chosen
+connections written to a pcapng file (``tlsa analyze --extract``, ``tlsa show --extract``).
+
+:func:`display_filter` is the ``wireshark_filter`` of a record (SPEC §3): both addresses
+and both ports, so either orientation matches, and so do ICMP errors quoting the
+connection's packets (Wireshark dissects the quoted IP and TCP headers under the same
+field names). It gets a ``frame.time_epoch`` bound only when the same 4-tuple occurs more
+than once in the capture (port reuse): :class:`RepeatedTuples` counts them over a run, and
+:func:`with_display_filters` fills the field once every record of the run is known.
+
+:func:`write_extract` reads the captures again with the project's own readers and decoder
+and writes every frame of the chosen connections (TCP segments or UDP datagrams of the
+4-tuple in either orientation, ICMP destination-unreachable errors quoting them) within
+the connection's time span, with its original timestamp and link type, one Interface
+Description Block per link type. The connection's first packet carries a comment naming
+its uid, outcome, failure and reason.
+
+Not here: decoding (:mod:`analyzer.decode`), reading captures (:mod:`analyzer.sources`),
+pcapng block layout (:mod:`analyzer.export.pcapng_writer`), key logs: ``embed_secrets`` is
+given the records written and returns their NSS key log lines, which go into a Decryption
+Secrets Block; choosing those lines is the key log's business.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from analyzer.decode import Datagram, IcmpUnreachable, Segment, decode_frame
+from analyzer.export.pcapng_writer import PcapngWriter
+from analyzer.export.text import escape
+from analyzer.limits import EXTRACT_COMMENT_CHARS
+from analyzer.record import HandshakeRecord
+from analyzer.sorted_records import SortedRecords
+from analyzer.sources import CaptureReader
+
+SecretsFor = Callable[[Sequence[HandshakeRecord]], bytes]
+"""Given the records written, the NSS key log lines of exactly those connections."""
+
+_UDP_TRANSPORTS = frozenset({"quic", "dtls"})
+_TIMELINE_SLACK = 2e-6
+"""Seconds added to an ICMP error's time taken from the timeline (``ts`` plus an offset in
+floats) so the frame's own timestamp falls inside the span."""
+
+
+def _usec_floor(ts: float) -> int:
+    n = ts * 1e6
+    r = round(n)
+    return r if abs(n - r) < 1e-3 else math.floor(n)
+
+
+def _usec_ceil(ts: float) -> int:
+    n = ts * 1e6
+    r = round(n)
+    return r if abs(n - r) < 1e-3 else math.ceil(n)
+
+
+def _epoch(us: int) -> str:
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def display_filter(
+    *,
+    client_ip: str,
+    client_port: int,
+    server_ip: str,
+    server_port: int,
+    transport: str = "tcp",
+    span: tuple[float, float] | None = None,
+) -> str:
+    """A Wireshark display filter selecting exactly one connection's packets.
+
+    ``span``: the connection's first and last packet times, for a capture where its
+    4-tuple occurs more than once (whole microseconds, widened to hold both ends)."""
+    v6 = ":" in client_ip or ":" in server_ip
+    addr = "ipv6.addr" if v6 else "ip.addr"
+    port = "udp.port" if transport in _UDP_TRANSPORTS else "tcp.port"
+    parts = [
+        f"{addr}=={client_ip}",
+        f"{addr}=={server_ip}",
+        f"{port}=={client_port}",
+        f"{port}=={server_port}",
+    ]
+    if span is not None:
+        parts.append(f"frame.time_epoch>={_epoch(_usec_floor(span[0]))}")
+        parts.append(f"frame.time_epoch<={_epoch(_usec_ceil(span[1]))}")
+    return " && ".join(parts)
+
+
+def connection_span(r: HandshakeRecord) -> tuple[float, float]:
+    """First and last packet time of the connection, ICMP errors about it included (they
+    are in its timeline, not in ``ts_end``)."""
+    end = r.ts_end
+    for entry in r.timeline:
+        if entry.sender == "-" and entry.what.startswith("ICMP"):
+            end = max(end, r.ts + entry.t + _TIMELINE_SLACK)
+    return r.ts, end
+
+
+def tuple_key(r: HandshakeRecord) -> tuple[str, str, str]:
+    """The capture and the 4-tuple in a fixed orientation."""
+    a, b = f"{r.client_ip} {r.client_port}", f"{r.server_ip} {r.server_port}"
+    proto = "udp" if r.transport in _UDP_TRANSPORTS else "tcp"
+    return (r.capture, proto, f"{a} {b}" if a < b else f"{b} {a}")
+
+
+def record_filter(r: HandshakeRecord, *, repeated: bool = False) -> str:
+    """:func:`display_filter` of a record; ``repeated``: its 4-tuple occurs more than once
+    in its capture."""
+    return display_filter(
+        client_ip=r.client_ip,
+        client_port=r.client_port,
+        server_ip=r.server_ip,
+        server_port=r.server_port,
+        transport=r.transport,
+        span=connection_span(r) if repeated else None,
+    )
+
+
+@dataclass(slots=True)
+class RepeatedTuples:
+    """Which 4-tuples occur more than once per capture (hashes: 8 bytes per connection; a
+    collision only adds a time bound that was not needed)."""
+
+    seen: set[int] = field(default_factory=set)
+    repeated: set[int] = field(default_factory=set)
+
+    def add(self, r: HandshakeRecord) -> None:
+        h = hash(tuple_key(r))
+        if h in self.seen:
+            self.repeated.add(h)
+        else:
+            self.seen.add(h)
+
+    def __contains__(self, r: HandshakeRecord) -> bool:
+        return hash(tuple_key(r)) in self.repeated
+
+
+def with_display_filters(records: Iterable[HandshakeRecord]) -> Iterator[HandshakeRecord]:
+    """The records (in the same order) with ``wireshark_filter`` filled; a time bound where
+    the 4-tuple repeats. Every record is taken before the first is given back (kept as
+    :class:`~analyzer.sorted_records.SortedRecords` does: bounded memory)."""
+    tuples = RepeatedTuples()
+    held = SortedRecords()
+    for r in records:
+        tuples.add(r)
+        held.add(r)
+    for r in held:
+        yield replace(r, wireshark_filter=record_filter(r, repeated=r in tuples))
+
+
+# -- extract --------------------------------------------------------------------------------
+
+
+def extract_comment(r: HandshakeRecord) -> str:
+    """The pcapng comment on a connection's first packet: uid, outcome, failure, reason."""
+    text = f"tlsa {r.uid}: {r.outcome}"
+    if r.failure:
+        text += f" ({r.failure}"
+        text += f", {r.failure_side})" if r.failure_side else ")"
+    if r.reason:
+        text += f": {r.reason}"
+    text = escape(text)
+    if len(text) > EXTRACT_COMMENT_CHARS:
+        text = text[: EXTRACT_COMMENT_CHARS - 1] + "…"
+    return text
+
+
+@dataclass(slots=True, kw_only=True)
+class Extracted:
+    """What :func:`write_extract` wrote."""
+
+    packets: dict[str, int] = field(default_factory=dict)
+    """Frames written per uid (0: none found, e.g. the capture was not given)."""
+    frames: dict[str, list[int]] = field(default_factory=dict)
+    """Per uid, the numbers (from 1, as Wireshark counts them) of its frames in its
+    capture."""
+    missing: list[str] = field(default_factory=list)
+    """Capture names of selected records that no given path has."""
+    errors: list[str] = field(default_factory=list)
+    """Captures that could not be read again."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.packets.values())
+
+
+_Key = tuple[str, bytes, int, bytes, int]
+"""(``tcp``/``udp``, address, port, address, port) in a fixed orientation."""
+
+
+def _key(proto: str, a: bytes, ap: int, b: bytes, bp: int) -> _Key:
+    return (proto, a, ap, b, bp) if (a, ap) <= (b, bp) else (proto, b, bp, a, ap)
+
+
+def _packed(ip: str) -> bytes:
+    try:
+        return ipaddress.ip_address(ip).packed
+    except ValueError:
+        return b""
+
+
+@dataclass(slots=True)
+class _Wanted:
+    record: HandshakeRecord
+    start: float
+    end: float
+    commented: bool = False
+
+
+def _index(records: Iterable[HandshakeRecord]) -> dict[_Key, list[_Wanted]]:
+    index: dict[_Key, list[_Wanted]] = {}
+    for r in records:
+        proto = "udp" if r.transport in _UDP_TRANSPORTS else "tcp"
+        key = _key(proto, _packed(r.client_ip), r.client_port, _packed(r.server_ip),
+                   r.server_port)
+        start, end = connection_span(r)
+        index.setdefault(key, []).append(_Wanted(r, start, end))
+    return index
+
+
+def _match(index: dict[_Key, list[_Wanted]], key: _Key, ts: float) -> _Wanted | None:
+    for wanted in index.get(key, ()):
+        if wanted.start <= ts <= wanted.end:
+            return wanted
+    return None
+
+
+def write_extract(
+    records: Sequence[HandshakeRecord],
+    captures: Mapping[str, Path],
+    out: BinaryIO,
+    *,
+    embed_secrets: SecretsFor | None = None,
+) -> Extracted:
+    """Write the packets of ``records`` to ``out`` as pcapng.
+
+    ``captures``: capture name (a record's ``capture``) -> file to read again. Frames are
+    written capture by capture in file order. ``embed_secrets``: see the module docstring
+    (None: no secrets are written). Never raises for bad capture content; a capture that
+    cannot be read again is named in ``errors``."""
+    done = Extracted(packets={r.uid: 0 for r in records}, frames={r.uid: [] for r in records})
+    writer = PcapngWriter(out)
+    if embed_secrets is not None:
+        writer.secrets(embed_secrets(records))
+    by_capture: dict[str, list[HandshakeRecord]] = {}
+    for r in records:
+        by_capture.setdefault(r.capture, []).append(r)
+    for name, chosen in by_capture.items():
+        path = captures.get(name)
+        if path is None:
+            done.missing.append(name)
+            continue
+        _extract_capture(path, _index(chosen), writer, done)
+    return done
+
+
+def _extract_capture(
+    path: Path, index: dict[_Key, list[_Wanted]], writer: PcapngWriter, done: Extracted
+) -> None:
+    first = min(w.start for ws in index.values() for w in ws)
+    last = max(w.end for ws in index.values() for w in ws)
+    reader = CaptureReader(path)
+    for number, frame in enumerate(reader, 1):
+        ts = frame.ts
+        if ts < first or ts > last:
+            continue
+        d = decode_frame(ts, frame.linktype, frame.data, frame.wirelen)
+        kind = type(d)
+        if kind is Segment or kind is Datagram:
+            seg: Segment | Datagram = d  # type: ignore[assignment]
+            proto = "tcp" if kind is Segment else "udp"
+            wanted = _match(index, _key(proto, seg.src, seg.sport, seg.dst, seg.dport), ts)
+        elif kind is IcmpUnreachable:
+            a, ap, b, bp = d.key  # type: ignore[union-attr]
+            wanted = _match(index, _key("tcp", a, ap, b, bp), ts) or _match(
+                index, _key("udp", a, ap, b, bp), ts
+            )
+        else:
+            continue
+        if wanted is None:
+            continue
+        comment = None
+        if not wanted.commented:
+            wanted.commented = True
+            comment = extract_comment(wanted.record)
+        writer.packet(ts, frame.linktype, frame.data, frame.wirelen, comment)
+        done.packets[wanted.record.uid] += 1
+        done.frames[wanted.record.uid].append(number)
+    if reader.error:
+        done.errors.append(reader.error)
