@@ -26,6 +26,7 @@ from analyzer.api import Progress, Run, collect_sorted
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.certs import load_ca_bundle
 from analyzer.engine.preamble import printable
+from analyzer.export.wireshark import RepeatedTuples
 from analyzer.live import DEFAULT_BPF, LiveCaptureError, LiveSession
 from analyzer.record import HandshakeRecord
 
@@ -388,6 +389,7 @@ def analyze(
     run = Run()
     failed: list[HandshakeRecord] = []  # at most one: enough for --fail-on-failure
     selected: list[HandshakeRecord] = []  # for --extract
+    tuples = RepeatedTuples()  # for --extract: where each connection's packets end
 
     def shown() -> Iterator[HandshakeRecord]:
         for r in stream_inputs(
@@ -400,6 +402,8 @@ def analyze(
         ):
             if r.outcome == "failed" and not failed:
                 failed.append(r)
+            if extract is not None:
+                tuples.add(r)
             if wanted(r, only_failed, sni, server, uid or ()):
                 if extract is not None:
                     selected.append(r)
@@ -407,13 +411,19 @@ def analyze(
 
     write_records(shown(), fmt, output, show_all=show_all)
     if extract is not None:
-        extract_to(extract, selected, paths)
+        extract_to(extract, selected, paths, tuples)
     finish(run, failed, fail_on_failure)
 
 
-def extract_to(path: Path, records: Sequence[HandshakeRecord], inputs: Sequence[str]) -> None:
+def extract_to(
+    path: Path,
+    records: Sequence[HandshakeRecord],
+    inputs: Sequence[str],
+    tuples: RepeatedTuples,
+) -> None:
     """``--extract FILE``: the packets of ``records`` (read again from ``inputs``) as
-    pcapng, with a line on stderr saying what was written."""
+    pcapng, with a line on stderr saying what was written. ``tuples``: every record of
+    the run, added."""
     from analyzer.export.wireshark import write_extract
     from analyzer.sources import expand_paths
 
@@ -423,7 +433,7 @@ def extract_to(path: Path, records: Sequence[HandshakeRecord], inputs: Sequence[
         captures.setdefault(f.name, f)
     try:
         with open(path, "wb") as out:
-            done = write_extract(records, captures, out)
+            done = write_extract(records, captures, out, tuples=tuples)
     except OSError as e:
         raise Stop(f"--extract {path}: {e.strerror or e}") from e
     n = len(records)
@@ -554,7 +564,10 @@ def show(
 
     print_record(Console(highlight=False), match[0])
     if extract is not None:
-        extract_to(extract, match, paths)
+        tuples = RepeatedTuples()
+        for r in records:
+            tuples.add(r)
+        extract_to(extract, match, paths, tuples)
     finish(run, records, False)
 
 

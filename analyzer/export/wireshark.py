@@ -4,16 +4,19 @@ connections written to a pcapng file (``tlsa analyze --extract``, ``tlsa show --
 :func:`display_filter` is the ``wireshark_filter`` of a record (SPEC §3): both addresses
 and both ports, so either orientation matches, and so do ICMP errors quoting the
 connection's packets (Wireshark dissects the quoted IP and TCP headers under the same
-field names). It gets a ``frame.time_epoch`` bound only when the same 4-tuple occurs more
-than once in the capture (port reuse): :class:`RepeatedTuples` counts them over a run, and
+field names). A connection's packets are those of its 4-tuple from its first packet on,
+until the next connection on the same 4-tuple starts: that includes the last ACK after a
+FIN exchange and ICMP errors, which come after ``ts_end``. So the filter gets a
+``frame.time_epoch`` bound only when the same 4-tuple occurs more than once in the capture
+(port reuse): :class:`RepeatedTuples` finds them over a run, and
 :func:`with_display_filters` fills the field once every record of the run is known.
 
 :func:`write_extract` reads the captures again with the project's own readers and decoder
 and writes every frame of the chosen connections (TCP segments or UDP datagrams of the
-4-tuple in either orientation, ICMP destination-unreachable errors quoting them) within
-the connection's time span, with its original timestamp and link type, one Interface
-Description Block per link type. The connection's first packet carries a comment naming
-its uid, outcome, failure and reason.
+4-tuple in either orientation, ICMP destination-unreachable errors quoting them), chosen
+by the same rule, with its original timestamp and link type, one Interface Description
+Block per link type. The connection's first packet carries a comment naming its uid,
+outcome, failure and reason.
 
 Not here: decoding (:mod:`analyzer.decode`), reading captures (:mod:`analyzer.sources`),
 pcapng block layout (:mod:`analyzer.export.pcapng_writer`), key logs: ``embed_secrets`` is
@@ -23,6 +26,7 @@ Secrets Block; choosing those lines is the key log's business.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,21 +46,10 @@ SecretsFor = Callable[[Sequence[HandshakeRecord]], bytes]
 """Given the records written, the NSS key log lines of exactly those connections."""
 
 _UDP_TRANSPORTS = frozenset({"quic", "dtls"})
-_TIMELINE_SLACK = 2e-6
-"""Seconds added to an ICMP error's time taken from the timeline (``ts`` plus an offset in
-floats) so the frame's own timestamp falls inside the span."""
-
-
 def _usec_floor(ts: float) -> int:
     n = ts * 1e6
     r = round(n)
     return r if abs(n - r) < 1e-3 else math.floor(n)
-
-
-def _usec_ceil(ts: float) -> int:
-    n = ts * 1e6
-    r = round(n)
-    return r if abs(n - r) < 1e-3 else math.ceil(n)
 
 
 def _epoch(us: int) -> str:
@@ -70,12 +63,14 @@ def display_filter(
     server_ip: str,
     server_port: int,
     transport: str = "tcp",
-    span: tuple[float, float] | None = None,
+    since: float | None = None,
+    until: float | None = None,
 ) -> str:
     """A Wireshark display filter selecting exactly one connection's packets.
 
-    ``span``: the connection's first and last packet times, for a capture where its
-    4-tuple occurs more than once (whole microseconds, widened to hold both ends)."""
+    ``since``: the connection's first packet time; ``until``: the first packet time of the
+    next connection on the same 4-tuple (excluded). Give them only when the 4-tuple occurs
+    more than once in the capture. Times are written in whole microseconds."""
     v6 = ":" in client_ip or ":" in server_ip
     addr = "ipv6.addr" if v6 else "ip.addr"
     port = "udp.port" if transport in _UDP_TRANSPORTS else "tcp.port"
@@ -85,20 +80,11 @@ def display_filter(
         f"{port}=={client_port}",
         f"{port}=={server_port}",
     ]
-    if span is not None:
-        parts.append(f"frame.time_epoch>={_epoch(_usec_floor(span[0]))}")
-        parts.append(f"frame.time_epoch<={_epoch(_usec_ceil(span[1]))}")
+    if since is not None:
+        parts.append(f"frame.time_epoch>={_epoch(_usec_floor(since))}")
+    if until is not None:
+        parts.append(f"frame.time_epoch<{_epoch(_usec_floor(until))}")
     return " && ".join(parts)
-
-
-def connection_span(r: HandshakeRecord) -> tuple[float, float]:
-    """First and last packet time of the connection, ICMP errors about it included (they
-    are in its timeline, not in ``ts_end``)."""
-    end = r.ts_end
-    for entry in r.timeline:
-        if entry.sender == "-" and entry.what.startswith("ICMP"):
-            end = max(end, r.ts + entry.t + _TIMELINE_SLACK)
-    return r.ts, end
 
 
 def tuple_key(r: HandshakeRecord) -> tuple[str, str, str]:
@@ -108,36 +94,47 @@ def tuple_key(r: HandshakeRecord) -> tuple[str, str, str]:
     return (r.capture, proto, f"{a} {b}" if a < b else f"{b} {a}")
 
 
-def record_filter(r: HandshakeRecord, *, repeated: bool = False) -> str:
-    """:func:`display_filter` of a record; ``repeated``: its 4-tuple occurs more than once
-    in its capture."""
+def record_filter(r: HandshakeRecord, tuples: RepeatedTuples | None = None) -> str:
+    """:func:`display_filter` of a record; ``tuples``: the run's 4-tuples, for a time bound
+    where the record's repeats."""
+    bound = tuples.bound(r) if tuples is not None else None
     return display_filter(
         client_ip=r.client_ip,
         client_port=r.client_port,
         server_ip=r.server_ip,
         server_port=r.server_port,
         transport=r.transport,
-        span=connection_span(r) if repeated else None,
+        since=bound[0] if bound else None,
+        until=bound[1] if bound else None,
     )
 
 
 @dataclass(slots=True)
 class RepeatedTuples:
-    """Which 4-tuples occur more than once per capture (hashes: 8 bytes per connection; a
-    collision only adds a time bound that was not needed)."""
+    """Which 4-tuples occur more than once per capture, and when each of their connections
+    starts. Keyed by hash: 8 bytes and a float per connection; a collision only adds a
+    time bound that was not needed."""
 
-    seen: set[int] = field(default_factory=set)
-    repeated: set[int] = field(default_factory=set)
+    first: dict[int, float] = field(default_factory=dict)
+    starts: dict[int, list[float]] = field(default_factory=dict)
+    """Sorted first-packet times of the 4-tuples seen more than once."""
 
     def add(self, r: HandshakeRecord) -> None:
         h = hash(tuple_key(r))
-        if h in self.seen:
-            self.repeated.add(h)
+        seen = self.first.get(h)
+        if seen is None:
+            self.first[h] = r.ts
         else:
-            self.seen.add(h)
+            bisect.insort(self.starts.setdefault(h, [seen]), r.ts)
 
-    def __contains__(self, r: HandshakeRecord) -> bool:
-        return hash(tuple_key(r)) in self.repeated
+    def bound(self, r: HandshakeRecord) -> tuple[float, float | None] | None:
+        """(this connection's start, the next one's start or None) when the record's
+        4-tuple repeats, else None."""
+        starts = self.starts.get(hash(tuple_key(r)))
+        if starts is None:
+            return None
+        i = bisect.bisect_right(starts, r.ts)
+        return r.ts, starts[i] if i < len(starts) else None
 
 
 def with_display_filters(records: Iterable[HandshakeRecord]) -> Iterator[HandshakeRecord]:
@@ -150,7 +147,7 @@ def with_display_filters(records: Iterable[HandshakeRecord]) -> Iterator[Handsha
         tuples.add(r)
         held.add(r)
     for r in held:
-        yield replace(r, wireshark_filter=record_filter(r, repeated=r in tuples))
+        yield replace(r, wireshark_filter=record_filter(r, tuples))
 
 
 # -- extract --------------------------------------------------------------------------------
@@ -209,23 +206,27 @@ class _Wanted:
     record: HandshakeRecord
     start: float
     end: float
+    """The next connection on the same 4-tuple starts here (excluded); inf: none does."""
     commented: bool = False
 
 
-def _index(records: Iterable[HandshakeRecord]) -> dict[_Key, list[_Wanted]]:
+def _index(
+    chosen: Iterable[HandshakeRecord], tuples: RepeatedTuples | None
+) -> dict[_Key, list[_Wanted]]:
     index: dict[_Key, list[_Wanted]] = {}
-    for r in records:
+    for r in chosen:
         proto = "udp" if r.transport in _UDP_TRANSPORTS else "tcp"
         key = _key(proto, _packed(r.client_ip), r.client_port, _packed(r.server_ip),
                    r.server_port)
-        start, end = connection_span(r)
-        index.setdefault(key, []).append(_Wanted(r, start, end))
+        bound = tuples.bound(r) if tuples is not None else None
+        end = bound[1] if bound is not None and bound[1] is not None else math.inf
+        index.setdefault(key, []).append(_Wanted(r, r.ts, end))
     return index
 
 
 def _match(index: dict[_Key, list[_Wanted]], key: _Key, ts: float) -> _Wanted | None:
     for wanted in index.get(key, ()):
-        if wanted.start <= ts <= wanted.end:
+        if wanted.start <= ts < wanted.end:
             return wanted
     return None
 
@@ -235,14 +236,18 @@ def write_extract(
     captures: Mapping[str, Path],
     out: BinaryIO,
     *,
+    tuples: RepeatedTuples | None = None,
     embed_secrets: SecretsFor | None = None,
 ) -> Extracted:
     """Write the packets of ``records`` to ``out`` as pcapng.
 
     ``captures``: capture name (a record's ``capture``) -> file to read again. Frames are
-    written capture by capture in file order. ``embed_secrets``: see the module docstring
-    (None: no secrets are written). Never raises for bad capture content; a capture that
-    cannot be read again is named in ``errors``."""
+    written capture by capture in file order. ``tuples``: the run's 4-tuples (every record
+    added, chosen or not), so a connection's packets stop where the next one on its
+    4-tuple starts; None: each chosen connection takes every later packet of its 4-tuple.
+    ``embed_secrets``: see the module docstring (None: no secrets are written). Never
+    raises for bad capture content; a capture that cannot be read again is named in
+    ``errors``."""
     done = Extracted(packets={r.uid: 0 for r in records}, frames={r.uid: [] for r in records})
     writer = PcapngWriter(out)
     if embed_secrets is not None:
@@ -255,7 +260,7 @@ def write_extract(
         if path is None:
             done.missing.append(name)
             continue
-        _extract_capture(path, _index(chosen), writer, done)
+        _extract_capture(path, _index(chosen, tuples), writer, done)
     return done
 
 
@@ -263,11 +268,10 @@ def _extract_capture(
     path: Path, index: dict[_Key, list[_Wanted]], writer: PcapngWriter, done: Extracted
 ) -> None:
     first = min(w.start for ws in index.values() for w in ws)
-    last = max(w.end for ws in index.values() for w in ws)
     reader = CaptureReader(path)
     for number, frame in enumerate(reader, 1):
         ts = frame.ts
-        if ts < first or ts > last:
+        if ts < first:
             continue
         d = decode_frame(ts, frame.linktype, frame.data, frame.wirelen)
         kind = type(d)
@@ -284,12 +288,13 @@ def _extract_capture(
             continue
         if wanted is None:
             continue
+        record = wanted.record
         comment = None
         if not wanted.commented:
             wanted.commented = True
-            comment = extract_comment(wanted.record)
+            comment = extract_comment(record)
         writer.packet(ts, frame.linktype, frame.data, frame.wirelen, comment)
-        done.packets[wanted.record.uid] += 1
-        done.frames[wanted.record.uid].append(number)
+        done.packets[record.uid] += 1
+        done.frames[record.uid].append(number)
     if reader.error:
         done.errors.append(reader.error)
