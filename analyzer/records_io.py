@@ -44,12 +44,11 @@ def read_records(path: str | Path) -> pd.DataFrame:
 
     Raises :class:`RecordsError` (one line) for a file that cannot be read or holds
     something other than records."""
-    from analyzer.frame import frame_from_rows, with_dtypes
+    from analyzer.frame import frame_from_rows
 
     p = Path(path)
     name = p.name.lower()
     if name.endswith(PARQUET_SUFFIXES):
-        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -58,11 +57,13 @@ def read_records(path: str | Path) -> pd.DataFrame:
         except (OSError, pa.ArrowException) as e:
             raise RecordsError(f"{path}: cannot read it as Parquet ({e})") from e
         _check_columns(path, table.column_names)
-        df = table.to_pandas()
-        df = df.reindex(columns=[c for c in _fields() if c in df.columns])
-        for col in ("ts", "ts_end"):
-            df[col] = pd.to_datetime(df[col], utc=True)
-        return with_dtypes(_lists(df))
+        # Through Python values, the way JSONL comes in, so the dtypes are the same.
+        parquet_rows = table.to_pylist()
+        for row in parquet_rows:
+            for col in ("ts", "ts_end"):
+                if row.get(col) is not None:
+                    row[col] = row[col].timestamp()
+        return frame_from_rows(parquet_rows)
     rows: list[dict[str, Any]] = []
     try:
         with p.open(encoding="utf-8") as f:
@@ -95,27 +96,6 @@ def _check_columns(path: str | Path, columns: Any) -> None:
     missing = [c for c in ("uid", "ts", "server_ip", "server_port", "outcome") if c not in columns]
     if missing:
         raise RecordsError(f"{path}: not a file of tlsa records (no {', '.join(missing)})")
-
-
-def _lists(df: pd.DataFrame) -> pd.DataFrame:
-    """Arrow list columns come back as numpy arrays: make them Python lists, as in a fresh
-    frame."""
-    import numpy as np
-
-    for col in df.columns:
-        if df[col].dtype == object and any(isinstance(v, np.ndarray) for v in df[col].head(50)):
-            df[col] = [_plain(v) for v in df[col]]
-    return df
-
-
-def _plain(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def load_frame(
