@@ -8,7 +8,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := tshark tcpdump iptables iproute2 ethtool openssl curl nginx-light \
-	squid-openssl gnutls-bin tcpreplay stunnel4 haproxy ssldump procps postfix chromium time
+	squid-openssl gnutls-bin tcpreplay stunnel4 haproxy ssldump procps postfix chromium time \
+	prometheus
 export DEBIAN_FRONTEND := noninteractive
 
 .PHONY: install deb venv run test lint samples bench stress fuzz clean
@@ -35,7 +36,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,live,dask]'
+	$(PY) -m pip install -q -e '.[dev,live,dask,zeek-test]'
 	@touch $@
 
 # The sample clients trusted the samples' own test root CA: give the analyzer the same trust.

@@ -234,6 +234,25 @@ def records_table(records: Sequence[HandshakeRecord]) -> Table:
     return table
 
 
+def print_failed_lines(console: Console, failed: Sequence[HandshakeRecord]) -> None:
+    """One line per failed connection: uid, server, SNI, failure and the reason cut to the
+    terminal's width (``tlsa show UID`` has all of it)."""
+    rows = [
+        (r.uid, f"{r.server_ip}:{r.server_port}", safe(r.sni)[:32], r.failure or "",
+         safe(r.reason))
+        for r in failed
+    ]
+    head = ("uid", "server", "SNI", "failure", "why")
+    widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(4)]
+    console.print(Text(f"Failed connections ({len(failed)})", style="bold"))
+    for n, row in enumerate([head, *rows]):
+        line = Text(style="bold" if n == 0 else "")
+        for i, width in enumerate(widths):
+            line.append(row[i].ljust(width + 2), style="red" if i == 3 and n else "")
+        line.append(row[4])
+        console.print(line, no_wrap=True, overflow="ellipsis")
+
+
 def answer_first(console: Console, rows: Sequence[HandshakeRecord]) -> None:
     """The terminal view of ``tlsa analyze``: totals, failures per cause, then the failed
     connections; the healthy ones are counted, not listed."""
@@ -266,8 +285,7 @@ def answer_first(console: Console, rows: Sequence[HandshakeRecord]) -> None:
         shown = ", ".join(servers[:3]) + (f" +{len(servers) - 3}" if len(servers) > 3 else "")
         table.add_row(Text(cause, style="red"), str(len(rs)), Text(safe(shown)), rs[0].uid)
     console.print(table)
-    console.print(Text(f"Failed connections ({len(failed)})", style="bold"))
-    console.print(records_table(failed))
+    print_failed_lines(console, failed)
     rest = len(rows) - len(failed)
     if rest:
         console.print(
