@@ -116,24 +116,8 @@ def collect_sorted(
     workers: int | None = None,
 ) -> Iterator[HandshakeRecord]:
     """:func:`collect` as an iterator. In one process its memory is bounded by the live
-    connections, whatever the number of records (:mod:`analyzer.sorted_records`).
-    Every record gets its ``wireshark_filter`` here, once the run shows which 4-tuples
-    repeat (:func:`analyzer.export.wireshark.with_display_filters`)."""
-    yield from with_display_filters(
-        _collect_sorted(paths, run, tls_ports, opts=options or DiagnosisOptions(),
-                        progress=progress, workers=workers)
-    )
-
-
-def _collect_sorted(
-    paths: PathArg,
-    run: Run,
-    tls_ports: Iterable[int],
-    *,
-    opts: DiagnosisOptions,
-    progress: Progress | None,
-    workers: int | None,
-) -> Iterator[HandshakeRecord]:
+    connections, whatever the number of records (:mod:`analyzer.sorted_records`)."""
+    opts = options or DiagnosisOptions()
     if workers != 1:
         from analyzer.scale.local import collect_parallel
 
@@ -164,11 +148,13 @@ def analyze(
     Records come as connections end; with ``cross=True`` they come at the end, sorted by
     ``(ts, uid)`` and with cross-connection evidence (same server seen elsewhere).
     Inputs that cannot be read raise :class:`CaptureError` after every good record.
+    Each record carries its ``wireshark_filter`` (with ``cross=True`` a time bound where
+    its 4-tuple repeats in the capture).
     """
     run = Run()
     opts = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=verify)
     if cross:
-        yield from collect(paths, run, tls_ports=tls_ports, options=opts)
+        yield from with_display_filters(collect(paths, run, tls_ports=tls_ports, options=opts))
     else:
         for r in analyze_files(paths, run, tls_ports=tls_ports, options=opts):
             yield replace(r, wireshark_filter=record_filter(r))

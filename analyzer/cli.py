@@ -26,7 +26,7 @@ from analyzer.api import Progress, Run, collect_sorted
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.certs import load_ca_bundle
 from analyzer.engine.preamble import printable
-from analyzer.export.wireshark import RepeatedTuples
+from analyzer.export.wireshark import RepeatedTuples, with_display_filters
 from analyzer.live import DEFAULT_BPF, LiveCaptureError, LiveSession
 from analyzer.record import HandshakeRecord
 
@@ -146,11 +146,15 @@ def stream_inputs(
     workers: int | None = None,
 ) -> Iterator[HandshakeRecord]:
     """Every record of the inputs, sorted, as a stream (memory bounded by live
-    connections in one process), with a progress bar while the inputs are read."""
+    connections in one process), with a progress bar while the inputs are read; each
+    with its ``wireshark_filter`` (a time bound where its 4-tuple repeats)."""
     options = options_for(ca_bundle, no_verify)
     with progress_bar(progress) as bar:
-        yield from collect_sorted(
-            paths, run, tls_ports=tls_ports or (), options=options, progress=bar, workers=workers
+        yield from with_display_filters(
+            collect_sorted(
+                paths, run, tls_ports=tls_ports or (), options=options, progress=bar,
+                workers=workers,
+            )
         )
 
 

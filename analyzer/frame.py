@@ -42,7 +42,9 @@ TIME_COLUMNS = ("ts", "ts_end")
 
 def to_dataframe(records: Iterable[HandshakeRecord]) -> pd.DataFrame:
     """Records as a DataFrame with the SPEC §5 dtypes (an empty frame keeps its columns)."""
-    return frame_from_rows([r.to_dict() for r in records])
+    from analyzer.export.wireshark import filled
+
+    return frame_from_rows([r.to_dict() for r in filled(list(records))])
 
 
 STRING_COLUMNS = ("version", "cipher", "group", "capture", "server_ip", "client_ip", "sni",
@@ -140,9 +142,11 @@ def to_arrow(records: Sequence[HandshakeRecord]) -> pa.Table:
     """Records as an Arrow table with a fixed schema (Parquet output)."""
     import pyarrow as pa
 
+    from analyzer.export.wireshark import filled
+
     schema = arrow_schema()
     columns: dict[str, list[Any]] = {name: [] for name in RECORD_FIELDS}
-    for r in records:
+    for r in filled(records):
         d = r.to_dict()
         for name in RECORD_FIELDS:
             value = d[name]

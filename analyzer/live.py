@@ -23,11 +23,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analyzer.diagnosis import DiagnosisOptions, diagnose
 from analyzer.engine.engine import Engine
+from analyzer.export.wireshark import record_filter
 from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 from analyzer.sources.live import DEFAULT_BPF, LiveCaptureError, LiveSource
@@ -89,6 +91,7 @@ class LiveSession:
     def _diagnosed(self, records: list[HandshakeRecord]) -> Iterator[HandshakeRecord]:
         for record in records:
             r = diagnose(record, self.options)
+            r = replace(r, wireshark_filter=record_filter(r))
             self.outcomes[r.outcome] += 1
             if r.failure:
                 self.failures[r.failure] += 1

@@ -1,7 +1,8 @@
 """File outputs of records: JSONL, CSV and Parquet (SPEC §3, §5).
 
 JSONL: one object per line, SPEC §3 field names, ``null`` for unknown, lists as arrays,
-``ts`` as float epoch seconds. CSV: the same columns; lists and ``alerts`` as JSON
+``ts`` as float epoch seconds (every writer fills an empty ``wireshark_filter``, see
+:func:`analyzer.export.wireshark.filled`). CSV: the same columns; lists and ``alerts`` as JSON
 strings; values that a spreadsheet would run as a formula are defused with a leading
 ``'``. Parquet goes through :mod:`analyzer.frame` (pandas + pyarrow).
 """
@@ -14,6 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import IO, Any
 
+from analyzer.export.wireshark import filled
 from analyzer.record import RECORD_FIELDS, HandshakeRecord
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -42,7 +44,7 @@ def jsonl_line(record: HandshakeRecord) -> str:
 
 def write_jsonl(records: Iterable[HandshakeRecord], out: IO[str]) -> int:
     n = 0
-    for r in records:
+    for r in filled(records):
         out.write(jsonl_line(r))
         out.write("\n")
         n += 1
@@ -66,7 +68,7 @@ def write_csv(records: Iterable[HandshakeRecord], out: IO[str]) -> int:
     writer = csv.writer(out)
     writer.writerow(RECORD_FIELDS)
     n = 0
-    for r in records:
+    for r in filled(records):
         d = r.to_dict()
         writer.writerow([csv_cell(d[f]) for f in RECORD_FIELDS])
         n += 1

@@ -30,6 +30,7 @@ from analyzer.export.pcapng_writer import PcapngWriter
 from analyzer.export.wireshark import (
     RepeatedTuples,
     display_filter,
+    filled,
     extract_comment,
     write_extract,
 )
@@ -78,7 +79,7 @@ def records_of(path: Path) -> list[HandshakeRecord]:
     run = Run()
     records = collect([path], run, workers=1)
     assert not run.errors
-    return records
+    return list(filled(records))  # as every output writes them
 
 
 def extract(records: list[HandshakeRecord], path: Path, out: Path) -> dict[str, list[int]]:
@@ -155,7 +156,7 @@ def test_one_interface_block_per_link_type(tmp_path: Path) -> None:
     """Ethernet and Linux SLL2 frames in one file: each keeps its link type."""
     paths = [SAMPLES / "cap_linux_sll2.pcap", SAMPLES / "nginx_tls12_ok.pcap"]
     run = Run()
-    records = collect(paths, run, workers=1)
+    records = list(filled(collect(paths, run, workers=1)))
     out = tmp_path / "mixed.pcapng"
     with out.open("wb") as f:
         write_extract(records, {p.name: p for p in paths}, f)
@@ -323,3 +324,21 @@ def test_cli_show_prints_filter_and_extracts(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert r.wireshark_filter in result.stdout
     assert len(frames_facts(out)) == len(filtered_numbers(path, r.wireshark_filter))
+
+
+def test_report_has_the_filter_with_a_copy_button() -> None:
+    """The HTML report shows each failed connection's filter next to a copy button (the
+    page's one script wires the buttons; test_report runs it in Chromium)."""
+    import html as htmllib
+
+    from analyzer.report.assets import JS
+    from analyzer.report.html import render
+
+    path = SAMPLES / "nginx_version_mismatch.pcap"
+    records = records_of(path)
+    page = render(records)
+    for r in records:
+        if r.failure:
+            code = f'<code class="wsf">{htmllib.escape(r.wireshark_filter, quote=True)}</code>'
+            assert code + '<button type="button" class="copy"' in page
+    assert 'querySelectorAll("button.copy")' in JS and "clipboard" in JS

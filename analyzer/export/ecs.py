@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
+from analyzer.export.wireshark import filled
 from analyzer.output import json_line
 from analyzer.record import HandshakeRecord
 
@@ -194,7 +195,7 @@ def _message(r: HandshakeRecord) -> str:
 
 def write_ecs(records: Iterable[HandshakeRecord], out: IO[str]) -> int:
     n = 0
-    for r in records:
+    for r in filled(records):
         out.write(json_line(ecs_document(r)))
         out.write("\n")
         n += 1

@@ -150,6 +150,26 @@ def with_display_filters(records: Iterable[HandshakeRecord]) -> Iterator[Handsha
         yield replace(r, wireshark_filter=record_filter(r, tuples))
 
 
+def filled(records: Iterable[HandshakeRecord]) -> Iterable[HandshakeRecord]:
+    """``records`` with ``wireshark_filter`` set where it is empty, for the outputs: a list
+    (every record of a run, or a capture's part) gets time bounds where a 4-tuple repeats
+    in it, in the same order; a stream gets each record's filter without a bound."""
+    if isinstance(records, Sequence):
+        if all(r.wireshark_filter for r in records):
+            return records
+        tuples = RepeatedTuples()
+        for r in records:
+            tuples.add(r)
+        return [
+            r if r.wireshark_filter else replace(r, wireshark_filter=record_filter(r, tuples))
+            for r in records
+        ]
+    return (
+        r if r.wireshark_filter else replace(r, wireshark_filter=record_filter(r))
+        for r in records
+    )
+
+
 # -- extract --------------------------------------------------------------------------------
 
 

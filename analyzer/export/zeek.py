@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from analyzer.export.text import escape, unescape
+from analyzer.export.wireshark import filled
 from analyzer.record import HandshakeRecord
 
 SEPARATOR = "\t"
@@ -205,7 +206,7 @@ def write_zeek(
     """Write ``ssl.log`` to ``out``; ``#open``/``#close`` carry the wall time, as Zeek's."""
     out.write(header(now()))
     n = 0
-    for r in records:
+    for r in filled(records):
         out.write(zeek_row(r))
         out.write("\n")
         n += 1

@@ -546,8 +546,10 @@ def render(
 
     ``figures`` defaults to every figure of :mod:`analyzer.plots`."""
     from analyzer import aggregate, plots
+    from analyzer.export.wireshark import filled
     from analyzer.frame import to_dataframe
 
+    records = list(filled(records))
     df = to_dataframe(records)
     quic = sum(s.udp_quic for s in run.stats.values()) if run is not None else 0
     captures = sorted(run.stats) if run is not None and run.stats else ()
