@@ -30,8 +30,8 @@ from analyzer.export.pcapng_writer import PcapngWriter
 from analyzer.export.wireshark import (
     RepeatedTuples,
     display_filter,
-    filled,
     extract_comment,
+    filled,
     write_extract,
 )
 from analyzer.record import HandshakeRecord
