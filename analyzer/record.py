@@ -13,6 +13,7 @@ from operator import attrgetter
 from typing import Any, Literal, TypeVar
 
 from analyzer.decode.icmp import UNREACHABLE_NAMES
+from analyzer.export.display_filter import display_filter
 
 Side = Literal["client", "server"]
 
@@ -295,6 +296,12 @@ class HandshakeRecord:
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON-ready values (SPEC §3 names; internal fields left out)."""
         out = dict(zip(RECORD_FIELDS, _record_values(self), strict=True))
+        if not self.wireshark_filter:  # every output carries it (without a time bound)
+            out["wireshark_filter"] = display_filter(
+                client_ip=self.client_ip, client_port=self.client_port,
+                server_ip=self.server_ip, server_port=self.server_port,
+                transport=self.transport,
+            )  # fmt: skip
         out["alerts"] = [a.as_dict() for a in self.alerts]
         out["timeline"] = [[round(e.t, 6), e.sender, e.what] for e in self.timeline]
         for name in _LIST_FIELDS:
