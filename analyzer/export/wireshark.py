@@ -30,9 +30,9 @@ import bisect
 import ipaddress
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from analyzer.decode import Datagram, IcmpUnreachable, Segment, decode_frame
 from analyzer.export.display_filter import UDP_TRANSPORTS as _UDP_TRANSPORTS
@@ -97,6 +97,20 @@ class RepeatedTuples:
         return r.ts, starts[i] if i < len(starts) else None
 
 
+_FILTER_AT = [f.name for f in fields(HandshakeRecord)].index("wireshark_filter")
+"""Where the field is in the record's pickling state (every field, in declaration order)."""
+
+
+def with_filter(r: HandshakeRecord, text: str) -> HandshakeRecord:
+    """``r`` with ``wireshark_filter`` set: :func:`dataclasses.replace` without its per-field
+    checks, through the record's own pickling state (a tuple of every field's value)."""
+    state: list[Any] = list(cast("tuple[Any, ...]", r.__getstate__()))
+    state[_FILTER_AT] = text
+    out = HandshakeRecord.__new__(HandshakeRecord)
+    out.__setstate__(tuple(state))  # type: ignore[attr-defined]
+    return out
+
+
 def with_display_filters(records: Iterable[HandshakeRecord]) -> Iterator[HandshakeRecord]:
     """The records (in the same order) with ``wireshark_filter`` filled; a time bound where
     the 4-tuple repeats. Every record is taken before the first is given back (kept as
@@ -107,7 +121,7 @@ def with_display_filters(records: Iterable[HandshakeRecord]) -> Iterator[Handsha
         tuples.add(r)
         held.add(r)
     for r in held:
-        yield replace(r, wireshark_filter=record_filter(r, tuples))
+        yield with_filter(r, record_filter(r, tuples))
 
 
 def filled(records: Iterable[HandshakeRecord]) -> Iterable[HandshakeRecord]:
@@ -121,13 +135,10 @@ def filled(records: Iterable[HandshakeRecord]) -> Iterable[HandshakeRecord]:
         for r in records:
             tuples.add(r)
         return [
-            r if r.wireshark_filter else replace(r, wireshark_filter=record_filter(r, tuples))
+            r if r.wireshark_filter else with_filter(r, record_filter(r, tuples))
             for r in records
         ]
-    return (
-        r if r.wireshark_filter else replace(r, wireshark_filter=record_filter(r))
-        for r in records
-    )
+    return (r if r.wireshark_filter else with_filter(r, record_filter(r)) for r in records)
 
 
 # -- extract --------------------------------------------------------------------------------
