@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := tshark tcpdump iptables iproute2 ethtool openssl curl nginx-light \
 	squid-openssl gnutls-bin tcpreplay stunnel4 haproxy ssldump procps postfix chromium time \
-	ocserv openconnect
+	ocserv openconnect prometheus
 export DEBIAN_FRONTEND := noninteractive
 
 .PHONY: install deb venv run test lint samples bench stress fuzz clean
@@ -36,7 +36,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,live,dask]'
+	$(PY) -m pip install -q -e '.[dev,live,dask,zeek-test]'
 	@touch $@
 
 # The sample clients trusted the samples' own test root CA: give the analyzer the same trust.

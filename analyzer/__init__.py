@@ -5,6 +5,7 @@ Public API::
     analyzer.analyze(paths, **options)   # iterator of HandshakeRecord
     analyzer.read_pcap(paths, **options) # pandas DataFrame (SPEC §3 columns)
     analyzer.live(interface, **options)  # records as handshakes settle on an interface
+    analyzer.read_records(path)          # a saved JSONL/Parquet file back as a DataFrame
 
 pandas, matplotlib and pyshark are imported only by the functions that need them.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "live",
     "live_dataframe",
     "read_pcap",
+    "read_records",
 ]
 __version__ = "0.1.0"
 
@@ -37,3 +39,11 @@ def read_pcap(paths: Any, **options: Any) -> pd.DataFrame:
     from analyzer.frame import read_pcap as _read_pcap
 
     return _read_pcap(paths, **options)
+
+
+def read_records(path: Any) -> pd.DataFrame:
+    """A saved JSONL or Parquet file of records as a DataFrame with the dtypes of a fresh
+    analysis (see :func:`analyzer.records_io.read_records`)."""
+    from analyzer.records_io import read_records as _read_records
+
+    return _read_records(path)

@@ -125,6 +125,8 @@ def analyze(
     ``keylog``: NSS key log file(s) (``SSLKEYLOGFILE``) or a :class:`KeyLog`, to decrypt
     handshakes (pcapng secrets blocks are used in any case).
     Inputs that cannot be read raise :class:`CaptureError` after every good record.
+    Each record carries its ``wireshark_filter`` (with ``cross=True``, a time bound where
+    its 4-tuple repeats in the capture).
     """
     run = Run()
     opts = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=verify)

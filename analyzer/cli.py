@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -25,9 +25,15 @@ from rich.text import Text
 from analyzer.api import Progress, Run, collect_sorted
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.certs import load_ca_bundle
+from analyzer.display_filter import RepeatedTuples
 from analyzer.live import DEFAULT_BPF, LiveCaptureError, LiveSession
 from analyzer.record import HandshakeRecord
 from analyzer.text import printable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analyzer.metrics import LiveMetrics
 
 app = typer.Typer(
     name="tlsa",
@@ -44,6 +50,8 @@ class Format(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
     parquet = "parquet"
+    zeek = "zeek"
+    ecs = "ecs"
 
 
 class SummaryFormat(StrEnum):
@@ -64,6 +72,19 @@ CaBundleOpt = Annotated[
 ]
 NoVerifyOpt = Annotated[
     bool, typer.Option("--no-verify", help="Do not check certificate chains against a trust store.")
+]
+UidOpt = Annotated[
+    list[str] | None,
+    typer.Option("--uid", help="Only this connection (uid or a prefix of 4+ characters; "
+                 "repeatable)."),
+]
+ExtractOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--extract",
+        metavar="FILE.pcapng",
+        help="Also write the packets of the connections shown to FILE.pcapng, for Wireshark.",
+    ),
 ]
 
 
@@ -129,7 +150,8 @@ def stream_inputs(
     options = options_for(ca_bundle, no_verify)
     with progress_bar(progress) as bar:
         yield from collect_sorted(
-            paths, run, tls_ports=tls_ports or (), options=options, progress=bar, workers=workers
+            paths, run, tls_ports=tls_ports or (), options=options, progress=bar,
+            workers=workers,
         )
 
 
@@ -164,9 +186,23 @@ def report_problems(run: Run) -> None:
         err.print(Text(f"tlsa: error: {safe(e)}"), soft_wrap=True)
 
 
-def wanted(r: HandshakeRecord, only_failed: bool, sni: str | None, server: str | None) -> bool:
-    """Whether a record passes ``--only-failed``, ``--sni`` and ``--server``."""
-    if only_failed and not (r.outcome in ("failed", "not_tls") and r.failure):
+def is_failed(r: HandshakeRecord) -> bool:
+    """A failure with a category (what ``--only-failed`` keeps)."""
+    return r.outcome in ("failed", "not_tls") and bool(r.failure)
+
+
+def wanted(
+    r: HandshakeRecord,
+    only_failed: bool,
+    sni: str | None,
+    server: str | None,
+    uids: Sequence[str] = (),
+) -> bool:
+    """Whether a record passes ``--only-failed``, ``--sni``, ``--server`` and ``--uid``
+    (a uid or a prefix of at least 4 characters)."""
+    if only_failed and not is_failed(r):
+        return False
+    if uids and not any(r.uid == u or (len(u) >= 4 and r.uid.startswith(u)) for u in uids):
         return False
     if sni and not (r.sni and (r.sni == sni or r.sni.endswith("." + sni.lstrip("*.")))):
         return False
@@ -199,8 +235,79 @@ def records_table(records: Sequence[HandshakeRecord]) -> Table:
     return table
 
 
-def write_records(records: Iterable[HandshakeRecord], fmt: Format, output: Path | None) -> None:
-    """Write records in ``fmt``; JSONL and CSV are streamed, the others need them all."""
+def print_failed_lines(console: Console, failed: Sequence[HandshakeRecord]) -> None:
+    """One line per failed connection: uid, server, SNI, failure and the reason cut to the
+    terminal's width (``tlsa show UID`` has all of it)."""
+    rows = [
+        (r.uid, f"{r.server_ip}:{r.server_port}", safe(r.sni)[:32], r.failure or "",
+         safe(r.reason))
+        for r in failed
+    ]
+    head = ("uid", "server", "SNI", "failure", "why")
+    widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(4)]
+    console.print(Text(f"Failed connections ({len(failed)})", style="bold"))
+    for n, row in enumerate([head, *rows]):
+        line = Text(style="bold" if n == 0 else "")
+        for i, width in enumerate(widths):
+            line.append(row[i].ljust(width + 2), style="red" if i == 3 and n else "")
+        line.append(row[4])
+        console.print(line, no_wrap=True, overflow="ellipsis")
+
+
+def answer_first(console: Console, rows: Sequence[HandshakeRecord]) -> None:
+    """The terminal view of ``tlsa analyze``: totals, failures per cause, then the failed
+    connections; the healthy ones are counted, not listed."""
+    from collections import Counter
+
+    outcomes = Counter(r.outcome for r in rows)
+    captures = len({r.capture for r in rows})
+    line = Text(f"{len(rows)} TLS connection{'s' if len(rows) != 1 else ''}", style="bold")
+    line.append(f" in {captures} capture{'s' if captures != 1 else ''}: ")
+    styles = {"established": "green", "failed": "red", "not_tls": "yellow", "incomplete": "dim"}
+    line.append_text(
+        Text(", ").join(
+            Text(f"{n} {k}", style=styles.get(k, "")) for k, n in outcomes.most_common()
+        )
+    )
+    console.print(line)
+    failed = [r for r in rows if is_failed(r)]
+    if not failed:
+        console.print(Text("No failed handshakes.", style="green"))
+        return
+    causes: dict[str, list[HandshakeRecord]] = {}
+    for r in failed:
+        causes.setdefault(r.failure or "", []).append(r)
+    table = Table(title="Failures by cause", title_justify="left", header_style="bold")
+    for col, justify in (("cause", "left"), ("connections", "right"), ("servers", "left"),
+                         ("example uid", "left")):
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for cause, rs in sorted(causes.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        servers = sorted({f"{r.sni or r.server_ip}:{r.server_port}" for r in rs})
+        shown = ", ".join(servers[:3]) + (f" +{len(servers) - 3}" if len(servers) > 3 else "")
+        table.add_row(Text(cause, style="red"), str(len(rs)), Text(safe(shown)), rs[0].uid)
+    console.print(table)
+    print_failed_lines(console, failed)
+    rest = len(rows) - len(failed)
+    if rest:
+        console.print(
+            Text(
+                f"{rest} other connection{'s' if rest != 1 else ''} not listed: --all lists "
+                "every one; tlsa show UID tells everything about one.",
+                style="dim",
+            )
+        )
+
+
+def write_records(
+    records: Iterable[HandshakeRecord],
+    fmt: Format,
+    output: Path | None,
+    *,
+    show_all: bool = False,
+) -> None:
+    """Write records in ``fmt``; JSONL, CSV, Zeek and ECS are streamed, the others need them
+    all. A table on a terminal leads with the answer (:func:`answer_first`) unless
+    ``show_all``; a table written to a file or a pipe has every record."""
     from analyzer import output as out
 
     if fmt is Format.parquet:
@@ -214,8 +321,18 @@ def write_records(records: Iterable[HandshakeRecord], fmt: Format, output: Path 
             out.write_jsonl(records, stream)
         elif fmt is Format.csv:
             out.write_csv(records, stream)
+        elif fmt is Format.zeek:
+            from analyzer.export.zeek import write_zeek
+
+            write_zeek(records, stream)
+        elif fmt is Format.ecs:
+            from analyzer.export.ecs import write_ecs
+
+            write_ecs(records, stream)
         elif not (rows := list(records)):
             err.print(Text("tlsa: no TLS connections in the input"), soft_wrap=True)
+        elif stream.isatty() and not show_all:
+            answer_first(Console(file=stream, highlight=False), rows)
         else:
             # A terminal sets its own width; a file or pipe gets room for the reasons.
             width = None if stream.isatty() else 200
@@ -272,15 +389,26 @@ def analyze(
             help="Run on a Dask scheduler (tcp://HOST:8786); writes jsonl or parquet (-o DIR).",
         ),
     ] = None,
+    uid: UidOpt = None,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="On a terminal, list every connection, not only the failed."),
+    ] = False,
+    extract: ExtractOpt = None,
 ) -> None:
-    """One record per TLS connection: how far the handshake got, and why it failed."""
+    """One record per TLS connection: how far the handshake got, and why it failed.
+
+    On a terminal the table leads with the totals and the failed connections (--all for
+    every row); written to a file or a pipe it has every record."""
     if dask is not None:
-        if only_failed or sni or server:
+        if only_failed or sni or server or uid or extract:
             raise Stop("--dask writes every record: filter the output instead")
         analyze_dask(paths, dask, fmt, output, tls_port, ca_bundle, no_verify, fail_on_failure)
         return
     run = Run()
     failed: list[HandshakeRecord] = []  # at most one: enough for --fail-on-failure
+    selected: list[HandshakeRecord] = []  # for --extract
+    tuples = RepeatedTuples()  # for --extract: where each connection's packets end
 
     def shown() -> Iterator[HandshakeRecord]:
         for r in stream_inputs(
@@ -293,11 +421,48 @@ def analyze(
         ):
             if r.outcome == "failed" and not failed:
                 failed.append(r)
-            if wanted(r, only_failed, sni, server):
+            if extract is not None:
+                tuples.add(r)
+            if wanted(r, only_failed, sni, server, uid or ()):
+                if extract is not None:
+                    selected.append(r)
                 yield r
 
-    write_records(shown(), fmt, output)
+    write_records(shown(), fmt, output, show_all=show_all)
+    if extract is not None:
+        extract_to(extract, selected, paths, tuples)
     finish(run, failed, fail_on_failure)
+
+
+def extract_to(
+    path: Path,
+    records: Sequence[HandshakeRecord],
+    inputs: Sequence[str],
+    tuples: RepeatedTuples,
+) -> None:
+    """``--extract FILE``: the packets of ``records`` (read again from ``inputs``) as
+    pcapng, with a line on stderr saying what was written. ``tuples``: every record of
+    the run, added."""
+    from analyzer.export.wireshark import write_extract
+    from analyzer.sources import expand_paths
+
+    files, _ = expand_paths(list(inputs))
+    captures: dict[str, Path] = {}
+    for f in files:
+        captures.setdefault(f.name, f)
+    try:
+        with open(path, "wb") as out:
+            done = write_extract(records, captures, out, tuples=tuples)
+    except OSError as e:
+        raise Stop(f"--extract {path}: {e.strerror or e}") from e
+    n = len(records)
+    err.print(
+        Text(f"tlsa: wrote {done.total} packets of {n} connection{'s' if n != 1 else ''} "
+             f"to {path}"),
+        soft_wrap=True,
+    )
+    for problem in done.errors:
+        err.print(Text(f"tlsa: warning: --extract: {safe(problem)}"), soft_wrap=True)
 
 
 def analyze_dask(
@@ -402,8 +567,10 @@ def show(
     tls_port: TlsPortOpt = None,
     ca_bundle: CaBundleOpt = None,
     no_verify: NoVerifyOpt = False,
+    extract: ExtractOpt = None,
 ) -> None:
-    """Everything about one connection: timeline, alerts, certificate, diagnosis."""
+    """Everything about one connection: timeline, alerts, certificate, diagnosis, and the
+    Wireshark display filter that selects its packets."""
     records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
     match = [r for r in records if r.uid == uid]
     if not match and len(uid) >= 4:
@@ -415,7 +582,87 @@ def show(
     from analyzer.report.terminal import print_record
 
     print_record(Console(highlight=False), match[0])
+    if extract is not None:
+        tuples = RepeatedTuples()
+        for r in records:
+            tuples.add(r)
+        extract_to(extract, match, paths, tuples)
     finish(run, records, False)
+
+
+class DiffFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _side_frame(
+    path: str, tls_ports: Sequence[int] | None, options: DiagnosisOptions, run: Run
+) -> pd.DataFrame:
+    from analyzer.api import CaptureError
+    from analyzer.records_io import RecordsError, load_frame
+
+    try:
+        return load_frame([path], tls_ports=tls_ports or (), options=options, run=run)
+    except RecordsError as e:
+        raise Stop(str(e)) from e
+    except CaptureError:
+        report_problems(run)
+        raise typer.Exit(2) from None
+
+
+def _rate(n: int, rate: float | None) -> str:
+    return "-" if rate is None else f"{n} ({rate:.0%})"
+
+
+@app.command()
+def diff(
+    before: Annotated[str, typer.Argument(help="Capture, directory, or saved JSONL/Parquet.")],
+    after: Annotated[str, typer.Argument(help="The same, after the change.")],
+    fmt: Annotated[DiffFormat, typer.Option("--format", "-f")] = DiffFormat.table,
+    unchanged: Annotated[
+        bool, typer.Option("--unchanged", help="Also list what did not change.")
+    ] = False,
+    tls_port: TlsPortOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """What changed between two runs, per server and SNI: failures that appeared,
+    disappeared or changed share, with counts, rates and an example uid each."""
+    from analyzer.diff import diff_frames
+
+    options = options_for(ca_bundle, no_verify)
+    run_before, run_after = Run(), Run()
+    result = diff_frames(
+        _side_frame(before, tls_port, options, run_before),
+        _side_frame(after, tls_port, options, run_after),
+    )
+    if fmt is DiffFormat.json:
+        sys.stdout.write(json.dumps(result.as_dict(unchanged=unchanged), indent=2) + "\n")
+    else:
+        console = Console(highlight=False)
+        head = Text(f"before: {result.before_total} connections ", style="bold")
+        head.append(", ".join(f"{k} {v}" for k, v in result.before_outcomes.items()))
+        head.append(f"\nafter:  {result.after_total} connections ", style="bold")
+        head.append(", ".join(f"{k} {v}" for k, v in result.after_outcomes.items()))
+        console.print(head)
+        rows = result.shown(unchanged=unchanged)
+        if not rows:
+            console.print(Text("No change per server, SNI and category.", style="green"))
+        else:
+            table = Table(header_style="bold")
+            for col in ("change", "server", "SNI", "category", "before", "after", "example uid"):
+                table.add_column(col, overflow="fold")
+            styles = {"appeared": "red", "disappeared": "green", "changed": "yellow"}
+            for c in rows:
+                style = styles.get(c.verdict, "dim") if c.failure else "dim"
+                table.add_row(
+                    Text(c.verdict, style=style), c.server, Text(safe(c.sni)), c.category,
+                    _rate(c.before, c.before_rate), _rate(c.after, c.after_rate),
+                    c.example or "-",
+                )  # fmt: skip
+            console.print(table)
+    report_problems(run_before)
+    report_problems(run_after)
 
 
 class LiveFormat(StrEnum):
@@ -502,6 +749,18 @@ def live(
     tls_port: TlsPortOpt = None,
     ca_bundle: CaBundleOpt = None,
     no_verify: NoVerifyOpt = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (/metrics; 9464 is customary).",
+        ),
+    ] = None,
+    metrics_addr: Annotated[
+        str, typer.Option("--metrics-addr", help="Address the metrics are served on.")
+    ] = "127.0.0.1",
 ) -> None:
     """Capture on an interface; print each handshake as soon as it settles (Ctrl-C stops)."""
     import signal
@@ -528,6 +787,7 @@ def live(
     session = LiveSession(
         interface, bpf=bpf, write=write, tls_ports=tls_port or (), options=options
     )
+    metrics = start_metrics(session, metrics_port, metrics_addr)
     previous = signal.signal(signal.SIGTERM, _sigterm)  # stop like Ctrl-C, flushing
     began = time.monotonic()
     try:
@@ -541,6 +801,13 @@ def live(
         )
         began = time.monotonic()
         emit = live_writer(fmt, stream)
+        if metrics is not None:
+            write_line = emit
+
+            def emit(r: HandshakeRecord) -> None:
+                metrics.observe(r)
+                write_line(r)
+
         try:
             for r in session.records(duration=duration, count=count):
                 emit(r)
@@ -552,12 +819,35 @@ def live(
         pass
     finally:
         session.close()
+        if metrics is not None:
+            metrics.close()
         signal.signal(signal.SIGTERM, previous)
         if output:
             stream.close()
     err.print(Text(live_summary(session, time.monotonic() - began)), soft_wrap=True)
     if session.error:
         raise Stop(f"the capture stopped: {session.error}")
+
+
+def start_metrics(session: LiveSession, port: int | None, addr: str) -> LiveMetrics | None:
+    """``--metrics-port``: serve the session's metrics, or a one-line error."""
+    if port is None:
+        return None
+    try:
+        from analyzer.metrics import LiveMetrics
+    except ImportError as e:  # pragma: no cover - the live extra brings it
+        raise Stop(f"--metrics-port needs prometheus-client (pip install '.[live]'): {e}") from e
+    try:
+        metrics = LiveMetrics()
+        metrics.source = session.source
+        bound = metrics.serve(port, addr)
+    except ImportError as e:
+        raise Stop(f"--metrics-port needs prometheus-client (pip install '.[live]'): {e}") from e
+    except OSError as e:
+        raise Stop(f"--metrics-port {port}: cannot listen on {addr} ({e.strerror or e})") from e
+    host = f"[{addr}]" if ":" in addr else addr
+    err.print(Text(f"tlsa: metrics on http://{host}:{bound}/metrics"), soft_wrap=True)
+    return metrics
 
 
 def live_summary(session: LiveSession, seconds: float) -> str:

@@ -42,16 +42,37 @@ TIME_COLUMNS = ("ts", "ts_end")
 
 def to_dataframe(records: Iterable[HandshakeRecord]) -> pd.DataFrame:
     """Records as a DataFrame with the SPEC §5 dtypes (an empty frame keeps its columns)."""
+
+    return frame_from_rows([r.to_dict() for r in records])
+
+
+STRING_COLUMNS = ("version", "cipher", "group", "capture", "server_ip", "client_ip", "sni",
+                  "icmp_from", "quic_version", "quic_history")
+"""Text columns with pandas' ``string`` dtype."""
+
+
+def frame_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of SPEC §3 values (``to_dict`` or JSONL, ``ts`` as epoch seconds) as a DataFrame
+    with the SPEC §5 dtypes; columns missing from the rows are filled with nulls."""
     import pandas as pd
 
-    rows = [r.to_dict() for r in records]
     df = pd.DataFrame(rows, columns=list(RECORD_FIELDS))
+    return with_dtypes(df)
+
+
+def with_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (SPEC §3 columns) with the SPEC §5 dtypes: UTC times, categoricals over the
+    fixed value lists, ``string`` text columns. Times may be epoch seconds or datetimes."""
+    import pandas as pd
+
     for col in TIME_COLUMNS:
-        df[col] = pd.to_datetime(df[col].astype("float64"), unit="s", utc=True)
+        if pd.api.types.is_datetime64_any_dtype(df[col]):
+            df[col] = pd.to_datetime(df[col], utc=True)
+        else:
+            df[col] = pd.to_datetime(df[col].astype("float64"), unit="s", utc=True)
     for col, values in CATEGORIES.items():
         df[col] = pd.Categorical(df[col], categories=list(values))
-    for col in ("version", "cipher", "group", "capture", "server_ip", "client_ip", "sni",
-                "icmp_from", "quic_version", "quic_history"):
+    for col in STRING_COLUMNS:
         df[col] = df[col].astype("string")
     return df
 

@@ -307,3 +307,20 @@ MAX_QUIC_REASON = 256
 MAX_QUIC_DISCARDED = 100
 """Zeek's ``QUIC::max_discarded_packet_events``: ``X`` letters beyond this many discarded
 packets are not added to the QUIC history."""
+
+# edges: Wireshark extract, live metrics
+
+EXTRACT_COMMENT_CHARS = 2_000
+"""Characters of the pcapng comment on a connection's first packet in ``--extract`` (uid,
+outcome, failure and reason: a reason is one sentence, a few hundred characters at most;
+the option's length field allows 65,535 bytes)."""
+
+METRICS_TOP_SERVERS = 20
+"""Servers that get their own ``server`` label value in the live Prometheus metrics (the
+busiest by handshakes seen so far; every other server counts as ``other``). Each label
+value is one time series per outcome or failure category in Prometheus: 20 servers keep a
+scrape at a few hundred series whatever the traffic."""
+
+METRICS_TRACKED_SERVERS = 10_000
+"""Servers whose handshake counts the live metrics keep to rank them (about 100 bytes
+each: 1 MB); servers first seen after that count as ``other`` straight away."""

@@ -30,9 +30,14 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _UNSAFE = re.compile("[" + "".join(map(chr, _JSON_UNSAFE)) + "]")
 
 
-def jsonl_line(record: HandshakeRecord) -> str:
-    text = _encode(record.to_dict())
+def json_line(value: Any) -> str:
+    """One line of JSON, with the characters a terminal acts on escaped."""
+    text = _encode(value)
     return text.translate(_JSON_UNSAFE) if _UNSAFE.search(text) else text
+
+
+def jsonl_line(record: HandshakeRecord) -> str:
+    return json_line(record.to_dict())
 
 
 def write_jsonl(records: Iterable[HandshakeRecord], out: IO[str]) -> int:

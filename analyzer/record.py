@@ -212,6 +212,9 @@ class HandshakeRecord:
     decrypted: list[str] = field(default_factory=list)
     """Directions (``client``, ``server``) whose encrypted handshake was decrypted with a
     key log."""
+    wireshark_filter: str = ""
+    """A Wireshark display filter selecting exactly this connection's packets in its
+    capture (:func:`analyzer.display_filter.display_filter`)."""
     ja3: str | None = None
     ja3s: str | None = None
     ja4: str | None = None

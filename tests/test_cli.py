@@ -43,7 +43,7 @@ SPEC_FIELDS: dict[str, tuple[type | None, ...]] = {
     "last_alert": (str, None), "cert_subject": (str, None), "cert_issuer": (str, None),
     "cert_sans": (list,), "cert_not_before": (float, None), "cert_not_after": (float, None),
     "cert_chain_sha256": (list,), "cert_status": (str, None), "cert_trust": (str, None),
-    "sni_matches_cert": (bool, None), "decrypted": (list,),
+    "sni_matches_cert": (bool, None), "decrypted": (list,), "wireshark_filter": (str,),
     "ja3": (str, None), "ja3s": (str, None), "ja4": (str, None), "close": (str,),
     "client_bytes": (int,), "server_bytes": (int,), "packets": (int,),
     "tcp_rtt": (float, None), "handshake_time": (float, None), "retransmits": (int,),

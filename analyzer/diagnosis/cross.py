@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from analyzer.diagnosis.rules.certificates import certificate_verdict, status_for_alert
 from analyzer.diagnosis.rules.negotiation import cipher_verdict
+from analyzer.display_filter import RepeatedTuples, record_filter, with_filter
 from analyzer.record import HandshakeRecord
 
 if TYPE_CHECKING:
@@ -39,12 +40,15 @@ class ServerSummary:
 
 class Evidence:
     """Per-server summaries, built one record at a time (order does not matter: counts,
-    and for certificates the connection that comes first in ``(ts, uid)`` order)."""
+    and for certificates the connection that comes first in ``(ts, uid)`` order), and the
+    4-tuples a capture used more than once (their ``wireshark_filter`` gets a time bound)."""
 
     def __init__(self) -> None:
         self._servers: dict[tuple[str, int], ServerSummary] = defaultdict(ServerSummary)
+        self._tuples = RepeatedTuples()
 
     def add(self, r: HandshakeRecord) -> None:
+        self._tuples.add(r)
         s = self._servers[(r.server_ip, r.server_port)]
         if r.established and r.version and r.cipher:
             s.versions[r.version] += 1
@@ -55,7 +59,10 @@ class Evidence:
                 s.cert[r.sni] = r
 
     def sharpen(self, r: HandshakeRecord) -> HandshakeRecord:
-        """The record with what the other connections say about its failure."""
+        """The record with what the other connections say about its failure (and about
+        its 4-tuple)."""
+        if self._tuples.bound(r) is not None:
+            r = with_filter(r, record_filter(r, self._tuples))
         s = self._servers.get((r.server_ip, r.server_port))
         if s is None or r.outcome != "failed":
             return r

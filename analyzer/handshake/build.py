@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from analyzer import limits
+from analyzer.display_filter import display_filter
 from analyzer.fingerprints import client_fingerprints, ja3s
 from analyzer.handshake.core import HandshakeCore, is_tls13
 from analyzer.record import HandshakeRecord
@@ -83,15 +84,23 @@ def build_record(
     alerts = core.alerts_with_inferred(facts.last_ts)
     known = [a for a in alerts if a.description is not None]
     anomalies = set(core.anomalies or ()) | facts.anomalies
+    client_ip, server_ip = ip_text(c_ip), ip_text(s_ip)
     rec: dict[str, object] = {
         "uid": make_uid(capture, facts.key, facts.first_ts),
         "capture": capture,
         "ts": facts.first_ts,
         "ts_end": facts.last_ts,
-        "client_ip": ip_text(c_ip),
+        "client_ip": client_ip,
         "client_port": c_port,
-        "server_ip": ip_text(s_ip),
+        "server_ip": server_ip,
         "server_port": s_port,
+        "wireshark_filter": display_filter(
+            client_ip=client_ip,
+            client_port=c_port,
+            server_ip=server_ip,
+            server_port=s_port,
+            transport=facts.transport,
+        ),
         "transport": facts.transport,
         "quic_version": facts.quic_version,
         "quic_history": facts.quic_history,

@@ -1,7 +1,8 @@
 """The report's inline style sheet and script (no network, no external files).
 
-The script only sorts and filters the failed-handshake table and opens the connection
-named in the URL fragment; it reads text with ``textContent`` and never writes HTML, so
+The script only sorts and filters the failed-handshake table, opens the connection
+named in the URL fragment and copies a connection's Wireshark display filter to the
+clipboard (its "copy" button); it reads text with ``textContent`` and never writes HTML, so
 capture strings cannot become markup. It marks ``<body data-ready="1">`` when done and
 records any script error in ``data-js-error`` (the headless-browser test reads both).
 """
@@ -47,6 +48,7 @@ td.name { word-break: break-all; min-width: 8rem; }
   -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; }
 #failed-table .fix:hover { -webkit-line-clamp: unset; line-clamp: none; }
 #failed-table tr[hidden] { display: none; }
+button.copy { font: inherit; font-size: 85%; margin-left: .5em; cursor: pointer; }
 th button { font: inherit; font-weight: 600; background: none; border: 0; padding: 0;
   cursor: pointer; color: inherit; }
 th[aria-sort="ascending"] button::after { content: " \\25B2"; }
@@ -91,6 +93,31 @@ JS = """
   }
   window.addEventListener("hashchange", openTarget);
   openTarget();
+  function copied(button) {
+    button.textContent = "copied";
+    button.setAttribute("data-copied", "1");
+  }
+  function copyFilter(button) {
+    var code = button.previousElementSibling;
+    var value = code ? code.textContent : "";
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(value).then(function () { copied(button); },
+        function () { copyBySelection(code, button); });
+    } else {
+      copyBySelection(code, button);
+    }
+  }
+  function copyBySelection(code, button) {
+    var range = document.createRange();
+    range.selectNodeContents(code);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    if (document.execCommand("copy")) { copied(button); }
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("button.copy"), function (b) {
+    b.addEventListener("click", function () { copyFilter(b); });
+  });
   var table = document.getElementById("failed-table");
   if (!table) { body.setAttribute("data-ready", "1"); return; }
   var tbody = table.tBodies[0];

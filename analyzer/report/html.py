@@ -419,6 +419,14 @@ def _details(r: HandshakeRecord) -> Html:
         [
             ("client → server", f"{_client(r)} → {_server(r)}"),
             ("capture", r.capture),
+            (
+                "Wireshark filter",
+                tag("code", r.wireshark_filter, class_="wsf")
+                + tag("button", "copy", type="button", class_="copy",
+                      title="Copy the display filter")
+                if r.wireshark_filter
+                else None,
+            ),
             ("history", tag("code", r.history) if r.history else None),
             ("stage", r.stage),
             ("SNI", r.sni),
@@ -540,6 +548,7 @@ def render(
     from analyzer import aggregate, plots
     from analyzer.frame import to_dataframe
 
+    records = list(records)
     df = to_dataframe(records)
     quic = sum(s.udp_quic for s in run.stats.values()) if run is not None else 0
     captures = sorted(run.stats) if run is not None and run.stats else ()

@@ -159,6 +159,10 @@ def print_record(console: Console, r: HandshakeRecord) -> None:
     head.append(f"  {_when(r.ts)}  ", style="dim")
     head.append(text(r.capture, style="dim"))
     console.print(head)
+    if r.wireshark_filter:
+        line = Text("Wireshark filter: ", style="dim")
+        line.append(text(r.wireshark_filter))
+        console.print(line, soft_wrap=True)
     verdict = Text(r.outcome, style=f"bold {styles.get(r.outcome, '')}")
     if r.failure:
         verdict.append(f": {r.failure}, ended by {r.failure_side or '-'}")

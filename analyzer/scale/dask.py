@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions, cross_connection
+from analyzer.display_filter import RepeatedTuples, record_filter, with_filter
 from analyzer.pipeline import PathArg, Run, as_list
 from analyzer.record import HandshakeRecord
 from analyzer.scale.work import (
@@ -171,8 +172,14 @@ def sharpen(
 
 
 def final_records(result: PartResult, changed: dict[str, HandshakeRecord]) -> list[HandshakeRecord]:
-    """The part's records with cross-connection evidence, sorted by ``(ts, uid)``."""
+    """The part's records with cross-connection evidence, sorted by ``(ts, uid)``. A
+    4-tuple's connections are all in one part (shards split by 4-tuple), so the part
+    knows where a repeated one's ``wireshark_filter`` needs a time bound."""
+    tuples = RepeatedTuples()
+    for r in result.records:
+        tuples.add(r)
     out = [changed.get(r.uid, r) for r in result.records]
+    out = [with_filter(r, record_filter(r, tuples)) if tuples.bound(r) else r for r in out]
     out.sort(key=lambda r: (r.ts, r.uid))
     return out
 

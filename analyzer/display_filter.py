@@ -1,0 +1,122 @@
+"""The Wireshark display filter of one connection (SPEC §3 ``wireshark_filter``): a pure
+function of its addresses, ports, transport and, where its 4-tuple repeats in the
+capture, its time span. The record builder fills the plain filter; the time bound is added
+with the cross-connection evidence (:class:`analyzer.diagnosis.cross.Evidence`), once every
+connection of the capture is known (:class:`RepeatedTuples`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, cast
+
+from analyzer.record import HandshakeRecord
+
+UDP_TRANSPORTS = frozenset({"quic", "dtls"})
+
+
+def _usec_floor(ts: float) -> int:
+    n = ts * 1e6
+    r = round(n)
+    return r if abs(n - r) < 1e-3 else math.floor(n)
+
+
+def _epoch(us: int) -> str:
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def display_filter(
+    *,
+    client_ip: str,
+    client_port: int,
+    server_ip: str,
+    server_port: int,
+    transport: str = "tcp",
+    since: float | None = None,
+    until: float | None = None,
+) -> str:
+    """A Wireshark display filter selecting exactly one connection's packets.
+
+    ``since``: the connection's first packet time; ``until``: the first packet time of the
+    next connection on the same 4-tuple (excluded). Give them only when the 4-tuple occurs
+    more than once in the capture. Times are written in whole microseconds."""
+    v6 = ":" in client_ip or ":" in server_ip
+    addr = "ipv6.addr" if v6 else "ip.addr"
+    port = "udp.port" if transport in UDP_TRANSPORTS else "tcp.port"
+    parts = [
+        f"{addr}=={client_ip}",
+        f"{addr}=={server_ip}",
+        f"{port}=={client_port}",
+        f"{port}=={server_port}",
+    ]
+    if since is not None:
+        parts.append(f"frame.time_epoch>={_epoch(_usec_floor(since))}")
+    if until is not None:
+        parts.append(f"frame.time_epoch<{_epoch(_usec_floor(until))}")
+    return " && ".join(parts)
+
+
+def tuple_key(r: HandshakeRecord) -> tuple[str, str, str]:
+    """The capture and the 4-tuple in a fixed orientation."""
+    a, b = f"{r.client_ip} {r.client_port}", f"{r.server_ip} {r.server_port}"
+    proto = "udp" if r.transport in UDP_TRANSPORTS else "tcp"
+    return (r.capture, proto, f"{a} {b}" if a < b else f"{b} {a}")
+
+
+def record_filter(r: HandshakeRecord, tuples: RepeatedTuples | None = None) -> str:
+    """:func:`display_filter` of a record; ``tuples``: the run's 4-tuples, for a time bound
+    where the record's repeats."""
+    bound = tuples.bound(r) if tuples is not None else None
+    return display_filter(
+        client_ip=r.client_ip,
+        client_port=r.client_port,
+        server_ip=r.server_ip,
+        server_port=r.server_port,
+        transport=r.transport,
+        since=bound[0] if bound else None,
+        until=bound[1] if bound else None,
+    )
+
+
+@dataclass(slots=True)
+class RepeatedTuples:
+    """Which 4-tuples occur more than once per capture, and when each of their connections
+    starts. Keyed by hash: 8 bytes and a float per connection; a collision only adds a
+    time bound that was not needed."""
+
+    first: dict[int, float] = field(default_factory=dict)
+    starts: dict[int, list[float]] = field(default_factory=dict)
+    """Sorted first-packet times of the 4-tuples seen more than once."""
+
+    def add(self, r: HandshakeRecord) -> None:
+        h = hash(tuple_key(r))
+        seen = self.first.get(h)
+        if seen is None:
+            self.first[h] = r.ts
+        else:
+            bisect.insort(self.starts.setdefault(h, [seen]), r.ts)
+
+    def bound(self, r: HandshakeRecord) -> tuple[float, float | None] | None:
+        """(this connection's start, the next one's start or None) when the record's
+        4-tuple repeats, else None."""
+        starts = self.starts.get(hash(tuple_key(r)))
+        if starts is None:
+            return None
+        i = bisect.bisect_right(starts, r.ts)
+        return r.ts, starts[i] if i < len(starts) else None
+
+
+_FILTER_AT = [f.name for f in fields(HandshakeRecord)].index("wireshark_filter")
+"""Where the field is in the record's pickling state (every field, in declaration order)."""
+
+
+def with_filter(r: HandshakeRecord, text: str) -> HandshakeRecord:
+    """``r`` with ``wireshark_filter`` set: :func:`dataclasses.replace` without its per-field
+    checks, through the record's own pickling state (a tuple of every field's value)."""
+    state: list[Any] = list(cast("tuple[Any, ...]", r.__getstate__()))
+    state[_FILTER_AT] = text
+    out = HandshakeRecord.__new__(HandshakeRecord)
+    out.__setstate__(tuple(state))  # type: ignore[attr-defined]
+    return out
