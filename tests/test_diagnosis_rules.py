@@ -423,6 +423,7 @@ def test_cross_connection_names_what_the_server_chose() -> None:
         rec(
             uid="Cbad",
             ts=T0 + 1,
+            client_port=40001,  # another connection (the same 4-tuple would be port reuse)
             **hello(
                 offered_ciphers=["TLS_RSA_WITH_3DES_EDE_CBC_SHA"],
                 alerts=[alert("server", "handshake_failure", 40)],

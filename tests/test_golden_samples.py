@@ -1,7 +1,10 @@
 """End to end: every connection of sample_pcaps/ gets what its set-up says (MANIFEST.jsonl).
 
 The manifest is written by the sample generator from how each scenario was set up and
-what the client and server reported, never from this tool's output.
+what the client and server reported, never from this tool's output. Every capture is
+analysed twice: with the samples' own CA bundles (the trust the clients had), and without
+them, as a person analysing a private PKI's capture usually does; both runs must agree
+with the truth on outcome, failure and side.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ INVISIBLE: dict[tuple[str, str], tuple[object, str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def records() -> dict[Key, HandshakeRecord]:
+@pytest.fixture(scope="module", params=["with_ca", "without_ca"])
+def records(request: pytest.FixtureRequest) -> dict[Key, HandshakeRecord]:
     run = Run()
-    opts = DiagnosisOptions(ca_bundle=str(CA) if CA.exists() else None)
+    with_ca = request.param == "with_ca" and CA.exists()
+    opts = DiagnosisOptions(ca_bundle=str(CA) if with_ca else None)
     recs = collect(SAMPLES, run, options=opts)
     assert run.errors == []
     return {(r.capture, r.client_ip, r.client_port, r.server_ip, r.server_port): r for r in recs}

@@ -16,7 +16,7 @@ from analyzer.diagnosis.certs import cert_problems, cert_status
 from analyzer.diagnosis.cross import cross_connection
 from analyzer.diagnosis.rules import RULES
 from analyzer.diagnosis.verdict import Facts, Verdict
-from analyzer.diagnosis.warnings import warnings_for
+from analyzer.diagnosis.warnings import TRUST_PROBLEMS, warnings_for
 from analyzer.record import AlertInfo, HandshakeRecord
 
 __all__ = ["DiagnosisOptions", "cross_connection", "diagnose"]
@@ -52,10 +52,38 @@ def verdict_for(r: HandshakeRecord, facts: Facts) -> Verdict:
 
 
 def cert_trust(record: HandshakeRecord, options: DiagnosisOptions) -> str | None:
-    """SPEC §3 ``cert_trust``: whose trust store judged the certificate."""
+    """SPEC §3 ``cert_trust``: whose trust store judged the certificate (before the
+    client's own evidence is weighed, see :func:`judge_certificate`)."""
     if not record.cert_chain or not options.verify:
         return None
     return "ca_bundle" if options.ca_bundle else "certifi"
+
+
+_CLIENT_DONE = frozenset({"client_finished", "established", "application_data"})
+
+
+def client_finished(r: HandshakeRecord) -> bool:
+    """The client sent its Finished (seen, or decrypted, or TLS 1.3's record after the
+    server's flight): it had checked the server's certificate and gone on."""
+    return r.stage in _CLIENT_DONE
+
+
+def judge_certificate(
+    r: HandshakeRecord, options: DiagnosisOptions
+) -> tuple[list[str], str | None, list[str]]:
+    """The certificate's problems, whose trust store judged them, and warnings about that.
+
+    Evidence from the client outranks the analysis's trust store: a client that finished
+    its handshake with the chain trusted it, so a chain this analysis cannot verify (a
+    private CA, an inspecting proxy's) is no problem for that connection (``cert_trust``
+    ``clients``), only a warning that the chain was not verifiable here. Problems every
+    client sees (dates, host name) stay."""
+    problems = cert_problems(r, ca_bundle=options.ca_bundle, verify=options.verify)
+    trust = cert_trust(r, options)
+    if trust is not None and client_finished(r) and TRUST_PROBLEMS.intersection(problems):
+        kept = [p for p in problems if p not in TRUST_PROBLEMS]
+        return kept, "clients", ["chain_not_verifiable"]
+    return problems, trust, []
 
 
 def with_decryption(r: HandshakeRecord, v: Verdict, facts: Facts) -> str | None:
@@ -73,7 +101,7 @@ def with_decryption(r: HandshakeRecord, v: Verdict, facts: Facts) -> str | None:
 def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -> HandshakeRecord:
     """The record with its judgement fields filled in."""
     opts = options or DiagnosisOptions()
-    problems = cert_problems(record, ca_bundle=opts.ca_bundle, verify=opts.verify)
+    problems, trust, notes = judge_certificate(record, opts)
     status = cert_status(problems, bool(record.cert_chain))
     facts = Facts(cert_status=status, cert_problems=problems, alert=deciding_alert(record))
     v = verdict_for(record, facts)
@@ -87,8 +115,8 @@ def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -
         remedy=v.remedy if failed or v.outcome == "not_tls" else None,
         inferred=v.inferred,
         cert_status=status,
-        cert_trust=cert_trust(record, opts),
+        cert_trust=trust,
         cert_problems=problems,
         cert_chain=(),  # judged: the DER is not needed any more (memory)
-        warnings=warnings_for(record, status, v.outcome),
+        warnings=warnings_for(record, status, v.outcome) + notes,
     )

@@ -179,8 +179,9 @@ def chain_trust(chain: tuple[bytes, ...], ca_bundle: str | None) -> Trust | None
 
 def cert_problems(record: HandshakeRecord, *, ca_bundle: str | None, verify: bool) -> list[str]:
     """Every SPEC §3 ``cert_status`` problem the leaf has, in the spec's order (expired,
-    not_yet_valid, self_signed, incomplete_chain, untrusted, hostname_mismatch); empty when
-    the certificate is fine or was not visible."""
+    not_yet_valid, hostname_mismatch: problems every client sees; then self_signed,
+    incomplete_chain, untrusted: those that depend on whose trust store is asked); empty
+    when the certificate is fine or was not visible."""
     if not record.cert_chain:
         return []
     problems = []
@@ -189,6 +190,8 @@ def cert_problems(record: HandshakeRecord, *, ca_bundle: str | None, verify: boo
         problems.append("expired")
     if record.cert_not_before is not None and at < record.cert_not_before:
         problems.append("not_yet_valid")
+    if record.sni_matches_cert is False:
+        problems.append("hostname_mismatch")
     if verify:
         trust = chain_trust(record.cert_chain, ca_bundle)
         if trust is not None and not trust.trusted:
@@ -198,8 +201,6 @@ def cert_problems(record: HandshakeRecord, *, ca_bundle: str | None, verify: boo
                 problems.append("incomplete_chain")
             else:
                 problems.append("untrusted")
-    if record.sni_matches_cert is False:
-        problems.append("hostname_mismatch")
     return problems
 
 

@@ -29,11 +29,18 @@ CATALOGUE: Final = {
     "cert_problem_ignored": "the handshake was established although the certificate is "
     "expired, not yet valid or does not cover the SNI: the client does not check it "
     "(curl -k, verification off)",
+    "chain_not_verifiable": "the server's chain does not verify against this analysis's "
+    "trust store, but its client completed the handshake with it: the client trusts a CA "
+    "the analysis was not given (a private PKI, an inspecting proxy); give --ca-bundle to "
+    "check the chain",
 }
 
 _STATIC_KEY_EXCHANGE: Final = ("TLS_RSA_", "TLS_ECDH_", "TLS_DH_")
-PLAIN_PROBLEMS: Final = frozenset({"expired", "not_yet_valid", "hostname_mismatch", "self_signed"})
-"""Certificate problems any client sees, whatever CAs it (or this analysis) trusts."""
+EVERY_CLIENT_SEES: Final = frozenset({"expired", "not_yet_valid", "hostname_mismatch"})
+"""Certificate problems any client sees, whatever CAs it (or this analysis) trusts (SPEC §3
+``cert_status`` lists them first)."""
+TRUST_PROBLEMS: Final = frozenset({"self_signed", "incomplete_chain", "untrusted"})
+"""Certificate problems that depend on whose trust store is asked."""
 
 
 def short_rsa_bits(r: HandshakeRecord) -> int | None:
@@ -63,6 +70,6 @@ def warnings_for(r: HandshakeRecord, cert_status: str | None, outcome: str) -> l
     if r.cipher is not None and r.cipher.startswith(_STATIC_KEY_EXCHANGE):
         out.append("no_forward_secrecy")
     # self-signed has its own warning
-    if outcome == "established" and cert_status in PLAIN_PROBLEMS - {"self_signed"}:
+    if outcome == "established" and cert_status in EVERY_CLIENT_SEES:
         out.append("cert_problem_ignored")
     return out

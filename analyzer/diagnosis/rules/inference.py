@@ -9,7 +9,7 @@ from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.readings import ALERT_SIZED, client_sent_data
 from analyzer.diagnosis.rules.certificates import certificate_verdict
 from analyzer.diagnosis.verdict import Facts, Verdict
-from analyzer.diagnosis.warnings import PLAIN_PROBLEMS
+from analyzer.diagnosis.warnings import EVERY_CLIENT_SEES
 from analyzer.diagnosis.wording import server
 from analyzer.record import HandshakeRecord
 
@@ -52,9 +52,11 @@ def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
             ),
         )
     # A client alert, or only a FIN (wget) when the problem does not depend on the trust
-    # store this analysis used (a private CA's probes leave like that too).
+    # store this analysis used (a private CA's probes leave like that too). The client
+    # finished its handshake, so the chain's trust is not in question (the certificate
+    # status has no trust problem left, see judge_certificate).
     client_left = any(a.sender == "client" for a in r.alerts) or (
-        r.close_by == "client" and f.cert_status in PLAIN_PROBLEMS
+        r.close_by == "client" and f.cert_status in EVERY_CLIENT_SEES
     )
     if client_left and not client_sent_data(r) and r.cert_chain_sha256:
         # The client finished the handshake and left (an alert, or only a FIN like wget)
