@@ -9,7 +9,12 @@ visible) and uses them to sharpen failures:
   version mismatch inferred from a refused TLS 1.2 hello becomes a cipher mismatch when the
   same server negotiated a version this client offered;
 - a TLS 1.3 rejection inferred from an encrypted alert takes the exact certificate
-  category when the same server's certificate is visible elsewhere (e.g. over TLS 1.2).
+  category when the same server's certificate is visible elsewhere (e.g. over TLS 1.2);
+- trust learnt from the capture: a chain issued by a CA with which other clients completed
+  handshakes, rejected by this client as untrusted, points at this client's trust store
+  (``cert_trust`` ``clients``), and the remedy goes to the client;
+- likewise for versions, ciphers and names: when other clients succeeded with the same
+  server, the failing client is where the remedy goes, and the reason says so.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from analyzer.diagnosis import remedies as rm
+from analyzer.diagnosis.certs import INTERCEPTION_HINTS
 from analyzer.diagnosis.rules.certificates import certificate_verdict, status_for_alert
 from analyzer.diagnosis.rules.negotiation import cipher_verdict
 from analyzer.display_filter import RepeatedTuples, record_filter, with_filter
@@ -36,6 +43,8 @@ class ServerSummary:
     ciphers: Counter[str] = field(default_factory=Counter)
     cert: dict[str | None, HandshakeRecord] = field(default_factory=dict)
     """A record with the certificate visible, by SNI (first seen)."""
+    names: Counter[str] = field(default_factory=Counter)
+    """SNIs of the handshakes the server completed."""
 
 
 class Evidence:
@@ -46,6 +55,9 @@ class Evidence:
     def __init__(self) -> None:
         self._servers: dict[tuple[str, int], ServerSummary] = defaultdict(ServerSummary)
         self._tuples = RepeatedTuples()
+        self._trusted: Counter[str] = Counter()
+        """Per leaf certificate (SHA-256): connections whose client completed the handshake
+        with it (and so trusted its chain)."""
 
     def add(self, r: HandshakeRecord) -> None:
         self._tuples.add(r)
@@ -53,6 +65,11 @@ class Evidence:
         if r.established and r.version and r.cipher:
             s.versions[r.version] += 1
             s.ciphers[r.cipher] += 1
+        if r.outcome == "established":
+            if r.sni:
+                s.names[r.sni] += 1
+            if r.cert_chain_sha256:
+                self._trusted[r.cert_chain_sha256[0]] += 1
         if r.cert_chain_sha256 and r.cert_status is not None:
             seen = s.cert.get(r.sni)
             if seen is None or (r.ts, r.uid) < (seen.ts, seen.uid):
@@ -66,7 +83,7 @@ class Evidence:
         s = self._servers.get((r.server_ip, r.server_port))
         if s is None or r.outcome != "failed":
             return r
-        return _sharpen(r, s)
+        return _others_trust(_sharpen(r, s), s, self._trusted)
 
 
 def _top(counter: Counter[str]) -> str:
@@ -138,3 +155,41 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
                     remedy=exact.remedy,
                 )
     return r
+
+
+_TRUST_ALERTS = frozenset({"unknown_ca", "certificate_unknown", "bad_certificate"})
+
+
+def _others_trust(r: HandshakeRecord, s: ServerSummary, trusted: Counter[str]) -> HandshakeRecord:
+    """A client that rejected a CA-issued chain which other clients of the capture
+    completed handshakes with: its own trust store lacks the CA (or the others do not
+    verify). Said as the wire shows it; the remedy goes to this client."""
+    if r.failure != "certificate_untrusted" or r.cert_self_issued:
+        return r
+    seen = r if r.cert_chain_sha256 else s.cert.get(r.sni)
+    if seen is None or not seen.cert_chain_sha256 or seen.cert_self_issued:
+        return r
+    others = trusted[seen.cert_chain_sha256[0]]
+    rejected = any(a.sender == "client" and a.description in _TRUST_ALERTS for a in r.alerts)
+    if not others or not (rejected or r.inferred):
+        return r
+    issuer = seen.cert_issuer or "its issuer"
+    proxy = any(h in issuer.lower() for h in INTERCEPTION_HINTS)
+    install = (
+        f"Install the CA of {issuer} on this client: it looks like a TLS-inspecting proxy's, "
+        "which every client behind the proxy must trust"
+        if proxy
+        else f"Install the CA that issued this chain ({issuer}) in this client's trust store"
+    )
+    return replace(
+        r,
+        cert_trust="clients",
+        reason=f"{r.reason}; {others} other connection(s) of this capture completed their "
+        f"handshake with the same certificate (issuer {issuer}): this client's trust store "
+        "lacks that CA, or the others do not verify",
+        remedy=f"{install} (the system store: update-ca-certificates; a container image's "
+        "store; the language runtime's bundle: Java cacerts, Python certifi or "
+        "REQUESTS_CA_BUNDLE, Node NODE_EXTRA_CA_CERTS); confirm with the CA file: "
+        f"{rm.s_client(r, '-CAfile', 'ca.pem', '-verify_return_error')}; or: "
+        f"{rm.curl(r, '--cacert', 'ca.pem')}",
+    )
