@@ -272,3 +272,10 @@ fold retransmitted flights. A handshake has at most a dozen per side in clear
 DTLS_REPLAY_WINDOW = 64
 """Record sequence numbers remembered below the highest one per epoch to spot duplicated
 datagrams (RFC 6347 §4.1.2.6 suggests at least 32; 64 is what implementations use)."""
+
+# flows: SOCKS negotiations (RFC 1928, RFC 1929, SOCKS4/4a)
+
+MAX_SOCKS4_STRING = 255
+"""Bytes of a SOCKS4 user id or SOCKS4a host name before its NUL. SOCKS5 caps the same
+fields at 255 with one-byte lengths (RFC 1928 §5, RFC 1929 §2); a DNS name is at most 253
+bytes and real user ids are short, so a longer string without its NUL is not SOCKS."""
