@@ -508,17 +508,14 @@ class TcpConnection:
         self.core.start_tls()
         c, s = self.client, self.server
         data = bytes(c.plain[offset:])
-        s_rest = b""
+        s_rest, keep = b"", bytearray()
         if self.socks is not None:
             if self.socks_reply_pending():  # the client did not wait for the grant
-                s_rest, keep = b"", s.plain
+                keep = s.plain
             else:  # the server's SOCKS answers were taken off: the rest is the tunnel's
-                s_rest, keep = bytes(s.plain), bytearray()
+                s_rest = bytes(s.plain)
         elif self.starttls is None and self.proxy_target is None:
             s_rest = bytes(s.plain)  # no preamble: anything the server sent is TLS too
-            keep = bytearray()
-        else:
-            keep = bytearray()
         c.plain = bytearray()
         s.plain = keep
         self.tls_bytes(True, data, ts)
