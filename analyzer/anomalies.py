@@ -156,3 +156,14 @@ class Anomaly(StrEnum):
     """A long header of a QUIC version whose packets cannot be read (counted only)."""
     QUIC_BAD_RETRY = "quic_bad_retry"
     """A Retry whose integrity tag is wrong, or sent by the client; it was ignored."""
+
+    # flows: SOCKS negotiations before a tunnel (RFC 1928, RFC 1929, SOCKS4/4a)
+    SOCKS_MALFORMED = "socks_malformed"
+    """Bytes that are not the SOCKS message expected at that point (a wrong version or
+    reserved byte, an empty method list, name or credential, an unknown address type, a
+    SOCKS4 string without its NUL within ``MAX_SOCKS4_STRING``); the negotiation was not
+    followed further."""
+    SOCKS_UNSUPPORTED = "socks_unsupported"
+    """The SOCKS server chose a method whose sub-negotiation is not parsed (GSSAPI, RFC
+    1961, or another IANA method), so its reply cannot be found; the tunnel was not
+    followed."""

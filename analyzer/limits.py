@@ -324,3 +324,10 @@ scrape at a few hundred series whatever the traffic."""
 METRICS_TRACKED_SERVERS = 10_000
 """Servers whose handshake counts the live metrics keep to rank them (about 100 bytes
 each: 1 MB); servers first seen after that count as ``other`` straight away."""
+
+# flows: SOCKS negotiations (RFC 1928, RFC 1929, SOCKS4/4a)
+
+MAX_SOCKS4_STRING = 255
+"""Bytes of a SOCKS4 user id or SOCKS4a host name before its NUL. SOCKS5 caps the same
+fields at 255 with one-byte lengths (RFC 1928 §5, RFC 1929 §2); a DNS name is at most 253
+bytes and real user ids are short, so a longer string without its NUL is not SOCKS."""

@@ -7,6 +7,7 @@ connection. Suggestions are worded as such; the diagnosis is evidence, not certa
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 import shlex
 
@@ -21,6 +22,13 @@ _OPENSSL_VERSION_FLAG = {
     "DTLSv1.0": "-dtls1",
     "DTLSv1.2": "-dtls1_2",
 }
+
+
+SOCKS_KINDS = frozenset({"socks4", "socks4a", "socks5"})
+
+
+def is_socks(r: HandshakeRecord) -> bool:
+    return r.proxy_kind in SOCKS_KINDS
 
 
 def _host(r: HandshakeRecord) -> str:
@@ -49,7 +57,7 @@ def s_client(r: HandshakeRecord, *extra: str) -> str:
         parts += ["-servername", r.sni]
     if r.starttls in ("smtp", "imap", "pop3", "ftp", "xmpp", "irc", "ldap", "postgres"):
         parts += ["-starttls", r.starttls]
-    if r.proxy_target:
+    if r.proxy_target and not is_socks(r):  # (s_client's -proxy speaks HTTP CONNECT only)
         parts += ["-proxy", f"{_host(r)}:{r.server_port}"]
     parts += list(extra)
     return " ".join(shlex.quote(p) for p in parts) + " </dev/null"
@@ -61,6 +69,8 @@ def curl(r: HandshakeRecord, *extra: str) -> str:
     port = r.server_port
     url_host = f"[{name}]" if ":" in name else name
     parts = ["curl", "-v", *extra]
+    if is_socks(r):
+        return " ".join(shlex.quote(p) for p in [*parts, *socks_curl(r)])
     if r.sni and not r.proxy_target:
         parts += ["--resolve", f"{r.sni}:{port}:{r.server_ip}"]
     if r.proxy_target:
@@ -69,6 +79,28 @@ def curl(r: HandshakeRecord, *extra: str) -> str:
         url_host, port = host or r.proxy_target, int(tport) if tport.isdigit() else 443
     parts.append(f"https://{url_host}:{port}/")
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def socks_curl(r: HandshakeRecord) -> list[str]:
+    """curl's SOCKS option for the record's kind (``--socks5-hostname`` when the client
+    sent a host name, so the proxy resolves it as before), the proxy, and the URL of the
+    target the client asked for (``HOST`` when the negotiation ended before a request)."""
+    host, _, port = (r.proxy_target or "").rpartition(":")
+    name = host.strip("[]") or r.sni or "HOST"
+    flag = {"socks4": "--socks4", "socks4a": "--socks4a"}.get(r.proxy_kind or "", "--socks5")
+    if flag == "--socks5" and not _is_address(name):
+        flag = "--socks5-hostname"
+    url_host = f"[{name}]" if ":" in name else name
+    url_port = f":{port}" if port and port != "443" else ""
+    return [flag, f"{_host(r)}:{r.server_port}", f"https://{url_host}{url_port}/"]
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 @functools.cache

@@ -1,10 +1,11 @@
-"""Plaintext before TLS: HTTP CONNECT tunnels and STARTTLS upgrades (SPEC §2).
+"""What comes before TLS: HTTP CONNECT and SOCKS tunnels, STARTTLS upgrades (SPEC §2).
 
 A connection whose client does not start with a TLS record may still carry TLS later:
-inside an HTTP CONNECT tunnel (the proxy answers ``HTTP/1.1 200``), or after a STARTTLS
-command in SMTP, IMAP, POP3, FTP, XMPP, IRC, LDAP or PostgreSQL. These helpers classify
-the first client bytes and find where the ClientHello starts in a plaintext prefix. They
-do no I/O and keep no state.
+inside an HTTP CONNECT tunnel (the proxy answers ``HTTP/1.1 200``), inside a SOCKS4, 4a or
+5 tunnel (the proxy grants the request: :mod:`analyzer.flows.socks` parses it), or after a
+STARTTLS command in SMTP, IMAP, POP3, FTP, XMPP, IRC, LDAP or PostgreSQL. These helpers
+classify the first client bytes and find where the ClientHello starts in a plaintext
+prefix. They do no I/O and keep no state.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
+from analyzer.flows import socks
 from analyzer.text import printable
 
 STARTTLS_PORTS: Final[dict[int, str]] = {
@@ -34,6 +36,11 @@ DEFAULT_TLS_PORTS: Final = frozenset(
 )
 """SPEC §2 known TLS ports (user-configurable with ``--tls-port``)."""
 
+SOCKS_PORTS: Final = frozenset({1080})
+"""Server ports where a client's SOCKS first message is taken as SOCKS by its form alone;
+on other ports its fields must also look like a real client's
+(:func:`analyzer.flows.socks.looks_like_socks`)."""
+
 # A TLS ClientHello record header: handshake(22), version 3.x, length, then msg type 1.
 _CLIENT_HELLO = re.compile(rb"\x16\x03[\x00-\x04][\x00-\xff]{2}\x01", re.DOTALL)
 
@@ -43,11 +50,16 @@ _STARTTLS_COMMANDS = re.compile(
 _LDAP_STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
 _POSTGRES_SSLREQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
 
-Start = Literal["tls", "sslv2", "connect", "plaintext", "need_more"]
+Start = Literal["tls", "sslv2", "connect", "socks", "plaintext", "need_more"]
 
 
-def classify_client_start(data: bytes) -> Start:
-    """What the first bytes a client sent look like."""
+def classify_client_start(data: bytes, *, socks_port: bool = False) -> Start:
+    """What the first bytes a client sent look like (``socks_port``: the server port is
+    one of :data:`SOCKS_PORTS`)."""
+    if data and data[0] in (socks.SocksVersion.SOCKS4, socks.SocksVersion.SOCKS5):
+        verdict = socks.looks_like_socks(data, socks_port=socks_port)
+        if verdict != "no":
+            return "socks" if verdict == "yes" else "need_more"
     if len(data) < 3:
         if data and data[0] not in (0x16, 0x80) and not (data[0] & 0x80) and data[:1] != b"C":
             return "plaintext"

@@ -5,8 +5,11 @@ A :class:`TcpConnection` owns the connection's two reassemblers
 acknowledgements and retransmissions, reads the plaintext that may come before TLS (an
 HTTP CONNECT tunnel, a STARTTLS upgrade: :mod:`analyzer.flows.preamble`), and hands the
 in-order bytes of each direction's TLS stream to its
-:class:`~analyzer.handshake.core.HandshakeCore`. It knows nothing of TLS messages; when the
-core has settled (or a gap broke a stream) it lets go of its buffers and only counts.
+:class:`~analyzer.handshake.core.HandshakeCore`. A SOCKS negotiation
+(:mod:`analyzer.flows.socks`) is followed step by step into the timeline; TLS starts after
+the proxy grants the request, and a refusal settles the connection. It knows nothing of
+TLS messages; when the core has settled (or a gap broke a stream) it lets go of its
+buffers and only counts.
 
 Transport rules:
 
@@ -23,14 +26,14 @@ from __future__ import annotations
 from analyzer import limits
 from analyzer.anomalies import Anomaly
 from analyzer.decode.types import ACK, RST, SYN, Segment
-from analyzer.flows import preamble
+from analyzer.flows import preamble, socks
 from analyzer.flows.connection import Connection
 from analyzer.flows.reassembly import Reassembler
 from analyzer.flows.table import FlowKey
 from analyzer.handshake.build import TransportFacts, duration
 from analyzer.handshake.core import HandshakeCore
 from analyzer.record import Side
-from analyzer.text import first_line, last_line
+from analyzer.text import first_line, last_line, printable
 from analyzer.tls.keylog import KeyLog
 
 
@@ -42,7 +45,7 @@ class Direction:
     def __init__(self) -> None:
         self.rx = Reassembler()
         self.plain = bytearray()
-        """Bytes seen before TLS started (CONNECT / STARTTLS preamble), bounded."""
+        """Bytes seen before TLS started (CONNECT / SOCKS / STARTTLS preamble), bounded."""
         self.bytes = 0
         self.segments = 0
         self.fin = False
@@ -64,6 +67,7 @@ class TcpConnection(Connection):
         "proxy_target",
         "rst_by",
         "server",
+        "socks",
         "starttls",
         "syn_count",
         "syn_seq",
@@ -83,7 +87,7 @@ class TcpConnection(Connection):
         self.client = Direction()
         self.server = Direction()
         self.mode = "detect"
-        """Client side: detect | tls | preamble | plaintext."""
+        """Client side: detect | tls | preamble | socks | plaintext."""
         self.syn_count = 0
         self.syn_seq: int | None = None
         """Sequence number of the client's first SYN (a SYN with another one is a new
@@ -104,6 +108,8 @@ class TcpConnection(Connection):
         self.proxy_status: int | None = None
         self.proxy_status_line: str | None = None
         self.starttls: str | None = None
+        self.socks: socks.SocksSession | None = None
+        """The SOCKS negotiation, on a connection whose client started one."""
 
     def settle(self) -> None:
         """Stop parsing payload: from now on packets are only counted. The reassemblers
@@ -260,10 +266,12 @@ class TcpConnection(Connection):
         """In-order bytes from one direction: TLS, or the plaintext before it."""
         if self.settled:
             return
-        if self.mode == "tls":
+        if self.mode == "tls" and (from_client or not self.socks_reply_pending()):
             self.tls_bytes(from_client, data, ts)
         elif from_client:
             self.client_start(data, ts)
+        elif self.socks is not None and self.mode != "plaintext":
+            self.socks_server(data, ts)
         else:
             self.server_start(data, ts)
 
@@ -292,13 +300,18 @@ class TcpConnection(Connection):
         c.plain += data
         buf = bytes(c.plain)
         if self.mode == "detect":
-            kind = preamble.classify_client_start(buf)
+            kind = preamble.classify_client_start(
+                buf, socks_port=self.key[3] in preamble.SOCKS_PORTS
+            )
             if kind == "need_more":
                 return
             if kind in ("tls", "sslv2"):
                 self.start_tls(0, ts)
                 return
-            if kind == "connect" or self.key[3] in preamble.STARTTLS_PORTS:
+            if kind == "socks":
+                self.mode = "socks"
+                self.socks = socks.SocksSession(buf[0])
+            elif kind == "connect" or self.key[3] in preamble.STARTTLS_PORTS:
                 self.mode = "preamble"
             else:
                 self.mode = "plaintext"
@@ -306,6 +319,9 @@ class TcpConnection(Connection):
                 self.core.client_first_bytes = first_line(buf)
                 self.note(ts, "client", f"not TLS: {self.core.client_first_bytes!r}")
                 return
+        if self.mode == "socks":
+            self.socks_client(buf, ts)
+            return
         if self.mode == "preamble":
             if self.proxy_target is None and buf.startswith(b"CONNECT "):
                 self.proxy_target = preamble.connect_target(buf)
@@ -357,18 +373,110 @@ class TcpConnection(Connection):
                 # in wire order.
                 self.start_tls(0, ts)
 
+    # ------------------------------------------------------------------ SOCKS
+
+    def socks_reply_pending(self) -> bool:
+        """The SOCKS server's answers are not complete yet (its bytes are still SOCKS)."""
+        return self.socks is not None and self.socks.server.state == "need_more"
+
+    def socks_client(self, buf: bytes, ts: float) -> None:
+        """The client's bytes so far on a SOCKS connection: its messages, then the first
+        bytes through the tunnel (TLS starts there, or the tunnel carries plaintext)."""
+        session = self.socks
+        if session is None:
+            return
+        for message in session.feed_client(buf):
+            self.note(ts, "client", socks.describe(message))
+        parsed = session.client
+        if parsed.state == "malformed":
+            self.note(ts, "client", "not SOCKS: the negotiation is not followed further")
+            self.anomaly(parsed.anomaly or Anomaly.SOCKS_MALFORMED)
+            self.settle()
+            return
+        if parsed.state == "need_more":
+            return
+        self.proxy_target = session.target
+        rest = buf[parsed.end :]
+        kind = preamble.classify_client_start(rest) if rest else "need_more"
+        if kind == "need_more":
+            return
+        if kind in ("tls", "sslv2"):
+            self.start_tls(parsed.end, ts)
+            return
+        # The tunnel carries something other than TLS (plain HTTP through the proxy).
+        self.mode = "plaintext"
+        self.core.not_tls = "client"
+        self.core.client_first_bytes = first_line(rest)
+        self.note(ts, "client", f"not TLS through the tunnel: {self.core.client_first_bytes!r}")
+        self.server.plain = bytearray()
+
+    def socks_server(self, data: bytes, ts: float) -> None:
+        """The server's bytes on a SOCKS connection: its answers, then the tunnel's."""
+        session, s = self.socks, self.server
+        if session is None:
+            return
+        s.plain += data[: limits.MAX_PREAMBLE - len(s.plain)]
+        if session.server.state != "need_more":
+            return  # granted, the client's TLS not started yet: the bytes wait for it
+        buf = bytes(s.plain)
+        for message in session.feed_server(buf):
+            self.note(ts, "server", socks.describe(message))
+        parsed = session.server
+        if parsed.state == "need_more":
+            return
+        if parsed.state == "malformed":
+            if self.key[3] not in preamble.SOCKS_PORTS and not parsed.messages:
+                self.not_socks(buf, ts)
+                return
+            self.note(ts, "server", "not SOCKS: the negotiation is not followed further")
+            self.anomaly(parsed.anomaly or Anomaly.SOCKS_MALFORMED)
+            self.settle()
+            return
+        self.proxy_status = session.status
+        self.proxy_status_line = session.status_line
+        if not session.granted:
+            self.settle()
+            return
+        del s.plain[: parsed.end]
+        if self.mode == "tls" and s.plain:
+            rest = bytes(s.plain)
+            s.plain = bytearray()
+            self.tls_bytes(False, rest, ts)
+
+    def not_socks(self, server_buf: bytes, ts: float) -> None:
+        """The client's first bytes only looked like SOCKS (a port other than 1080) and
+        the server's answer is not SOCKS: the client spoke some other protocol."""
+        session = self.socks
+        c = self.client
+        client_bytes = bytes(c.plain)
+        if session is not None:
+            client_bytes = socks.redacted(client_bytes, session.client)
+        self.socks = None
+        self.proxy_target = None
+        self.mode = "plaintext"
+        self.core.not_tls = "client"
+        self.core.client_first_bytes = first_line(client_bytes)
+        self.core.server_first_bytes = first_line(server_buf)
+        self.note(ts, "server", f"answer: {printable(server_buf[:32])!r} (not SOCKS)")
+        self.settle()
+
     def start_tls(self, offset: int, ts: float) -> None:
         """TLS starts at ``offset`` in the client's buffered bytes; the server's TLS
-        starts with its next byte."""
+        starts with its next byte (after its SOCKS answers, in a SOCKS tunnel)."""
         self.mode = "tls"
         self.core.start_tls()
         c, s = self.client, self.server
         data = bytes(c.plain[offset:])
-        s_rest = b""
-        if self.starttls is None and self.proxy_target is None:
+        s_rest, keep = b"", bytearray()
+        if self.socks is not None:
+            if self.socks_reply_pending():  # the client did not wait for the grant
+                keep = s.plain
+            else:  # the server's SOCKS answers were taken off: the rest is the tunnel's
+                s_rest = bytes(s.plain)
+        elif self.starttls is None and self.proxy_target is None:
             s_rest = bytes(s.plain)  # no preamble: anything the server sent is TLS too
         c.plain = bytearray()
-        s.plain = bytearray()
+        s.plain = keep
         self.tls_bytes(True, data, ts)
         if s_rest:
             self.tls_bytes(False, s_rest, ts)
@@ -407,11 +515,13 @@ class TcpConnection(Connection):
         return diff if diff < 0x80000000 else 0
 
     def relevant(self) -> bool:
-        """SPEC §2: a ClientHello, a known TLS port, a CONNECT tunnel or STARTTLS."""
+        """SPEC §2: a ClientHello, a known TLS port, a CONNECT or SOCKS tunnel (also one
+        refused before its request) or STARTTLS."""
         return (
             self.core.ch is not None
             or self.tls_port
             or self.proxy_target is not None
+            or self.socks is not None
             or self.starttls is not None
         )
 
@@ -427,7 +537,7 @@ class TcpConnection(Connection):
             key=self.key,
             first_ts=self.core.first_ts,
             last_ts=self.last_ts,
-            proxy_kind="http_connect" if self.proxy_target is not None else None,
+            proxy_kind=self.proxy_kind(),
             proxy_target=self.proxy_target,
             proxy_status=self.proxy_status,
             proxy_status_line=self.proxy_status_line,
@@ -451,3 +561,8 @@ class TcpConnection(Connection):
             close_by=self.close_by,
             ts_client_fin=self.ts_client_fin,
         )
+
+    def proxy_kind(self) -> str | None:
+        if self.socks is not None:
+            return self.socks.kind
+        return "http_connect" if self.proxy_target is not None else None
