@@ -26,7 +26,11 @@ from typing import TYPE_CHECKING
 
 from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.certs import INTERCEPTION_HINTS
-from analyzer.diagnosis.rules.certificates import certificate_verdict, status_for_alert
+from analyzer.diagnosis.rules.certificates import (
+    certificate_verdict,
+    status_for_alert,
+    weak_key_verdict,
+)
 from analyzer.diagnosis.rules.negotiation import cipher_verdict
 from analyzer.display_filter import RepeatedTuples, record_filter, with_filter
 from analyzer.record import HandshakeRecord
@@ -53,15 +57,17 @@ class Evidence:
     4-tuples a capture used more than once (their ``wireshark_filter`` gets a time bound)."""
 
     def __init__(self) -> None:
-        self._servers: dict[tuple[str, int], ServerSummary] = defaultdict(ServerSummary)
+        self._servers: dict[tuple[str, str, int], ServerSummary] = defaultdict(ServerSummary)
+        """By capture and server address: several input files are independent captures
+        (SPEC §3 ``capture``), whose servers may share an address."""
         self._tuples = RepeatedTuples()
-        self._trusted: Counter[str] = Counter()
-        """Per leaf certificate (SHA-256): connections whose client completed the handshake
-        with it (and so trusted its chain)."""
+        self._trusted: Counter[tuple[str, str]] = Counter()
+        """Per capture and leaf certificate (SHA-256): connections whose client completed
+        the handshake with it (and so trusted its chain)."""
 
     def add(self, r: HandshakeRecord) -> None:
         self._tuples.add(r)
-        s = self._servers[(r.server_ip, r.server_port)]
+        s = self._servers[(r.capture, r.server_ip, r.server_port)]
         if r.established and r.version and r.cipher:
             s.versions[r.version] += 1
             s.ciphers[r.cipher] += 1
@@ -69,7 +75,7 @@ class Evidence:
             if r.sni:
                 s.names[r.sni] += 1
             if r.cert_chain_sha256:
-                self._trusted[r.cert_chain_sha256[0]] += 1
+                self._trusted[(r.capture, r.cert_chain_sha256[0])] += 1
         if r.cert_chain_sha256 and r.cert_status is not None:
             seen = s.cert.get(r.sni)
             if seen is None or (r.ts, r.uid) < (seen.ts, seen.uid):
@@ -80,7 +86,7 @@ class Evidence:
         its 4-tuple)."""
         if self._tuples.bound(r) is not None:
             r = with_filter(r, record_filter(r, self._tuples))
-        s = self._servers.get((r.server_ip, r.server_port))
+        s = self._servers.get((r.capture, r.server_ip, r.server_port))
         if s is None or r.outcome != "failed":
             return r
         return _others_trust(_sharpen(r, s), s, self._trusted)
@@ -140,9 +146,21 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
         and not r.cert_chain_sha256
     ):
         seen = s.cert.get(r.sni)
+        alert = next((a.description for a in r.alerts if a.sender == "client"), None)
+        weak = (
+            weak_key_verdict(seen, f"the same server's certificate, visible in connection "
+                             f"{seen.uid}")
+            if seen is not None
+            and alert == "bad_certificate"
+            and status_for_alert(alert, seen.cert_problems) is None
+            else None
+        )
+        if weak is not None:
+            # bad_certificate names the host name, the dates or a weak key, never trust.
+            return replace(r, failure=weak.failure, failure_side=weak.side,
+                           reason=f"{r.reason}; {weak.reason}", remedy=weak.remedy)
         if seen is not None and seen.cert_status not in (None, "ok"):
             # The problem the client's alert names, among those the visible copy shows.
-            alert = next((a.description for a in r.alerts if a.sender == "client"), None)
             status = status_for_alert(alert, seen.cert_problems) or seen.cert_status
             exact = certificate_verdict(seen, status, inferred=True)
             if exact is not None and exact.reason:
@@ -160,7 +178,9 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
 _TRUST_ALERTS = frozenset({"unknown_ca", "certificate_unknown", "bad_certificate"})
 
 
-def _others_trust(r: HandshakeRecord, s: ServerSummary, trusted: Counter[str]) -> HandshakeRecord:
+def _others_trust(
+    r: HandshakeRecord, s: ServerSummary, trusted: Counter[tuple[str, str]]
+) -> HandshakeRecord:
     """A client that rejected a CA-issued chain which other clients of the capture
     completed handshakes with: its own trust store lacks the CA (or the others do not
     verify). Said as the wire shows it; the remedy goes to this client."""
@@ -169,7 +189,7 @@ def _others_trust(r: HandshakeRecord, s: ServerSummary, trusted: Counter[str]) -
     seen = r if r.cert_chain_sha256 else s.cert.get(r.sni)
     if seen is None or not seen.cert_chain_sha256 or seen.cert_self_issued:
         return r
-    others = trusted[seen.cert_chain_sha256[0]]
+    others = trusted[(r.capture, seen.cert_chain_sha256[0])]
     rejected = any(a.sender == "client" and a.description in _TRUST_ALERTS for a in r.alerts)
     if not others or not (rejected or r.inferred):
         return r

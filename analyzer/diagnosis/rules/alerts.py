@@ -15,7 +15,7 @@ from analyzer.diagnosis.readings import OLD_VERSIONS_MAX, VERSION_RANK, rank
 from analyzer.diagnosis.rules.certificates import (
     certificate_verdict,
     status_for_alert,
-    weak_key_detail,
+    weak_key_verdict,
 )
 from analyzer.diagnosis.rules.negotiation import broad_tls12_offer, cipher_verdict, version_remedy
 from analyzer.diagnosis.verdict import Facts, Verdict, failed
@@ -87,9 +87,7 @@ def refused_hello(r: HandshakeRecord, a: AlertInfo) -> bool:
 def version_refused(r: HandshakeRecord, f: Facts, a: AlertInfo) -> Verdict | None:
     """``protocol_version``, or a hello offering only old versions refused outright."""
     old_only = 0 <= best_offered(r) <= OLD_VERSIONS_MAX
-    if a.description in ("protocol_version", "inappropriate_fallback") or (
-        refused_hello(r, a) and old_only
-    ):
+    if a.description == "protocol_version" or (refused_hello(r, a) and old_only):
         offered = versions_text(r.offered_versions)
         return failed(
             "version_mismatch",
@@ -98,6 +96,25 @@ def version_refused(r: HandshakeRecord, f: Facts, a: AlertInfo) -> Verdict | Non
             version_remedy(r),
         )
     return None
+
+
+def fallback_refused(r: HandshakeRecord, f: Facts, a: AlertInfo) -> Verdict | None:
+    """``inappropriate_fallback`` (RFC 7507): the client retried with a lower version and
+    TLS_FALLBACK_SCSV, and the server supports a higher one, so it refused the downgrade.
+    There is a common version: the first attempt failed for another reason."""
+    if a.description != "inappropriate_fallback":
+        return None
+    return failed(
+        "other_alert",
+        a.sender,
+        f"the client offered {versions_text(r.offered_versions)} to {server(r)} as a "
+        f"fallback (TLS_FALLBACK_SCSV); the {said(r, a)}: the server supports a higher "
+        "version, so it refused the downgrade; the client's earlier attempt at a higher "
+        "version failed for another reason",
+        "Find why the client's first attempt failed (its previous connection to this "
+        "server, or a middlebox dropping modern hellos) instead of falling back; confirm "
+        f"what the server accepts: {rm.s_client(r, '-tls1_2')}",
+    )
 
 
 def tls13_only_server(r: HandshakeRecord, f: Facts, a: AlertInfo) -> Verdict | None:
@@ -128,11 +145,17 @@ def client_rejects_certificate(r: HandshakeRecord, f: Facts, a: AlertInfo) -> Ve
     desc = a.description
     if desc not in CERT_ALERTS or a.sender != "client":
         return None
-    status = status_for_alert(desc, f.cert_problems) or f.cert_status
-    by_status = certificate_verdict(r, status, inferred=False, alert=a)
+    text = said(r, a)
+    status = status_for_alert(desc, f.cert_problems)
+    if status is None and desc == "bad_certificate":
+        # OpenSSL's bad_certificate names the host name, the dates or a weak key, never
+        # trust (unknown_ca does): a weak key explains it before any trust problem.
+        weak = weak_key_verdict(r, f"the {text}")
+        if weak is not None:
+            return weak
+    by_status = certificate_verdict(r, status or f.cert_status, inferred=False, alert=a)
     if by_status is not None:
         return by_status
-    text = said(r, a)
     if desc == "certificate_expired":
         return failed(
             "certificate_expired",
@@ -167,15 +190,9 @@ def client_rejects_certificate(r: HandshakeRecord, f: Facts, a: AlertInfo) -> Ve
             "Install a certificate from a CA the client trusts and send the full "
             f"chain, or add the CA to the client's trust store; confirm: {rm.show_certs(r)}",
         )
-    weak = weak_key_detail(r)
+    weak = weak_key_verdict(r, f"the {text}")
     if weak is not None:
-        return failed(
-            "certificate_invalid",
-            "client",
-            f"the {text}: the certificate of {server(r)} ({r.cert_subject}) {weak}",
-            "Reissue the certificate with an RSA key of 2048 bits or more (or an EC "
-            f"key) and a SHA-256 signature; confirm: {rm.show_cert_details(r)}",
-        )
+        return weak
     return failed(
         "certificate_invalid",
         "client",
@@ -308,6 +325,7 @@ def other_alert(r: HandshakeRecord, f: Facts, a: AlertInfo) -> Verdict | None:
 
 ALERT_STEPS: tuple[AlertStep, ...] = (
     version_refused,
+    fallback_refused,
     tls13_only_server,
     client_rejects_certificate,
     unrecognized_name,

@@ -118,3 +118,24 @@ def weak_key_detail(r: HandshakeRecord) -> str | None:
         f"{' and '.join(weak)}, which OpenSSL's default security level ({MIN_RSA_BITS}-bit "
         "RSA, no SHA-1) refuses"
     )
+
+
+def weak_key_verdict(
+    r: HandshakeRecord, said: str, leaf: HandshakeRecord | None = None
+) -> Verdict | None:
+    """``certificate_invalid`` when the leaf (``leaf``: where it is visible, another
+    connection of the same server) has what OpenSSL's default security level refuses."""
+    seen = leaf or r
+    weak = weak_key_detail(seen)
+    if weak is None:
+        return None
+    return Verdict(
+        outcome="failed",
+        failure="certificate_invalid",
+        side="client",
+        reason=f"{said}: the certificate of {server(r)} ({seen.cert_subject}) {weak}",
+        remedy=(
+            "Reissue the certificate with an RSA key of 2048 bits or more (or an EC "
+            f"key) and a SHA-256 signature; confirm: {rm.show_cert_details(r)}"
+        ),
+    )
