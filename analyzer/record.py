@@ -271,6 +271,9 @@ class HandshakeRecord:
     ``admin_prohibited``, ... (:data:`ICMP_ERRORS`); the timeline has the exact code."""
     icmp_from: str | None = None
     """Who sent that error: the server itself, or a router or firewall on the path."""
+    icmp_mtu: int | None = None
+    """The next hop's MTU that error reported (``fragmentation_needed``: ICMPv4
+    fragmentation needed, ICMPv6 Packet Too Big)."""
     ts_client_hello: float | None = None
     ts_server_hello: float | None = None
     ts_close: float | None = None

@@ -7,8 +7,12 @@ an IPv4 or IPv6 packet carrying TCP or UDP with at least the first 8 bytes of it
 :class:`IcmpUnreachable`: who sent the error and which 4-tuple it was about, as the
 quoted packet had it.
 
-What it does not do: other ICMP types (echo, time exceeded, packet too big, neighbour
-discovery) and errors quoting anything else are ordinary traffic (``Skipped(ts, None)``).
+ICMPv6 Packet Too Big (type 2, RFC 4443 §3.2) is read the same way: it is IPv6's
+"fragmentation needed" (ICMPv4 type 3 code 4), and both carry the MTU of the next hop
+(RFC 1191 §4, RFC 8201 §4): path MTU discovery, and the evidence of an MTU black hole.
+
+What it does not do: other ICMP types (echo, time exceeded, neighbour discovery) and
+errors quoting anything else are ordinary traffic (``Skipped(ts, None)``).
 The checksum is not verified, RFC 4884 extension objects are ignored, and a quoted IP
 packet that is a non-first fragment quotes no transport header.
 
@@ -28,6 +32,7 @@ from analyzer.limits import MAX_IPV6_EXT_HEADERS
 
 ICMP4_DEST_UNREACHABLE: Final = 3
 ICMP6_DEST_UNREACHABLE: Final = 1
+ICMP6_PACKET_TOO_BIG: Final = 2
 _TCP: Final = 6
 _UDP: Final = 17
 _FRAGMENT: Final = 44
@@ -128,6 +133,14 @@ def unreachable_name(v6: bool, code: int) -> str:
     return (_NAMES6 if v6 else _NAMES4).get(code, "unreachable")
 
 
+def error_name(error: IcmpUnreachable) -> str:
+    """The word of :data:`UNREACHABLE_NAMES` for an error (Packet Too Big is
+    ``fragmentation_needed``, as its ICMPv4 counterpart)."""
+    if error.too_big:
+        return "fragmentation_needed"
+    return unreachable_name(error.v6, error.code)
+
+
 def unreachable_code_name(v6: bool, code: int) -> str:
     """The registry's name of a code (``port unreachable``), or ``code N``."""
     try:
@@ -138,13 +151,17 @@ def unreachable_code_name(v6: bool, code: int) -> str:
 
 
 def describe_unreachable(error: IcmpUnreachable) -> str:
-    """``ICMP port unreachable (type 3 code 3)``, for a timeline."""
+    """``ICMP port unreachable (type 3 code 3)``, for a timeline; the next hop's MTU where
+    the error gives one."""
+    mtu = f", next-hop MTU {error.mtu}" if error.mtu else ""
+    if error.too_big:
+        return f"ICMPv6 packet too big (type {ICMP6_PACKET_TOO_BIG}){mtu}"
     if error.v6:
         family, kind = "ICMPv6", ICMP6_DEST_UNREACHABLE
     else:
         family, kind = "ICMP", ICMP4_DEST_UNREACHABLE
     what = unreachable_code_name(error.v6, error.code)
-    return f"{family} {what} (type {kind} code {error.code})"
+    return f"{family} {what} (type {kind} code {error.code}){mtu}"
 
 
 def parse_icmp_unreachable(
@@ -159,8 +176,14 @@ def parse_icmp_unreachable(
     if at + 2 > n:
         return Skipped(ts, Anomaly.SNAPLEN_TRUNCATED)
     kind, code = data[at], data[at + 1]
-    if kind != (ICMP6_DEST_UNREACHABLE if v6 else ICMP4_DEST_UNREACHABLE):
+    too_big = v6 and kind == ICMP6_PACKET_TOO_BIG
+    if kind != (ICMP6_DEST_UNREACHABLE if v6 else ICMP4_DEST_UNREACHABLE) and not too_big:
         return Skipped(ts, None)
+    mtu = None
+    if too_big and at + 8 <= limit:
+        mtu = int.from_bytes(data[at + 4 : at + 8])  # RFC 4443 §3.2
+    elif not v6 and code == Icmp4UnreachableCode.FRAGMENTATION_NEEDED and at + 8 <= limit:
+        mtu = int.from_bytes(data[at + 6 : at + 8]) or None  # RFC 1191 §4 (0: pre-1191)
     quoted = _quoted(data, at + 8, limit)
     if isinstance(quoted, Anomaly):
         if quoted is Anomaly.BAD_ICMP and end > n:
@@ -169,7 +192,9 @@ def parse_icmp_unreachable(
     if quoted is None:
         return Skipped(ts, None)
     key, proto = quoted
-    return IcmpUnreachable(ts=ts, src=src, v6=v6, code=code, key=key, udp=proto == _UDP)
+    return IcmpUnreachable(
+        ts=ts, src=src, v6=v6, code=code, key=key, udp=proto == _UDP, too_big=too_big, mtu=mtu
+    )
 
 
 def _quoted(

@@ -72,6 +72,10 @@ class IcmpUnreachable:
     destination port): the flow table's key shape, in the quoted packet's orientation."""
     udp: bool = False
     """The quoted packet is a UDP datagram (else a TCP segment)."""
+    too_big: bool = False
+    """ICMPv6 Packet Too Big (type 2) rather than destination unreachable."""
+    mtu: int | None = None
+    """The next hop's MTU, from a Packet Too Big or a fragmentation-needed error."""
 
 
 class Skipped(NamedTuple):

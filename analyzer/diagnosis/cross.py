@@ -130,6 +130,8 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
                 r,
                 reason=f"{r.reason}; the same server negotiated {_top(s.versions)} with "
                 "other clients in this capture",
+                remedy=f"Change this client, not the server (other clients of this capture "
+                f"negotiate {', '.join(sorted(missing))} with it): {r.remedy}",
             )
     if r.failure == "cipher_mismatch" and s.ciphers:
         not_offered = [c for c in s.ciphers if c not in r.offered_ciphers]
@@ -138,6 +140,9 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
                 r,
                 reason=f"{r.reason}; the same server chose {_top(s.ciphers)} for other "
                 "clients, which this client did not offer",
+                remedy="Change this client, not the server: enable one of the suites the "
+                f"server chose for other clients of this capture ({_top(s.ciphers)}); "
+                f"{r.remedy}",
             )
     if (
         r.failure
@@ -172,6 +177,14 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
                     f"{seen.uid}: {exact.reason}",
                     remedy=exact.remedy,
                 )
+    if r.failure == "sni_mismatch" and r.sni and s.names and r.sni not in s.names:
+        return replace(
+            r,
+            reason=f"{r.reason}; other clients of this capture completed handshakes with "
+            f"this server as {_top(s.names)}",
+            remedy=f"Check the name this client is configured with (other clients reach "
+            f"this server as {', '.join(sorted(s.names)[:3])}): {r.remedy}",
+        )
     return r
 
 

@@ -77,3 +77,25 @@ def ended(r: HandshakeRecord) -> str:
     if EVICTED in r.anomalies:
         return "the analyzer's connection table was full (flow_table_limit)"
     return ENDED.get(r.close, r.close)
+
+
+def mtu_hole(r: HandshakeRecord) -> str:
+    """Why full-size segments are lost, naming the hop that reported the MTU where an ICMP
+    fragmentation-needed or Packet Too Big error was captured."""
+    if r.icmp_error != "fragmentation_needed":
+        return "an MTU black hole (ICMP 'fragmentation needed' blocked)"
+    mtu = f" of {r.icmp_mtu} bytes" if r.icmp_mtu else ""
+    return (
+        f"an MTU black hole: {r.icmp_from} reported a next-hop MTU{mtu} (ICMP "
+        "fragmentation needed / Packet Too Big), yet full-size segments kept coming: the "
+        "error does not reach the sender (a firewall drops it) or the sender ignores it"
+    )
+
+
+def mtu_probe(r: HandshakeRecord) -> str:
+    """A ping that needs the path to carry the packets the connection sent (or, where a hop
+    reported its MTU, exactly that size)."""
+    v6 = ":" in r.server_ip
+    headers = 48 if v6 else 28  # IP and ICMP echo headers
+    size = r.icmp_mtu - headers if r.icmp_mtu and r.icmp_mtu > headers else 1500 - headers
+    return f"ping{' -6' if v6 else ''} -M do -s {size} {r.server_ip}"

@@ -73,4 +73,5 @@ class DtlsConnection(DatagramConnection):
             server_max_datagram=f.server.largest_datagram,
             icmp_error=self.icmp_error,
             icmp_from=self.icmp_from,
+            icmp_mtu=self.icmp_mtu,
         )

@@ -10,7 +10,7 @@ never looks inside the transport.
 from __future__ import annotations
 
 from analyzer.anomalies import Anomaly
-from analyzer.decode.icmp import describe_unreachable, unreachable_name
+from analyzer.decode.icmp import describe_unreachable, error_name
 from analyzer.decode.types import IcmpUnreachable
 from analyzer.flows.table import FlowKey
 from analyzer.handshake.build import TransportFacts, build_record, ip_text
@@ -26,6 +26,7 @@ class Connection:
         "core",
         "icmp_error",
         "icmp_from",
+        "icmp_mtu",
         "key",
         "last_ts",
         "packets",
@@ -45,6 +46,7 @@ class Connection:
         self.reported = False
         self.icmp_error: str | None = None
         self.icmp_from: str | None = None
+        self.icmp_mtu: int | None = None
 
     @property
     def established(self) -> bool:
@@ -71,8 +73,9 @@ class Connection:
         first one is kept for the record, every one goes to the timeline."""
         sender = ip_text(error.src)
         if self.icmp_error is None:
-            self.icmp_error = unreachable_name(error.v6, error.code)
+            self.icmp_error = error_name(error)
             self.icmp_from = sender
+            self.icmp_mtu = error.mtu
         src, sport = error.key[0], error.key[1]
         about = "client" if src == self.key[0] and sport == self.key[1] else "server"
         self.note(error.ts, "-", f"{describe_unreachable(error)} from {sender}, "

@@ -557,6 +557,7 @@ class TcpConnection(Connection):
             synack=self.synack,
             icmp_error=self.icmp_error,
             icmp_from=self.icmp_from,
+            icmp_mtu=self.icmp_mtu,
             ts_close=self.ts_close,
             close_by=self.close_by,
             ts_client_fin=self.ts_client_fin,

@@ -62,6 +62,7 @@ class TransportFacts:
     synack: bool = False
     icmp_error: str | None = None
     icmp_from: str | None = None
+    icmp_mtu: int | None = None
     ts_close: float | None = None
     close_by: str | None = None
     ts_client_fin: float | None = None
@@ -136,6 +137,7 @@ def build_record(
         "synack": facts.synack,
         "icmp_error": facts.icmp_error,
         "icmp_from": facts.icmp_from,
+        "icmp_mtu": facts.icmp_mtu,
         "ts_client_hello": core.ts_ch,
         "ts_server_hello": core.ts_sh,
         "ts_close": facts.ts_close,

@@ -8,7 +8,7 @@ from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.readings import captured_to_end
 from analyzer.diagnosis.rules.certificates import certificate_verdict
 from analyzer.diagnosis.verdict import Facts, Verdict
-from analyzer.diagnosis.wording import after_ch, ms, server
+from analyzer.diagnosis.wording import after_ch, ms, mtu_hole, mtu_probe, server
 from analyzer.record import HandshakeRecord
 
 SLOW_SERVER = 0.5
@@ -94,13 +94,12 @@ def rule_aborted(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 f"{server(r)} sent its handshake flight ({r.server_unacked_bytes} bytes, "
                 f"{r.server_retransmits} retransmission(s)) but the client never "
                 f"acknowledged it, and gave up {after_ch(r, r.ts_close).strip() or 'later'} "
-                f"at stage {r.stage}: large segments are lost on the path (an MTU black "
-                "hole: ICMP 'fragmentation needed' blocked)"
+                f"at stage {r.stage}: large segments are lost on the path ({mtu_hole(r)})"
             ),
             remedy=(
                 "Allow ICMP 'fragmentation needed' on the path or clamp the MSS "
                 "(iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS "
-                f"--clamp-mss-to-pmtu); confirm: ping -M do -s 1472 {r.server_ip}"
+                f"--clamp-mss-to-pmtu); confirm: {mtu_probe(r)}"
             ),
         )
     if sender == "client" and r.cert_chain_sha256:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.readings import captured_to_end
 from analyzer.diagnosis.verdict import Facts, Verdict
-from analyzer.diagnosis.wording import after_ch, ended, ms, server
+from analyzer.diagnosis.wording import after_ch, ended, ms, mtu_hole, mtu_probe, server
 from analyzer.record import HandshakeRecord
 
 _ICMP_REFUSALS = frozenset({"port_unreachable", "admin_prohibited", "protocol_unreachable"})
@@ -252,12 +252,12 @@ def rule_no_server_response(r: HandshakeRecord, f: Facts) -> Verdict | None:
             reason=(
                 f"{server(r)} sent its handshake flight but the large segments never arrived "
                 f"(only {r.server_bytes} bytes did, with a hole before them); the client "
-                f"waited {waited}: an MTU black hole (ICMP 'fragmentation needed' blocked)"
+                f"waited {waited}: {mtu_hole(r)}"
             ),
             remedy=(
                 "Allow ICMP 'fragmentation needed' on the path, or clamp the MSS "
                 "(iptables ... -j TCPMSS --clamp-mss-to-pmtu); confirm with a smaller MTU: "
-                f"ping -M do -s 1472 {r.server_ip}"
+                f"{mtu_probe(r)}"
             ),
         )
     if not r.client_hello_acked:
@@ -277,12 +277,13 @@ def rule_no_server_response(r: HandshakeRecord, f: Facts) -> Verdict | None:
                     if big
                     else ""
                 )
+                + (f"; {mtu_hole(r)}" if r.icmp_error == "fragmentation_needed" else "")
             ),
             remedy=(
                 "Look for an MTU black hole or a middlebox dropping large ClientHellos "
                 "(post-quantum key shares and long ALPN lists make them large); compare "
                 f"with a small hello: {rm.s_client(r, '-groups', 'X25519')}; check the path "
-                f"MTU: ping -M do -s 1472 {r.server_ip}"
+                f"MTU: {mtu_probe(r)}"
                 if big
                 else "Look for a firewall or IPS dropping TLS to this server or this SNI; "
                 f"confirm: {rm.s_client(r)}"
