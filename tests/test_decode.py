@@ -35,6 +35,7 @@ from analyzer.decode import (
 from analyzer.decode.icmp import (
     UNREACHABLE_NAMES,
     describe_unreachable,
+    error_name,
     unreachable_code_name,
     unreachable_name,
 )
@@ -560,8 +561,29 @@ def test_icmp_port_unreachable_real(
 def test_icmp_other_types_are_ordinary_traffic() -> None:
     assert decode(1, ICMP6_NEIGHBOR_SOLICITATION) == Skipped(TS, None)
     assert decode(101, icmp4(0, QUOTED4, kind=11)) == Skipped(TS, None)  # time exceeded
-    assert decode(101, icmp6(0, QUOTED6, kind=2)) == Skipped(TS, None)  # packet too big
     assert decode(101, icmp6(0, QUOTED6, kind=3)) == Skipped(TS, None)  # time exceeded
+
+
+def test_packet_too_big_and_fragmentation_needed_carry_the_next_hop_mtu() -> None:
+    # RFC 4443 §3.2: type 2, code 0, checksum, then the 32-bit MTU, then the packet.
+    too_big = ipv6(58, h("02 00 0000  00000500") + QUOTED6)  # MTU 1280
+    result = decode(101, too_big)
+    assert type(result) is IcmpUnreachable
+    assert (result.too_big, result.mtu, result.key) == (True, 1280, (CLIENT6, 52826, SERVER6, 443))
+    assert error_name(result) == "fragmentation_needed"
+    assert describe_unreachable(result) == "ICMPv6 packet too big (type 2), next-hop MTU 1280"
+    # RFC 1191 §4: type 3 code 4, unused 16 bits, then the 16-bit next-hop MTU.
+    needed = ipv4(proto=1, frag=0, body=h("03 04 0000  0000 05dc") + QUOTED4)  # MTU 1500
+    result4 = decode(101, needed)
+    assert type(result4) is IcmpUnreachable
+    assert (result4.too_big, result4.mtu, result4.code) == (False, 1500, 4)
+    assert error_name(result4) == "fragmentation_needed"
+    # dpkt reads the same MTU fields.
+    assert dpkt.ip6.IP6(too_big).data.data.mtu == 1280  # type: ignore[attr-defined]
+    assert dpkt.ip.IP(needed).data.data.mtu == 1500  # type: ignore[attr-defined]
+    # A pre-RFC 1191 router leaves the MTU zero: unknown.
+    old = ipv4(proto=1, frag=0, body=h("03 04 0000  0000 0000") + QUOTED4)
+    assert decode(101, old).mtu is None  # type: ignore[union-attr]
 
 
 def test_icmp_error_about_udp_names_the_datagram() -> None:
