@@ -6,6 +6,7 @@ Public API::
     analyzer.read_pcap(paths, **options) # pandas DataFrame (SPEC §3 columns)
     analyzer.live(interface, **options)  # records as handshakes settle on an interface
     analyzer.read_records(path)          # a saved JSONL/Parquet file back as a DataFrame
+    analyzer.certificates(paths, **opts) # the certificate inventory as a DataFrame
 
 pandas, matplotlib and pyshark are imported only by the functions that need them.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "CaptureError",
     "HandshakeRecord",
     "analyze",
+    "certificates",
     "live",
     "live_dataframe",
     "read_pcap",
@@ -47,3 +49,27 @@ def read_records(path: Any) -> pd.DataFrame:
     from analyzer.records_io import read_records as _read_records
 
     return _read_records(path)
+
+
+def certificates(
+    paths: Any,
+    *,
+    tls_ports: Any = (),
+    ca_bundle: str | None = None,
+    verify: bool = True,
+    keylog: Any = None,
+) -> pd.DataFrame:
+    """The certificate inventory of the inputs as a DataFrame: one row per server
+    certificate and capture, what breaks next first (see :mod:`analyzer.inventory`).
+    Unreadable inputs raise :class:`CaptureError` after the others are read."""
+    from analyzer.api import Run, collect, load_keylog
+    from analyzer.diagnosis import DiagnosisOptions
+    from analyzer.inventory import certificates as _certificates
+
+    run = Run()
+    options = DiagnosisOptions(ca_bundle=ca_bundle, verify=verify)
+    records = collect(paths, run, tls_ports=tls_ports, options=options,
+                      keylog=load_keylog(keylog))
+    if run.errors:
+        raise CaptureError("\n".join(run.errors))
+    return _certificates(records)

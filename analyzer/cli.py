@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
@@ -551,6 +552,45 @@ def report(
     except OSError as e:
         raise Stop(f"-o {output}: cannot write the report ({e.strerror or e})") from e
     sys.stdout.write(f"{path}\n")
+    finish(run, records, False)
+
+
+class CertsFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+def certs(
+    paths: PathsArg,
+    fmt: Annotated[CertsFormat, typer.Option("--format", "-f")] = CertsFormat.table,
+    tls_port: TlsPortOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """The certificate inventory: each server certificate seen, who presented it, how many
+    clients completed handshakes with it or rejected it; what breaks next comes first."""
+    from analyzer.inventory import COLUMNS, inventory
+
+    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
+    rows = inventory(records)
+    if fmt is CertsFormat.json:
+        data = [asdict(c) for c in rows]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif fmt is CertsFormat.csv:
+        import csv
+
+        from analyzer.output import csv_cell
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(COLUMNS)
+        for c in rows:
+            writer.writerow([csv_cell(getattr(c, name)) for name in COLUMNS])
+    else:
+        from analyzer.report.terminal import certificates_table
+
+        Console(highlight=False).print(certificates_table(rows))
     finish(run, records, False)
 
 

@@ -271,6 +271,33 @@ def _servers(data: Mapping[str, Any]) -> Html:
     return _table(headers, rows, id="servers-table")
 
 
+def _certificates(records: Sequence[HandshakeRecord]) -> Html:
+    """The certificate inventory (:mod:`analyzer.inventory`): what breaks next first."""
+    from analyzer.inventory import inventory
+
+    rows = [
+        [
+            esc(c.subject),
+            esc(c.issuer),
+            esc(", ".join(c.names or c.sans)),
+            tag("span", ", ".join(c.servers), class_="mono"),
+            when(c.not_after, ms=False),
+            "–" if c.days_left is None else f"{c.days_left:.0f}",
+            esc(c.key),
+            c.completed,
+            esc(f"{c.rejected} " + ", ".join(f"{k} {n}" for k, n in c.rejected_alerts.items())),
+            esc(c.cert_status),
+            esc(c.cert_trust),
+        ]
+        for c in inventory(records)
+    ]
+    headers: list[str | tuple[str, str]] = [
+        "subject", "issuer", "names", "servers", "expires", ("days left", "num"), "key",
+        ("completed", "num"), ("rejected", "num"), "status", "trust",
+    ]  # fmt: skip
+    return _table(headers, rows, id="certificates-table")
+
+
 def _mix(rows: Sequence[Mapping[str, Any]], key: str) -> Html:
     body = [
         [
@@ -567,6 +594,7 @@ def render(
                 ("Servers", "servers"),
                 ("Figures", "figures"),
                 ("Versions and ciphers", "mix"),
+                ("Certificates", "certificates"),
                 ("Failed handshakes", "failed"),
                 ("Details", "details"),
             )
@@ -589,6 +617,11 @@ def render(
             tag("div", tag("h3", "Negotiated cipher suite"), _mix(data["cipher_mix"], "cipher")),
             class_="cols",
         ),
+        tag("h2", "Server certificates", id="certificates"),
+        tag("p", "Each certificate the servers presented where it was visible (TLS 1.3 hides "
+            "it without a key log); rejected by some clients first, then by days left.",
+            class_="muted"),
+        _certificates(records),
         tag("h2", "Failed handshakes", id="failed"),
         _failed_table(failed, len(failed_all))
         if failed

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from analyzer.inventory import Certificate
+from analyzer.limits import EXPIRY_WARNING_DAYS
 from analyzer.record import HandshakeRecord
 from analyzer.text import printable
 
@@ -253,3 +255,31 @@ def print_record(console: Console, r: HandshakeRecord) -> None:
     )
     if facts is not None:
         console.print(facts)
+
+
+def certificates_table(rows: Sequence[Certificate]) -> Table:
+    """``tlsa certs``: one line per server certificate, what breaks next first."""
+    t = _table(
+        "Server certificates (rejected by some clients first, then by days left)",
+        [("subject", "left"), ("issuer", "left"), ("names", "left"), ("servers", "left"),
+         ("expires", "left"), ("days left", "right"), ("key", "left"),
+         ("completed", "right"), ("rejected", "right"), ("status", "left"), ("trust", "left")],
+    )
+    for c in rows:
+        alerts = ", ".join(f"{k} {n}" for k, n in c.rejected_alerts.items())
+        soon = c.days_left is not None and c.days_left < EXPIRY_WARNING_DAYS
+        t.add_row(
+            text(c.subject),
+            text(c.issuer),
+            text(", ".join(c.names or c.sans)),
+            text(", ".join(c.servers)),
+            text(_when(c.not_after, ms=False)),
+            text(c.days_left, "bold red" if soon else ""),
+            text(c.key),
+            text(c.completed),
+            text(f"{c.rejected} ({alerts})" if alerts else c.rejected,
+                 "bold red" if c.rejected else ""),
+            text(c.cert_status),
+            text(c.cert_trust),
+        )
+    return t
