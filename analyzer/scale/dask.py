@@ -137,6 +137,10 @@ class Summary:
     info: PartResult
     failing: set[ServerKey] = field(default_factory=set)
     """Servers with a failed handshake in this part."""
+    leaves: set[tuple[ServerKey, str]] = field(default_factory=set)
+    """(server, leaf certificate SHA-256) pairs seen in this part: the established
+    connections of another server with a failing server's certificate are evidence too
+    (clients that trusted the chain)."""
 
 
 def summarize(result: PartResult) -> Summary:
@@ -150,12 +154,33 @@ def summarize(result: PartResult) -> Summary:
         cpu_seconds=result.cpu_seconds,
     )
     failing = {(r.server_ip, r.server_port) for r in result.records if r.outcome == "failed"}
-    return Summary(info=info, failing=failing)
+    leaves = {
+        ((r.server_ip, r.server_port), r.cert_chain_sha256[0])
+        for r in result.records
+        if r.cert_chain_sha256
+    }
+    return Summary(info=info, failing=failing, leaves=leaves)
 
 
-def of_servers(result: PartResult, servers: set[ServerKey]) -> list[HandshakeRecord]:
-    """The part's records of these servers."""
-    return [r for r in result.records if (r.server_ip, r.server_port) in servers]
+def of_servers(
+    result: PartResult, servers: set[ServerKey], leaves: frozenset[str] = frozenset()
+) -> list[HandshakeRecord]:
+    """The part's records of these servers, and its established connections that
+    completed with one of these leaf certificates."""
+    return [
+        r
+        for r in result.records
+        if (r.server_ip, r.server_port) in servers
+        or (r.outcome == "established" and r.cert_chain_sha256
+            and r.cert_chain_sha256[0] in leaves)
+    ]
+
+
+def failing_leaves(
+    failing: set[ServerKey], pairs: set[tuple[ServerKey, str]]
+) -> frozenset[str]:
+    """The certificates the failing servers presented."""
+    return frozenset(leaf for server, leaf in pairs if server in failing)
 
 
 def sharpen(
@@ -337,6 +362,7 @@ def start(
     infos: list[PartResult] = []
     good: list[Any] = []
     failing: set[ServerKey] = set()
+    pairs: set[tuple[ServerKey, str]] = set()
     if cluster is None:
         import dask.base
         from dask.delayed import delayed
@@ -347,9 +373,11 @@ def start(
             summary = summarize(result)
             infos.append(summary.info)
             failing |= summary.failing
+            pairs |= summary.leaves
             if result.error is None or result.records:
                 good.append(result)
-        changed: Any = sharpen([of_servers(r, failing) for r in local], opts)
+        leaves = failing_leaves(failing, pairs)
+        changed: Any = sharpen([of_servers(r, failing, leaves) for r in local], opts)
     else:
         futures = cluster.map(analyze_part, parts, pure=False)
         summaries = cluster.map(summarize, futures, pure=False)
@@ -361,9 +389,11 @@ def start(
                 continue
             infos.append(summary.info)
             failing |= summary.failing
+            pairs |= summary.leaves
             if summary.info.error is None or summary.info.stats.records:
                 good.append(future)  # an unreadable file makes no partition
-        groups = [cluster.submit(of_servers, f, failing, pure=False) for f in good]
+        leaves = failing_leaves(failing, pairs)
+        groups = [cluster.submit(of_servers, f, failing, leaves, pure=False) for f in good]
         changed = cluster.submit(sharpen, groups, opts, pure=False)
     merged = merge_parts(infos)
     merged.errors[:0] = errors
