@@ -17,6 +17,7 @@ from analyzer.dtls.events import Retransmission
 from analyzer.dtls.parser import DTLSAssociation
 from analyzer.flows.connection import DatagramConnection
 from analyzer.flows.table import FlowKey
+from analyzer.handshake import machine
 from analyzer.handshake.build import TransportFacts
 from analyzer.handshake.core import HandshakeCore
 
@@ -47,6 +48,8 @@ class DtlsConnection(DatagramConnection):
             if isinstance(event, Retransmission):
                 side = "client" if from_client else "server"
                 core.note(ts, side, f"flight resent ({event.items} records, {event.length} bytes)")
+                for step in event.repeated:  # Zeek counts whole resent messages again
+                    core.add_letter(machine.letter(from_client, step))
                 continue
             core.event(from_client, event, ts)
             if core.settled:
@@ -71,6 +74,12 @@ class DtlsConnection(DatagramConnection):
             server_retransmits=f.server.flights_resent,
             client_max_datagram=f.client.largest_datagram,
             server_max_datagram=f.server.largest_datagram,
+            dtls_cookie_length=f.hello_verify_cookie,
+            dtls_cookie_echoed=f.cookie_echoed,
+            dtls_client_datagrams=f.client.datagrams,
+            dtls_server_datagrams=f.server.datagrams,
+            dtls_client_incomplete=f.client.incomplete_messages,
+            dtls_server_incomplete=f.server.incomplete_messages,
             icmp_error=self.icmp_error,
             icmp_from=self.icmp_from,
         )
