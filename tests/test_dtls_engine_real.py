@@ -501,3 +501,84 @@ def test_mtu_fallback_after_resent_flights(tmp_path: Path, pki: TestPKI) -> None
     check_diagnosis(rec, "established")
     assert rec.server_retransmits >= 2 and rec.server_max_datagram is not None
     assert rec.server_max_datagram > 1200 and rec.history.startswith("CvCs")
+
+
+# ---------------------------------------------------------------------- GnuTLS, OpenConnect
+
+
+def gnutls_serv(pki: TestPKI) -> list[str]:
+    cert = pki.server(SNI)
+    return [
+        "gnutls-serv", "--udp", "--port", str(PORT),
+        "--x509certfile", str(cert.chain), "--x509keyfile", str(cert.key),
+    ]  # fmt: skip
+
+
+def gnutls_cli(*trust: str) -> list[str]:
+    return [
+        "gnutls-cli", "--udp", "--port", str(PORT), *trust,
+        "--sni-hostname", SNI, "--verify-hostname", SNI, "10.99.0.1",
+    ]  # fmt: skip
+
+
+def gnutls_cipher(text: str) -> tuple[str, str]:
+    """(version, IANA cipher) from gnutls-cli's "Description: (DTLS1.2)-(ECDHE-...)-(...)
+    -(AES-256-GCM)" line."""
+    found = re.search(
+        r"Description: \((DTLS[\d.]+)[^)]*\)-\(ECDHE-[^)]+\)-\((RSA)[^)]*\)-\(([\w-]+)\)", text
+    )
+    assert found, text[-2000:]
+    version = found.group(1).replace("DTLS", "DTLSv")
+    bulk = found.group(3).replace("-", "_")  # AES_256_GCM
+    hashes = {"AES_256_GCM": "SHA384", "AES_128_GCM": "SHA256", "CHACHA20_POLY1305": "SHA256"}
+    return version, f"TLS_ECDHE_{found.group(2)}_WITH_{bulk}_{hashes[bulk]}"
+
+
+@pytest.mark.skipif(shutil.which("gnutls-serv") is None, reason="gnutls-bin not installed")
+def test_gnutls_established(tmp_path: Path, pki: TestPKI) -> None:
+    out = scenario(tmp_path, pki, gnutls_serv(pki), gnutls_cli("--x509cafile", str(pki.root)))
+    said = out.client.stdout + out.client.stderr
+    assert "Handshake was completed" in said, out.client.summary()
+    rec = out.dtls
+    check_facts(rec, out.pcap, out.client_ip)
+    check_diagnosis(rec, "established")
+    assert (rec.version, rec.cipher) == gnutls_cipher(said)
+    assert rec.dtls_cookie_length is not None and rec.dtls_cookie_echoed  # GnuTLS asks too
+    assert rec.history.startswith("CvCsx") and rec.ja4 and rec.ja4.startswith("dd2d")
+
+
+@pytest.mark.skipif(shutil.which("gnutls-serv") is None, reason="gnutls-bin not installed")
+def test_gnutls_untrusted(tmp_path: Path, pki: TestPKI) -> None:
+    """gnutls-cli with the system's trust store only: our test CA is unknown to it."""
+    out = scenario(tmp_path, pki, gnutls_serv(pki), gnutls_cli())
+    said = out.client.stdout + out.client.stderr
+    assert "Handshake was completed" not in said and "verification" in said.lower(), said
+    # judged with the default trust store, as the client did (not with the test CA)
+    (rec,) = [r for r in collect(out.pcap, Run(), workers=1) if r.transport == "dtls"]
+    check_facts(rec, out.pcap, out.client_ip)
+    check_diagnosis(rec, "failed", "certificate_untrusted", "client")
+
+
+@pytest.mark.parametrize(
+    ("legacy", "args", "version"),
+    [
+        (False, (), "DTLSv1.2"),  # PSK-NEGOTIATE: a DTLS 1.2 PSK handshake
+        (True, (), "DTLSv1.2"),  # AnyConnect's resumption of the TLS channel's session
+        (True, ("--dtls-ciphers=AES128-SHA",), "DTLSv0.9"),  # OpenConnect's 0x0100
+    ],
+)
+def test_openconnect_vpn(
+    tmp_path: Path, legacy: bool, args: tuple[str, ...], version: str
+) -> None:
+    if missing_requirements(("ocserv", "ocpasswd", "openconnect")):
+        pytest.skip("ocserv or openconnect not installed")
+    from tests.test_dtls_ocserv import established_with, vpn
+
+    said, pcap, client_ip = vpn(tmp_path, legacy=legacy, client_args=args)
+    assert established_with(said).split("/")[0] == version.replace("v", "")
+    (rec,) = [r for r in collect(pcap, Run(), workers=1) if r.transport == "dtls"]
+    check_facts(rec, pcap, client_ip)
+    check_diagnosis(rec, "established")
+    assert rec.version == version and rec.server_port == 443
+    assert rec.resumed is legacy  # the legacy channel resumes the TLS session
+    assert rec.history == ("CsiI" if legacy else "CsnGIi")  # RFC 5246 §7.3, RFC 4279 §2
