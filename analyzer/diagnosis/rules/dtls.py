@@ -55,14 +55,14 @@ def rule_dtls_cookie_unanswered(r: HandshakeRecord, f: Facts) -> Verdict | None:
         return None
     hellos = 1 + r.client_retransmits
     hvrs = r.dtls_server_datagrams or 0
-    cookie = f"a HelloVerifyRequest (a {r.dtls_cookie_length}-byte cookie)"
+    cookie = f"a HelloVerifyRequest carrying a {r.dtls_cookie_length}-byte cookie"
     if r.client_retransmits:
         return failed(
             "udp_no_answer",
             "network",
             (
                 f"{server(r)} answered the client's DTLS ClientHello with {cookie} "
-                f"({plural(hvrs, 'datagram')} in all), but the client never sent its "
+                f"({hvrs} in all), but the client never sent its "
                 f"ClientHello again with the cookie: it resent its first one "
                 f"{plural(r.client_retransmits, 'time')} over {ms(r.ts_end - r.ts)} as if "
                 f"nothing came back: the server's datagrams do not reach the client (a "
