@@ -13,7 +13,7 @@ the middle of the file (``HANDSHAKE_IDLE_TIMEOUT``).
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dpkt
@@ -133,14 +133,23 @@ def unreachable(quoted: bytes) -> bytes:
     return bytes(dpkt.ethernet.Ethernet(src=b"\x04" * 6, dst=b"\x02" * 6, data=out))
 
 
-def packets(associations: int, start: float = 1_795_600_000.0) -> Iterator[tuple[float, bytes]]:
-    """(time, frame) of ``associations`` associations, interleaved in time order."""
+Damage = Callable[[list[Datagram]], list[Datagram]]
+"""Rewrites one association's datagrams (the damaged-file suite)."""
+
+
+def packets(
+    associations: int, start: float = 1_795_600_000.0, damage: dict[int, Damage] | None = None
+) -> Iterator[tuple[float, bytes]]:
+    """(time, frame) of ``associations`` associations, interleaved in time order;
+    ``damage`` rewrites the datagrams of the associations it names (by index)."""
     items: list[tuple[float, int, bytes]] = []
     at = start
     for n in range(associations):
-        client = f"10.{20 + n // 60000}.{n // 250 % 240}.{n % 250 + 1}"
+        client = client_address(n)
         sport = 40000 + n % 20000
         talk = conversation(KINDS[n % len(KINDS)])
+        if damage and n in damage:
+            talk = damage[n](talk)
         for t, from_client, payload in talk:
             src, sp, dst, dp = (client, sport, SERVER, PORT) if from_client else (
                 SERVER, PORT, client, sport)
@@ -155,9 +164,16 @@ def packets(associations: int, start: float = 1_795_600_000.0) -> Iterator[tuple
         yield ts, buf
 
 
-def write_pcap(path: Path, associations: int = 100) -> Path:
+def client_address(n: int) -> str:
+    """The client address of association ``n``."""
+    return f"10.{20 + n // 60000}.{n // 250 % 240}.{n % 250 + 1}"
+
+
+def write_pcap(
+    path: Path, associations: int = 100, damage: dict[int, Damage] | None = None
+) -> Path:
     with path.open("wb") as f:
         writer = dpkt.pcap.Writer(f, snaplen=65535, linktype=1, nano=False)
-        for ts, buf in packets(associations):
+        for ts, buf in packets(associations, damage=damage):
             writer.writepkt(buf, ts=ts)
     return path
