@@ -32,12 +32,23 @@ SERVER = "192.0.2.10"
 PORT = 4433
 COOKIE = bytes(range(16))
 HVR_BODY = b"\xfe\xff" + bytes([len(COOKIE)]) + COOKIE
-KINDS = ("established", "alert", "unanswered", "cookie_unanswered", "flight_lost", "refused")
+KINDS = (
+    "established",
+    "alert",
+    "unanswered",
+    "cookie_unanswered",
+    "flight_lost",
+    "refused",
+    "spoofed",
+    "cookie_refused",
+)
 """What each association does, in turn: a full handshake with the cookie exchange and
 data; a handshake_failure alert after the ClientHello; a ClientHello resent into silence;
 a HelloVerifyRequest never answered (the client resends its first hello); a server
 flight in 1400-byte datagrams resent while the client resends its hello; a ClientHello
-answered by ICMP port unreachable from the server's address."""
+answered by ICMP port unreachable from the server's address; one ClientHello and its
+HelloVerifyRequest, then nothing (a spoofed source); the hello with the cookie resent
+into silence (the server refused the cookie)."""
 ICMP = b"icmp"
 """In a conversation, a datagram whose payload is this marker stands for the server's
 ICMP port unreachable quoting the client's first datagram."""
@@ -74,6 +85,11 @@ def conversation(kind: str) -> list[Datagram]:
     if kind == "alert":
         return out + [(0.001, False, s.rec(ContentType.alert, b"\x02\x28"))]
     out.append((0.001, False, _hs(s, HandshakeType.hello_verify_request, 0, HVR_BODY)))
+    if kind == "spoofed":
+        return out
+    if kind == "cookie_refused":
+        again = [_hs(c, HandshakeType.client_hello, 1, client_hello_body(COOKIE)) for _ in "abc"]
+        return out + [(t, True, d) for t, d in zip((0.002, 1.002, 3.002), again, strict=True)]
     if kind == "cookie_unanswered":
         for t in (1.0, 3.0):
             out.append((t, True, _hs(c, HandshakeType.client_hello, 0, ch)))

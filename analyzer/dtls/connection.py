@@ -25,7 +25,14 @@ from analyzer.handshake.core import HandshakeCore
 class DtlsConnection(DatagramConnection):
     """The DTLS side of one association."""
 
-    __slots__ = ("client_bytes", "dtls_port", "parser", "server_bytes")
+    __slots__ = (
+        "client_bytes",
+        "client_datagrams",
+        "dtls_port",
+        "parser",
+        "server_bytes",
+        "server_datagrams",
+    )
 
     def __init__(self, key: FlowKey, ts: float, *, dtls_port: bool) -> None:
         super().__init__(key, ts, HandshakeCore(ts, stage="client_hello"))
@@ -34,13 +41,17 @@ class DtlsConnection(DatagramConnection):
         self.dtls_port = dtls_port
         self.client_bytes = 0
         self.server_bytes = 0
+        self.client_datagrams = 0
+        self.server_datagrams = 0
 
     def datagram(self, from_client: bool, payload: bytes, ts: float) -> None:
         """One datagram of the association (UDP payload)."""
         if from_client:
             self.client_bytes += len(payload)
+            self.client_datagrams += 1
         else:
             self.server_bytes += len(payload)
+            self.server_datagrams += 1
         if self.settled:
             return
         core = self.core
@@ -76,8 +87,8 @@ class DtlsConnection(DatagramConnection):
             server_max_datagram=f.server.largest_datagram,
             dtls_cookie_length=f.hello_verify_cookie,
             dtls_cookie_echoed=f.cookie_echoed,
-            dtls_client_datagrams=f.client.datagrams,
-            dtls_server_datagrams=f.server.datagrams,
+            dtls_client_datagrams=self.client_datagrams,
+            dtls_server_datagrams=self.server_datagrams,
             dtls_client_incomplete=f.client.incomplete_messages,
             dtls_server_incomplete=f.server.incomplete_messages,
             icmp_error=self.icmp_error,
