@@ -79,11 +79,11 @@ def conversation(kind: str) -> list[Datagram]:
     ch = client_hello_body()
     out: list[Datagram] = [(0.0, True, _hs(c, HandshakeType.client_hello, 0, ch))]
     if kind == "refused":
-        return out + [(0.0005, False, ICMP)]
+        return [*out, (0.0005, False, ICMP)]
     if kind == "unanswered":
         return out + [(t, True, _hs(c, HandshakeType.client_hello, 0, ch)) for t in (1.0, 3.0)]
     if kind == "alert":
-        return out + [(0.001, False, s.rec(ContentType.alert, b"\x02\x28"))]
+        return [*out, (0.001, False, s.rec(ContentType.alert, b"\x02("))]
     out.append((0.001, False, _hs(s, HandshakeType.hello_verify_request, 0, HVR_BODY)))
     if kind == "spoofed":
         return out

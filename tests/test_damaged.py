@@ -799,34 +799,36 @@ DTLS_ASSOCIATIONS = 24
 complete handshake with the cookie exchange, is the one damaged."""
 DTLS_HEADER = 13
 """RFC 6347 §4.1 record header; a handshake fragment header (12 bytes) follows it."""
+Talk = list[tuple[float, bool, bytes]]
+"""One association's datagrams: (seconds from its start, sent by the client?, payload)."""
 
 
-def _server_flight(talk: list[tuple[float, bool, bytes]]) -> int:
+def _server_flight(talk: Talk) -> int:
     """Index of the server's ServerHello flight (the fourth datagram)."""
     assert not talk[3][1] and talk[3][2][DTLS_HEADER] == 2
     return 3
 
 
 def _rewrite(
-    talk: list[tuple[float, bool, bytes]], i: int, data: bytes
-) -> list[tuple[float, bool, bytes]]:
+    talk: Talk, i: int, data: bytes
+) -> Talk:
     return [*talk[:i], (talk[i][0], talk[i][1], data), *talk[i + 1 :]]
 
 
-def fragment_offset_absurd(talk: list[tuple[float, bool, bytes]]) -> list[tuple[float, bool, bytes]]:
+def fragment_offset_absurd(talk: Talk) -> Talk:
     i = _server_flight(talk)
     at = DTLS_HEADER + 6  # fragment_offset of the ServerHello's fragment
     return _rewrite(talk, i, patch(talk[i][2], at, b"\xff\xff\xf0"))
 
 
-def fragment_length_absurd(talk: list[tuple[float, bool, bytes]]) -> list[tuple[float, bool, bytes]]:
+def fragment_length_absurd(talk: Talk) -> Talk:
     i = _server_flight(talk)
     return _rewrite(talk, i, patch(talk[i][2], DTLS_HEADER + 9, b"\xff\xff\xff"))
 
 
 def fragments_overlap_differently(
-    talk: list[tuple[float, bool, bytes]],
-) -> list[tuple[float, bool, bytes]]:
+    talk: Talk,
+) -> Talk:
     # The ServerHello as two overlapping fragments whose shared bytes differ (the second
     # copy's random bytes are flipped): the first copy must win.
     from tests.dtls_fixtures import SERVER_HELLO_BODY, fragment, record
@@ -843,7 +845,7 @@ def fragments_overlap_differently(
     return _rewrite(talk, i, record(22, first + second, seq=seq) + rest)
 
 
-def epoch_jump(talk: list[tuple[float, bool, bytes]]) -> list[tuple[float, bool, bytes]]:
+def epoch_jump(talk: Talk) -> Talk:
     # The client's encrypted Finished claims epoch 9 after epoch 0.
     i = 4
     data = talk[i][2]
@@ -853,18 +855,18 @@ def epoch_jump(talk: list[tuple[float, bool, bytes]]) -> list[tuple[float, bool,
 
 
 def dtls_record_length_absurd(
-    talk: list[tuple[float, bool, bytes]],
-) -> list[tuple[float, bool, bytes]]:
+    talk: Talk,
+) -> Talk:
     i = _server_flight(talk)
     return _rewrite(talk, i, patch(talk[i][2], 11, b"\xff\xff"))
 
 
-def datagram_cut(talk: list[tuple[float, bool, bytes]]) -> list[tuple[float, bool, bytes]]:
+def datagram_cut(talk: Talk) -> Talk:
     i = _server_flight(talk)
     return _rewrite(talk, i, talk[i][2][: len(talk[i][2]) // 2])
 
 
-def datagrams_duplicated(talk: list[tuple[float, bool, bytes]]) -> list[tuple[float, bool, bytes]]:
+def datagrams_duplicated(talk: Talk) -> Talk:
     return [d for d in talk for d in (d, d)]
 
 
@@ -894,7 +896,7 @@ def test_damaged_dtls_association(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    damage: Callable[[list[tuple[float, bool, bytes]]], list[tuple[float, bool, bytes]]],
+    damage: Callable[[Talk], Talk],
     anomaly: str | None,
 ) -> None:
     from tests.dtls_capture import client_address

@@ -8,8 +8,6 @@ everywhere and pins the wording of each DTLS verdict.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from analyzer.api import Run, collect

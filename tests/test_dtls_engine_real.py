@@ -350,7 +350,9 @@ def test_mtu_500_fragmented_flights(tmp_path: Path, pki: TestPKI) -> None:
 
 
 def test_version_mismatch(tmp_path: Path, pki: TestPKI) -> None:
-    out = scenario(tmp_path, pki, s_server(pki, "-dtls1_2"), s_client(pki, "-dtls1", "-cipher", LOW))
+    out = scenario(
+        tmp_path, pki, s_server(pki, "-dtls1_2"), s_client(pki, "-dtls1", "-cipher", LOW)
+    )
     assert "Cipher    : 0000" in out.client.stdout  # the handshake failed
     rec = out.dtls
     check_facts(rec, out.pcap, out.client_ip)

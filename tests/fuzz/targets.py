@@ -383,14 +383,14 @@ def dtls(data: bytes) -> None:
         ts = 1.0 + n * 0.25
         events = first.datagram(from_client, payload, ts)
         check(events == second.datagram(from_client, payload, ts), "events differ on replay")
-        for side in (first._client, first._server):  # noqa: SLF001 - the limits under test
+        for side in (first._client, first._server):
             if side is None:
                 continue
             check(len(side.windows) <= 2, "more than two replay windows")
             if side.assembler is not None:
                 check(side.assembler.buffered <= limits.MAX_DTLS_PARTIAL_BYTES, "partial bytes")
                 check(
-                    len(side.assembler._partial) <= limits.MAX_DTLS_PARTIAL_MESSAGES,  # noqa: SLF001
+                    len(side.assembler._partial) <= limits.MAX_DTLS_PARTIAL_MESSAGES,
                     "partial messages",
                 )
         conn.packets += 1
