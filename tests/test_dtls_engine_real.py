@@ -389,7 +389,10 @@ def test_certificate_refused_by_the_client(
     rec = out.dtls
     check_facts(rec, out.pcap, out.client_ip)
     check_diagnosis(rec, "failed", failure, "client")
-    assert rec.last_alert == alert and rec.history == "CvCsxL"
+    assert rec.last_alert == alert
+    # the client refuses the certificate as it arrives: the rest of the server's flight
+    # may or may not be on the wire before the alert
+    assert rec.history in ("CvCsxL", "CvCsxknL")
     assert rec.cert_status == ("expired" if kind is LeafKind.EXPIRED else "untrusted")
 
 
