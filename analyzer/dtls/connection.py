@@ -4,9 +4,10 @@ A :class:`DtlsConnection` is the adapter between the engine's UDP seam and the h
 core: its :class:`~analyzer.dtls.parser.DTLSAssociation` turns each datagram into TLS events
 (records by epoch, handshake fragments reassembled, retransmitted flights folded), which go
 to the core exactly as TCP's do; what only DTLS has (flights resent, the largest datagram
-each side sent, the cookie round) becomes the transport facts of the record. The side that
-sent the first ClientHello is the client. Once the core has settled, datagrams are only
-counted.
+each side sent, the cookie round, messages that never arrived whole) becomes the transport
+facts of the record. A message resent whole adds its ``history`` letter again, as Zeek's
+DTLS analyzer hands it to its handshake parser again. The side that sent the first
+ClientHello is the client. Once the core has settled, datagrams are only counted.
 
 Not decrypted: DTLS records are read as the wire shows them (key logs serve TLS and QUIC).
 """
