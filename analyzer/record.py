@@ -285,6 +285,21 @@ class HandshakeRecord:
     its flights needed fragmenting)."""
     server_max_datagram: int | None = None
     """QUIC and DTLS: the largest UDP payload the server sent."""
+    dtls_cookie_length: int | None = None
+    """DTLS: the cookie length of the server's HelloVerifyRequest (RFC 6347 §4.2.1), null
+    when the server sent none."""
+    dtls_cookie_echoed: bool | None = None
+    """DTLS: whether the client sent a ClientHello carrying a cookie (null for other
+    transports)."""
+    dtls_client_datagrams: int | None = None
+    """DTLS: datagrams the client sent."""
+    dtls_server_datagrams: int | None = None
+    """DTLS: datagrams the server sent."""
+    dtls_client_incomplete: int | None = None
+    """DTLS: the client's plaintext handshake messages that never arrived whole (fragments
+    missing, or a message_seq skipped): its datagrams were lost before the capture point."""
+    dtls_server_incomplete: int | None = None
+    """DTLS: the server's plaintext handshake messages that never arrived whole."""
     close_by: str | None = None
     """``client`` or ``server``: who sent the first FIN or RST."""
     client_retransmits: int = 0

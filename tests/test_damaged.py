@@ -790,3 +790,159 @@ def test_every_damage_at_once_in_a_real_subprocess(tmp_path: Path) -> None:
     per_file = {r["capture"] for r in records}
     assert per_file == {p.name for p in paths[:-1]}
     assert all(isinstance(r["anomalies"], list) for r in records)
+
+
+# --- DTLS: one association damaged among others ---------------------------------------------
+
+DTLS_ASSOCIATIONS = 24
+"""Associations of every kind in the DTLS capture (tests/dtls_capture.py); the first, a
+complete handshake with the cookie exchange, is the one damaged."""
+DTLS_HEADER = 13
+"""RFC 6347 §4.1 record header; a handshake fragment header (12 bytes) follows it."""
+Talk = list[tuple[float, bool, bytes]]
+"""One association's datagrams: (seconds from its start, sent by the client?, payload)."""
+
+
+def _server_flight(talk: Talk) -> int:
+    """Index of the server's ServerHello flight (the fourth datagram)."""
+    assert not talk[3][1] and talk[3][2][DTLS_HEADER] == 2
+    return 3
+
+
+def _rewrite(
+    talk: Talk, i: int, data: bytes
+) -> Talk:
+    return [*talk[:i], (talk[i][0], talk[i][1], data), *talk[i + 1 :]]
+
+
+def fragment_offset_absurd(talk: Talk) -> Talk:
+    i = _server_flight(talk)
+    at = DTLS_HEADER + 6  # fragment_offset of the ServerHello's fragment
+    return _rewrite(talk, i, patch(talk[i][2], at, b"\xff\xff\xf0"))
+
+
+def fragment_length_absurd(talk: Talk) -> Talk:
+    i = _server_flight(talk)
+    return _rewrite(talk, i, patch(talk[i][2], DTLS_HEADER + 9, b"\xff\xff\xff"))
+
+
+def fragments_overlap_differently(
+    talk: Talk,
+) -> Talk:
+    # The ServerHello as two overlapping fragments whose shared bytes differ (the second
+    # copy's random bytes are flipped): the first copy must win.
+    from tests.dtls_fixtures import SERVER_HELLO_BODY, fragment, record
+
+    i = _server_flight(talk)
+    body = SERVER_HELLO_BODY
+    flipped = body[:10] + bytes(b ^ 0xFF for b in body[10:30]) + body[30:]
+    first = fragment(2, 1, body, 0, 30)
+    second = fragment(2, 1, flipped, 20)
+    data = talk[i][2]
+    sh_record_length = int.from_bytes(data[11:13], "big")
+    rest = data[DTLS_HEADER + sh_record_length :]
+    seq = int.from_bytes(data[5:11], "big")  # the record's own number (not a duplicate)
+    return _rewrite(talk, i, record(22, first + second, seq=seq) + rest)
+
+
+def epoch_jump(talk: Talk) -> Talk:
+    # The client's encrypted Finished claims epoch 9 after epoch 0.
+    i = 4
+    data = talk[i][2]
+    assert talk[i][1] and data.count(b"\x16\xfe\xfd\x00\x01") == 1
+    at = data.index(b"\x16\xfe\xfd\x00\x01") + 3
+    return _rewrite(talk, i, patch(data, at, b"\x00\x09"))
+
+
+def dtls_record_length_absurd(
+    talk: Talk,
+) -> Talk:
+    i = _server_flight(talk)
+    return _rewrite(talk, i, patch(talk[i][2], 11, b"\xff\xff"))
+
+
+def datagram_cut(talk: Talk) -> Talk:
+    i = _server_flight(talk)
+    return _rewrite(talk, i, talk[i][2][: len(talk[i][2]) // 2])
+
+
+def datagrams_duplicated(talk: Talk) -> Talk:
+    return [d for d in talk for d in (d, d)]
+
+
+DTLS_FACTS = ("sni", "offered_versions", "ja3", "ja4")
+"""What the client's first datagrams give, whatever happens to the server's."""
+
+
+def _damaged(want: HandshakeRecord, got: HandshakeRecord, anomaly: str) -> None:
+    assert anomaly in got.anomalies, got.anomalies
+    assert [getattr(got, f) for f in DTLS_FACTS] == [getattr(want, f) for f in DTLS_FACTS]
+
+
+@pytest.mark.parametrize(
+    ("damage", "anomaly"),
+    [
+        (fragment_offset_absurd, "dtls_bad_fragment"),
+        (fragment_length_absurd, "dtls_bad_fragment"),
+        (fragments_overlap_differently, "dtls_fragment_mismatch"),
+        (epoch_jump, "dtls_epoch_jump"),
+        (dtls_record_length_absurd, "dtls_bad_record"),
+        (datagram_cut, "dtls_bad_record"),
+        (datagrams_duplicated, None),
+    ],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_damaged_dtls_association(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    damage: Callable[[Talk], Talk],
+    anomaly: str | None,
+) -> None:
+    from tests.dtls_capture import client_address
+    from tests.dtls_capture import write_pcap as write_dtls
+
+    base = analyse(write_dtls(tmp_path / "base.pcap", DTLS_ASSOCIATIONS), monkeypatch, capsys,
+                   cli_too=False)
+    (tmp_path / "damaged").mkdir()
+    path = write_dtls(tmp_path / "damaged" / "base.pcap", DTLS_ASSOCIATIONS, {0: damage})
+    out = analyse(path, monkeypatch, capsys)
+    assert out.code == 0 and out.run.errors == [] and out.run.warnings == []
+    [target] = [k for k in base.records if k[0] == client_address(0)]
+    assert_untouched_identical(base, out, {target})
+    assert set(out.records) == set(base.records)
+    want, got = base.records[target], out.records[target]
+    if anomaly is None:  # a duplicated datagram is no retransmission: nothing changes
+        assert differences(want, got, frozenset({"packets", "client_bytes", "server_bytes",
+                                                 "dtls_client_datagrams",
+                                                 "dtls_server_datagrams"})) == {}
+        assert got.packets == 2 * want.packets
+    elif anomaly == "dtls_fragment_mismatch":
+        assert anomaly in got.anomalies and got.established  # the first copy won
+        assert (got.version, got.cipher, got.history) == (want.version, want.cipher, want.history)
+    elif anomaly == "dtls_epoch_jump":  # the client's Finished is skipped
+        _damaged(want, got, anomaly)
+        assert got.version == want.version and got.stage == "server_done"
+        assert not got.established and got.outcome != "established"
+    else:  # the ServerHello's record is dropped; the rest of the handshake is seen
+        _damaged(want, got, anomaly)
+        assert got.version is None and "s" not in got.history
+        assert got.established  # both ChangeCipherSpecs and Finished: a wire fact
+
+
+def test_dtls_capture_truncated_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.dtls_capture import write_pcap as write_dtls
+    from tests.fuzz.targets import _check_record
+
+    data = write_dtls(tmp_path / "whole.pcap", DTLS_ASSOCIATIONS).read_bytes()
+    header, packets = read_pcap(data)
+    offsets = record_offsets(header, packets)
+    for n, at in enumerate(offsets[1::3]):
+        for cut in (at, at + 20):
+            path = write(tmp_path, f"cut{n}-{cut}", data[:cut])
+            out = analyse(path, monkeypatch, capsys, cli_too=False)
+            assert out.run.errors == []
+            for r in out.records.values():
+                _check_record(r)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from analyzer.anomalies import Anomaly
 from analyzer.dtls import DTLSAssociation, Retransmission
 from analyzer.dtls.events import DTLSEvent
+from analyzer.tls.enums import HandshakeType
 from analyzer.tls.events import (
     Alert,
     ApplicationData,
@@ -243,7 +244,9 @@ def test_resent_flights_are_folded() -> None:
     assert facts.client.bytes_resent + facts.server.bytes_resent == sum(
         r.length for r in retransmissions
     )
-    assert retransmissions[0] == Retransmission(items=1, length=12 + len(CLIENT_HELLO_BODY))
+    assert retransmissions[0] == Retransmission(
+        items=1, length=12 + len(CLIENT_HELLO_BODY), repeated=(HandshakeType.client_hello,)
+    )
 
 
 def test_epoch_jump_is_skipped() -> None:

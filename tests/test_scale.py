@@ -203,6 +203,28 @@ def test_interleaved_capture_sharded_equals_one_process(interleaved: Path) -> No
     _same_run(run1, run3)
 
 
+@pytest.fixture(scope="module")
+def dtls_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 DTLS associations of every kind (tests/dtls_capture.py), interleaved, with
+    handshakes expiring by packet time in the middle of the file."""
+    from tests.dtls_capture import write_pcap
+
+    return write_pcap(tmp_path_factory.mktemp("dtls") / "dtls_many.pcap", 300)
+
+
+def test_dtls_capture_sharded_equals_one_process(dtls_capture: Path) -> None:
+    one, run1 = _collect(dtls_capture, 1)
+    assert len(one) == 300 and {r.transport for r in one} == {"dtls"}
+    assert {r.failure for r in one} >= {None, "udp_no_answer", "udp_refused", "no_server_response"}
+    assert {r.close for r in one} >= {"idle_timeout", "capture_end"}
+    for shards in (2, 3):
+        many, run = _collect(dtls_capture, shards, shard_bytes=0)
+        assert _dicts(many) == _dicts(one)
+        _same_run(run1, run)
+    parts = [analyze_part(Part(path=str(dtls_capture), index=0, shard=s, shards=2)) for s in (0, 1)]
+    assert min(len(p.records) for p in parts) > 100  # the associations really were split
+
+
 def test_cli_workers_2_equals_workers_1(
     interleaved: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -427,6 +449,20 @@ def test_read_pcaps_shards_a_large_file(cluster: str, interleaved: Path) -> None
         ddf = analyzer.dask.read_pcaps(interleaved, client, shard_bytes=0)
         assert ddf.npartitions == 2  # one per worker thread
         got = ddf.compute()
+    assert _canonical(got) == _canonical(expected)
+
+
+def test_read_pcaps_dtls_capture(cluster: str, dtls_capture: Path) -> None:
+    """DTLS records through Dask, the capture sharded over both workers, as one process
+    makes them."""
+    distributed = pytest.importorskip("distributed")
+    import analyzer
+    import analyzer.dask
+
+    expected = analyzer.read_pcap(dtls_capture)
+    with distributed.Client(cluster, timeout=30) as client:
+        got = analyzer.dask.read_pcaps(dtls_capture, client, shard_bytes=0).compute()
+    assert len(got) == 300 and set(got["transport"]) == {"dtls"}
     assert _canonical(got) == _canonical(expected)
 
 

@@ -110,6 +110,40 @@ def write_flood(path: Path, connections: int, *, hello: bool, rate: int = 100_00
     return w.packets
 
 
+_UDP = struct.Struct("!HHHH")
+
+
+def write_dtls_flood(path: Path, associations: int, *, rate: int = 100_000) -> int:
+    """A flood of DTLS ClientHellos from spoofed sources to UDP 4433, each answered by a
+    HelloVerifyRequest that is never taken up (what a server under a flood sees). Every
+    other source sends only the first 1,200 bytes of a ClientHello announced at 200 KB
+    (held as a partial message: the most a single datagram can make an association
+    hold). Returns packets."""
+    from tests.dtls_capture import COOKIE, HVR_BODY
+    from tests.dtls_fixtures import client_hello_body, fragment, record
+
+    hello = record(22, fragment(1, 0, client_hello_body()), version=0xFEFF)
+    big = record(22, fragment(1, 0, bytes(200_000), 0, 1200), version=0xFEFF)
+    hvr = record(22, fragment(3, 0, HVR_BODY), version=0xFEFF)
+    assert len(COOKIE) == 16
+    w = CaptureWriter(path)
+    step = 1_000_000 // rate
+    server = (SERVER, 4433)
+    for i in range(associations):
+        client = _client(i)
+        for n, (src, dst, payload) in enumerate(
+            ((client, server, big if i % 2 else hello), (server, client, hvr))
+        ):
+            udp = _UDP.pack(src[1], dst[1], 8 + len(payload), 0)
+            length = 28 + len(payload)
+            ip = _IP.pack(0x45, 0, length, 0, 0x4000, 64, 17, 0, src[0], dst[0])
+            sec, usec = divmod(i * step + n, 1_000_000)
+            w.f.write(_REC.pack(T0 + sec, usec, length, length) + ip + udp + payload)
+            w.packets += 1
+    w.close()
+    return w.packets
+
+
 def write_out_of_order(path: Path, connections: int, *, segments: int = 8, size: int = 1400) -> int:
     """Connections whose client sends ``segments`` segments of ``size`` bytes after a
     one-byte hole that is never filled nor acknowledged: each leaves that much in its
@@ -285,6 +319,16 @@ def test_out_of_order_buffers_small(scratch: Path) -> None:
     check_bounded(result, frames)
     check_out_of_order(result, n, segments, size)
     assert result["anomalies"]["ooo_buffer_limit"] < n  # the first ones fitted
+
+
+def test_dtls_clienthello_flood_small(scratch: Path) -> None:
+    """Spoofed DTLS ClientHellos: the UDP table is bounded like TCP's, every association
+    still gets its record, and the partial messages they leave cost what they sent."""
+    frames = write_dtls_flood(scratch / "dtls.pcap", SMALL)
+    result = measure(scratch / "dtls.pcap")
+    check_bounded(result, frames)
+    check_flood(result, SMALL)
+    check_evictions_reported(result, SMALL)
 
 
 # --- make stress ------------------------------------------------------------------------

@@ -47,8 +47,10 @@ def s_client(r: HandshakeRecord, *extra: str) -> str:
     """An ``openssl s_client`` line for this connection (over DTLS with ``-dtls``; over QUIC
     with ``-quic`` and an ALPN, which OpenSSL 3.2 and later have)."""
     parts = ["openssl", "s_client", "-connect", target(r)]
-    if r.transport == "dtls" and not any(e.startswith("-dtls") for e in extra):
-        parts.append("-dtls")
+    if r.transport == "dtls":
+        extra = dtls_arguments(extra)
+        if not any(e.startswith("-dtls") for e in extra):
+            parts.append("-dtls")
     elif r.transport == "quic":
         parts.append("-quic")
         if "-alpn" not in extra:
@@ -61,6 +63,33 @@ def s_client(r: HandshakeRecord, *extra: str) -> str:
         parts += ["-proxy", f"{_host(r)}:{r.server_port}"]
     parts += list(extra)
     return " ".join(shlex.quote(p) for p in parts) + " </dev/null"
+
+
+_DTLS_OF_TLS_FLAG = {"-tls1": "-dtls1", "-tls1_1": "-dtls1", "-tls1_2": "-dtls1_2"}
+"""s_client's TLS version flags and their DTLS counterparts (DTLS 1.0 is TLS 1.1 over
+datagrams, RFC 4347; DTLS 1.2 is TLS 1.2, RFC 6347). OpenSSL has no DTLS 1.3."""
+_NOT_FOR_DTLS = frozenset({"-tls1_3", "-no_tls1_3", "-ssl3"})
+
+
+def dtls_arguments(extra: tuple[str, ...]) -> tuple[str, ...]:
+    """s_client arguments made for DTLS: TLS version flags become DTLS ones, TLS 1.3 and
+    SSLv3 flags are dropped (a DTLS remedy is the same check over UDP)."""
+    return tuple(_DTLS_OF_TLS_FLAG.get(e, e) for e in extra if e not in _NOT_FOR_DTLS)
+
+
+def dtls_version_flag(r: HandshakeRecord) -> str:
+    """``-dtls1_2`` or ``-dtls1``: the best DTLS version the client offered (``-dtls``,
+    any version, when it offered neither)."""
+    for version in ("DTLSv1.2", "DTLSv1.0"):
+        if version in r.offered_versions:
+            return _OPENSSL_VERSION_FLAG[version]
+    return "-dtls"
+
+
+def dtls_probe(r: HandshakeRecord, *extra: str) -> str:
+    """An ``openssl s_client`` line that sends this client's best DTLS version's
+    ClientHello to the same server (``-msg`` shows a HelloVerifyRequest arriving)."""
+    return s_client(r, dtls_version_flag(r), *extra)
 
 
 def curl(r: HandshakeRecord, *extra: str) -> str:
@@ -180,7 +209,7 @@ def reproduce_version(r: HandshakeRecord) -> str:
     )
     flag = _OPENSSL_VERSION_FLAG.get(best or "")
     extra = [flag] if flag else []
-    if flag in ("-tls1", "-tls1_1", "-ssl3"):
+    if flag in ("-tls1", "-tls1_1", "-ssl3", "-dtls1"):
         extra += ["-cipher", "DEFAULT:@SECLEVEL=0"]
     return s_client(r, *extra)
 

@@ -19,6 +19,11 @@ def ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.0f} s"
 
 
+def plural(count: int, word: str) -> str:
+    """``1 datagram``, ``3 datagrams``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def when(epoch: float | None) -> str:
     if epoch is None:
         return "?"

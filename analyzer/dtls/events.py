@@ -23,6 +23,16 @@ class Retransmission:
     """Handshake fragments and records repeated in this datagram."""
     length: int
     """Their bytes (fragment headers and bodies, record bodies)."""
+    repeated: tuple[int, ...] = ()
+    """What was repeated whole, in wire order: the handshake type of each message resent
+    in one fragment, :data:`REPEATED_CCS` for a ChangeCipherSpec. Zeek's DTLS analyzer
+    hands such messages to its handshake parser again, so they count in ``ssl_history``
+    again; fragments of a resent message that was cut up do not."""
+
+
+REPEATED_CCS = -1
+"""A ChangeCipherSpec in :attr:`Retransmission.repeated` (the handshake machine's ``CCS``
+step)."""
 
 
 DTLSEvent = TLSEvent | Retransmission
@@ -55,6 +65,10 @@ class SideFacts:
     """DTLS 1.2 connection-ID records (RFC 9146)."""
     non_dtls: int = 0
     """Datagrams of another protocol on the same 5-tuple (STUN, RTP, ... RFC 7983)."""
+    incomplete_messages: int = 0
+    """Plaintext handshake messages that never arrived whole: fragments missing, or a
+    message_seq skipped (RFC 6347 §4.2.2): datagrams of this side's flights were lost
+    before the capture point."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

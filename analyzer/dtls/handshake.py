@@ -65,12 +65,15 @@ class Placed:
     """One fragment read from a record, and what became of it."""
 
     fate: Fate
+    msg_type: int
     seq: int
     """message_seq."""
     offset: int
     """fragment_offset."""
     size: int
     """Fragment header and body bytes."""
+    whole: bool
+    """The fragment is the whole message (offset 0, the message's full length)."""
     events: list[HandshakeMsg | ParseAnomaly]
     """The message it completed (with its anomalies), or why it was dropped."""
 
@@ -184,6 +187,19 @@ class FragmentAssembler:
         """Fragment bytes held for partial messages."""
         return sum(p.held for p in self._partial.values())
 
+    @property
+    def incomplete(self) -> int:
+        """Messages that never arrived whole: those still partial, and the message_seq
+        numbers below the highest seen that never came at all (a lost datagram took the
+        whole message). Numbers past ``MAX_DTLS_MESSAGES_KEPT`` are not counted as gaps:
+        no real flight has that many messages."""
+        seen = self._done.keys() | self._partial.keys()
+        if not seen:
+            return 0
+        top = max(seen)
+        missing = top + 1 - len(seen) if top < MAX_DTLS_MESSAGES_KEPT else 0
+        return len(self._partial) + max(missing, 0)
+
     def add_record(self, fragment: bytes) -> tuple[list[Placed], ParseAnomaly | None]:
         """Read every fragment of one handshake record: what became of each (its
         message_seq and offset are the key by which the caller tells one retransmitted
@@ -208,7 +224,13 @@ class FragmentAssembler:
             pos = start + frag_length
             fate, events = self._fragment(msg_type, length, seq, offset, data)
             size = FRAGMENT_HEADER + frag_length
-            results.append(Placed(fate=fate, seq=seq, offset=offset, size=size, events=events))
+            whole = offset == 0 and frag_length == length
+            results.append(
+                Placed(
+                    fate=fate, msg_type=msg_type, seq=seq, offset=offset, size=size,
+                    whole=whole, events=events,
+                )
+            )
         return results, None
 
     def _fragment(

@@ -34,7 +34,13 @@ from __future__ import annotations
 
 from analyzer.anomalies import Anomaly
 from analyzer.dtls.demux import Channel, channel
-from analyzer.dtls.events import DTLSEvent, DTLSFacts, Retransmission, SideFacts
+from analyzer.dtls.events import (
+    REPEATED_CCS,
+    DTLSEvent,
+    DTLSFacts,
+    Retransmission,
+    SideFacts,
+)
 from analyzer.dtls.handshake import Fate, FragmentAssembler
 from analyzer.dtls.records import DTLS_LEGACY, DTLSRecord, UnifiedRecord, read_records
 from analyzer.limits import DTLS_REPLAY_WINDOW
@@ -71,6 +77,7 @@ class _Side:
         "first_ts",
         "largest",
         "last_ts",
+        "repeated",
         "run",
         "windows",
     )
@@ -91,6 +98,8 @@ class _Side:
         self.run: tuple[int, int] | None = None
         """Key of the last item of a retransmission under way, None after new data."""
         self.assembler: FragmentAssembler | None = None
+        self.repeated: list[int] = []
+        """What the datagram being read repeated whole (see :class:`Retransmission`)."""
 
     def seen(self, epoch: int, sequence: int) -> bool:
         """Mark a record number; True if it was marked already (a duplicate)."""
@@ -202,7 +211,8 @@ class DTLSAssociation:
             events.append(problem)
         items, length = counts["items_resent"] - before[0], counts["bytes_resent"] - before[1]
         if items:
-            events.append(Retransmission(items=items, length=length))
+            events.append(Retransmission(items=items, length=length, repeated=tuple(side.repeated)))
+            side.repeated.clear()
         return events
 
     def _record(
@@ -232,6 +242,7 @@ class DTLSAssociation:
         elif ctype == ContentType.change_cipher_spec:
             if epoch <= side.ccs_epoch:
                 side.resent(_CCS_KEY, len(fragment))
+                side.repeated.append(REPEATED_CCS)
             else:
                 side.ccs_epoch = epoch
                 side.run = None
@@ -264,6 +275,8 @@ class DTLSAssociation:
         for placed in results:
             if placed.fate is Fate.RESENT:
                 side.resent((placed.seq, placed.offset), placed.size)
+                if placed.whole:
+                    side.repeated.append(placed.msg_type)
             elif placed.fate is Fate.NEW:
                 side.run = None
             for event in placed.events:
@@ -336,6 +349,7 @@ def _side_facts(side: _Side | None) -> SideFacts:
         return SideFacts()
     return SideFacts(
         largest_datagram=side.largest,
+        incomplete_messages=side.assembler.incomplete if side.assembler is not None else 0,
         first_ts=side.first_ts,
         last_ts=side.last_ts,
         **side.counts,

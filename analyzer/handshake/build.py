@@ -69,6 +69,16 @@ class TransportFacts:
     client_max_datagram: int | None = None
     """UDP transports: the largest datagram each side sent (path MTU evidence)."""
     server_max_datagram: int | None = None
+    dtls_cookie_length: int | None = None
+    """DTLS: the cookie length of the server's HelloVerifyRequest; None without one."""
+    dtls_cookie_echoed: bool | None = None
+    """DTLS: the client sent a ClientHello carrying a cookie."""
+    dtls_client_datagrams: int | None = None
+    """DTLS: datagrams each side sent."""
+    dtls_server_datagrams: int | None = None
+    dtls_client_incomplete: int | None = None
+    """DTLS: each side's handshake messages that never arrived whole."""
+    dtls_server_incomplete: int | None = None
 
 
 def build_record(
@@ -144,6 +154,12 @@ def build_record(
         "ts_client_fin": facts.ts_client_fin,
         "client_max_datagram": facts.client_max_datagram,
         "server_max_datagram": facts.server_max_datagram,
+        "dtls_cookie_length": facts.dtls_cookie_length,
+        "dtls_cookie_echoed": facts.dtls_cookie_echoed,
+        "dtls_client_datagrams": facts.dtls_client_datagrams,
+        "dtls_server_datagrams": facts.dtls_server_datagrams,
+        "dtls_client_incomplete": facts.dtls_client_incomplete,
+        "dtls_server_incomplete": facts.dtls_server_incomplete,
         "close_by": facts.close_by,
         "server_first_bytes": core.server_first_bytes,
         "client_first_bytes": core.client_first_bytes,

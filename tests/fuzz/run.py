@@ -44,6 +44,7 @@ MAX_LEN = {
     "hello": 8 * 1024,
     "frame": 2048,
     "keys": 4096,
+    "dtls": 8 * 1024,
 }
 """libFuzzer -max_len per target: the capture seeds are up to 32 KB, the others smaller."""
 INPUT_TIMEOUT = 10

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 from analyzer.decode import decode_frame  # noqa: E402
 from analyzer.decode.types import ACK, SYN, Segment  # noqa: E402
 from analyzer.sources import CaptureReader  # noqa: E402
-from tests.fuzz.targets import HELLO_PARSERS, KEY_SUITES, LINKTYPES  # noqa: E402
+from tests.fuzz.targets import HELLO_PARSERS, KEY_SUITES, LINKTYPES, dtls_script  # noqa: E402
 
 SAMPLES = ROOT / "sample_pcaps"
 MAX_FILE_SEED = 32 * 1024
@@ -143,8 +143,13 @@ def handshake_bodies(stream: bytes) -> list[tuple[int, bytes]]:
 def seeds() -> dict[str, dict[str, bytes]]:
     """Target -> seed name -> bytes."""
     out: dict[str, dict[str, bytes]] = {
-        "capture": {}, "tls_stream": {}, "hello": {}, "frame": {}, "keys": {}
+        "capture": {}, "tls_stream": {}, "hello": {}, "frame": {}, "keys": {}, "dtls": {}
     }
+    from tests.dtls_capture import KINDS, conversation
+
+    for kind in KINDS:  # one association of each kind (the ICMP marker is no datagram)
+        talk = [(c, d) for _, c, d in conversation(kind) if d != b"icmp"]
+        out["dtls"][kind] = dtls_script(talk)
     out["keys"]["keylog"] = KEYLOG_SEED
     for n in range(len(KEY_SUITES)):
         out["keys"][f"record-{n}"] = bytes([n, 3]) + bytes(range(64))

@@ -33,6 +33,14 @@ Targets (the first bytes of an input steer the target; the rest is the data):
     picks a version and cipher suite, byte 1 a record content type, and the rest is an
     encrypted record for decryptors made from fixed secrets
     (:func:`analyzer.tls.decrypt.session_keys`): it opens or fails, never raises.
+``dtls``
+    One DTLS association: the input is a script of datagrams, each a header byte (bit 0:
+    sent by the client), a 16-bit length and the UDP payload (:func:`dtls_script` writes
+    one). :func:`analyzer.dtls.opening` and :class:`analyzer.dtls.DTLSAssociation` read
+    every datagram; a second parser fed the same datagrams gives the same events; the
+    buffers stay within their limits (``MAX_DTLS_PARTIAL_*``, the replay windows); the
+    association's record (:class:`analyzer.dtls.connection.DtlsConnection`) is built,
+    diagnosed and checked like the capture target's.
 
 Not here: running the targets (``fuzz.py`` under atheris, ``replay.py`` for corpora).
 """
@@ -342,10 +350,62 @@ def keys(data: bytes) -> None:
                 dec.skip(data[2:])
 
 
+def dtls_script(datagrams: Iterable[tuple[bool, bytes]]) -> bytes:
+    """The ``dtls`` target's input for these (sent by the client?, payload) datagrams."""
+    return b"".join(
+        bytes([from_client]) + len(data[:0xFFFF]).to_bytes(2, "big") + data[:0xFFFF]
+        for from_client, data in datagrams
+    )
+
+
+def _datagrams(data: bytes) -> list[tuple[bool, bytes]]:
+    out = []
+    pos = 0
+    while pos + 3 <= len(data):
+        length = int.from_bytes(data[pos + 1 : pos + 3], "big")
+        out.append((bool(data[pos] & 1), data[pos + 3 : pos + 3 + length]))
+        pos += 3 + length
+    return out
+
+
+_DTLS_KEY = (bytes([10, 0, 0, 2]), 40000, bytes([10, 0, 0, 1]), 4433)
+
+
+def dtls(data: bytes) -> None:
+    from analyzer.dtls import DTLSAssociation, opening
+    from analyzer.dtls.connection import DtlsConnection
+
+    datagrams = _datagrams(data)
+    first, second = DTLSAssociation(), DTLSAssociation()
+    conn = DtlsConnection(_DTLS_KEY, 1.0, dtls_port=True)
+    for n, (from_client, payload) in enumerate(datagrams):
+        opening(payload)
+        ts = 1.0 + n * 0.25
+        events = first.datagram(from_client, payload, ts)
+        check(events == second.datagram(from_client, payload, ts), "events differ on replay")
+        for side in (first._client, first._server):
+            if side is None:
+                continue
+            check(len(side.windows) <= 2, "more than two replay windows")
+            if side.assembler is not None:
+                check(side.assembler.buffered <= limits.MAX_DTLS_PARTIAL_BYTES, "partial bytes")
+                check(
+                    len(side.assembler._partial) <= limits.MAX_DTLS_PARTIAL_MESSAGES,
+                    "partial messages",
+                )
+        conn.packets += 1
+        conn.last_ts = ts
+        conn.datagram(from_client, payload, ts)
+    if datagrams and conn.relevant():  # the engine opens a connection at a datagram
+        _check_record(diagnose(conn.record("fuzz.pcap", "capture_end", 1.0 + len(datagrams)),
+                               _OPTIONS))
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "tls_stream": tls_stream,
     "hello": hello,
     "frame": frame,
     "capture": capture,
     "keys": keys,
+    "dtls": dtls,
 }

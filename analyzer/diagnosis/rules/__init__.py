@@ -10,7 +10,8 @@ name.
 
 The rules live in modules by the family of evidence they read: :mod:`.transport` (TCP
 refusals, ICMP, resets, silence), :mod:`.proxy`, :mod:`.plaintext`, :mod:`.alerts`,
-:mod:`.certificates`, :mod:`.negotiation` (versions and ciphers), :mod:`.inference`
+:mod:`.certificates`, :mod:`.negotiation` (versions and ciphers), :mod:`.dtls` (the
+cookie exchange, flights resent over UDP), :mod:`.inference`
 (TLS 1.3 without keys) and :mod:`.closes`. Shared wording is
 :mod:`analyzer.diagnosis.wording`.
 
@@ -27,6 +28,11 @@ from analyzer.diagnosis.rules.closes import (
     rule_client_gave_up_first,
     rule_fallback,
     rule_incomplete,
+)
+from analyzer.diagnosis.rules.dtls import (
+    rule_dtls_cookie_unanswered,
+    rule_dtls_flight_lost,
+    rule_dtls_no_server_hello,
 )
 from analyzer.diagnosis.rules.inference import (
     rule_encrypted_alert,
@@ -59,6 +65,9 @@ RULES: tuple[Rule, ...] = (
     rule_tcp_no_answer,
     rule_udp_refused,
     rule_udp_no_answer,
+    rule_dtls_cookie_unanswered,  # dtls
+    rule_dtls_flight_lost,
+    rule_dtls_no_server_hello,
     rule_proxy_status,  # proxy
     rule_client_not_tls,  # plaintext
     rule_server_not_tls,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.readings import captured_to_end
 from analyzer.diagnosis.verdict import Facts, Verdict
-from analyzer.diagnosis.wording import after_ch, ended, ms, mtu_hole, mtu_probe, server
+from analyzer.diagnosis.wording import after_ch, ended, ms, mtu_hole, mtu_probe, plural, server
 from analyzer.record import HandshakeRecord
 
 _ICMP_REFUSALS = frozenset({"port_unreachable", "admin_prohibited", "protocol_unreachable"})
@@ -107,8 +107,9 @@ def _udp_unanswered(r: HandshakeRecord) -> bool:
 
 
 def _udp_probe(r: HandshakeRecord) -> str:
-    """A command that sends the same first flight from the client's side."""
-    return rm.s_client(r)
+    """A command that sends the same first flight from the client's side (for DTLS, with
+    the client's best version, e.g. ``-dtls1_2``)."""
+    return rm.dtls_probe(r) if r.transport == "dtls" else rm.s_client(r)
 
 
 def rule_udp_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
@@ -130,8 +131,8 @@ def rule_udp_refused(r: HandshakeRecord, f: Facts) -> Verdict | None:
         side="server" if own else "network",
         reason=(
             f"the client's {r.transport.upper()} {flight} to {server(r)} was answered by ICMP "
-            f"{r.icmp_error.replace('_', ' ')} from {by} ({r.packets} datagram(s) sent): "
-            f"{cause}"
+            f"{r.icmp_error.replace('_', ' ')} from {by} ({plural(r.packets, 'datagram')} "
+            f"sent): {cause}"
         ),
         remedy=(
             f"Check that the service listens on UDP port {port} (on the server: ss -lunp "
@@ -155,18 +156,26 @@ def rule_udp_no_answer(r: HandshakeRecord, f: Facts) -> Verdict | None:
         if r.icmp_error
         else ""
     )
+    silent = (
+        " (a host with nothing listening would most often answer with ICMP port "
+        "unreachable, so a silent drop is likelier)"
+        if not r.icmp_error
+        else ""
+    )
     return Verdict(
         outcome="failed",
         failure="udp_no_answer",
         side="network",
         reason=(
-            f"{r.packets} datagram(s) carrying the client's {r.transport.upper()} {flight} "
-            f"to {server(r)} over {ms(r.ts_end - r.ts)} got no answer{icmp}: a firewall "
-            f"drops UDP {r.server_port}, or nothing listens there"
+            f"{plural(r.packets, 'datagram')} carrying the client's {r.transport.upper()} "
+            f"{flight} to {server(r)} over {ms(r.ts_end - r.ts)} got no answer{icmp}: a "
+            f"firewall drops UDP {r.server_port}, or nothing listens there{silent}"
         ),
         remedy=(
             f"Check firewall rules and security groups for UDP port {r.server_port} on the "
-            f"path, and that the service listens on it; confirm: {_udp_probe(r)}"
+            f"path (on the server: iptables -S INPUT | grep -w {r.server_port}; nft list "
+            f"ruleset), and that the service listens on it (ss -lunp 'sport = "
+            f":{r.server_port}'); confirm: {_udp_probe(r)}"
         ),
     )
 
