@@ -324,3 +324,11 @@ scrape at a few hundred series whatever the traffic."""
 METRICS_TRACKED_SERVERS = 10_000
 """Servers whose handshake counts the live metrics keep to rank them (about 100 bytes
 each: 1 MB); servers first seen after that count as ``other`` straight away."""
+
+# key logs end to end: --embed-secrets
+
+EXTRACT_SPOOL_BYTES = 16 * 1024 * 1024
+"""Bytes of ``--extract --embed-secrets`` output held in memory before it spills to a
+temporary file: the packets are spooled because the secrets block must precede them and
+which connections were written is known only at the end; the selected connections of a
+troubleshooting session fit in a few MB."""

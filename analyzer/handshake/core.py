@@ -310,8 +310,9 @@ class HandshakeCore:
                 self.ts_sh = ts
             if not parsed.is_hrr or self.sh is None:
                 self.sh = parsed
-            if not parsed.is_hrr and self.keylog:
-                self.expect_keys()
+            keylog = self.keylog
+            if not parsed.is_hrr and keylog is not None and (len(keylog) or keylog.poll()):
+                self.expect_keys()  # (an empty key log changes nothing; a followed one may grow)
         elif isinstance(parsed, CertificateChain):
             if from_client:
                 self.client_certs = len(parsed.certificates)
@@ -362,12 +363,15 @@ class HandshakeCore:
         from analyzer.tls.decrypt import NoKeys, NoKeysReason, session_keys
 
         if self.session is None and self.keylog is not None and self.ch and self.sh:
-            sh = self.sh
+            sh, keylog, client_random = self.sh, self.keylog, self.ch.random
+            secrets = keylog.lookup(client_random)
+            if secrets is None and keylog.poll():  # a followed key log may have just grown
+                secrets = keylog.lookup(client_random)
             self.session = session_keys(
-                self.keylog.lookup(self.ch.random),
+                secrets,
                 version=sh.version,
                 cipher_suite=sh.cipher_suite,
-                client_random=self.ch.random,
+                client_random=client_random,
                 server_random=sh.random,
                 encrypt_then_mac=any(e.type == ENCRYPT_THEN_MAC_EXT for e in sh.extensions),
             )
@@ -423,6 +427,8 @@ class HandshakeCore:
                 self.establish(ts)
             elif self.established and length > ALERT_SIZED:
                 self.reach("application_data")
+        if opened:
+            return  # what it carried comes next (an alert settles by itself)
         total = len(self.client_enc_after_flight) + len(self.server_enc_after_client)
         if self.established and (
             (len(self.client_enc_after_flight) >= 2 and self.server_enc_after_client)
