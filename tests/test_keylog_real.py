@@ -28,14 +28,12 @@ chromium and certutil for their scenarios); skips with the reason otherwise.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +44,11 @@ from analyzer.diagnosis import DiagnosisOptions
 from analyzer.record import HandshakeRecord
 from analyzer.tls.enums import HandshakeType as H
 from analyzer.tls.keylog import KeyLog
-from tests.harness import missing_requirements
 from tests.harness import keyclients as kc
+from tests.harness import missing_requirements
 from tests.harness.capture import Capture, port_filter
-from tests.harness.netns import Netns, Run as ProcRun
+from tests.harness.netns import Netns
+from tests.harness.netns import Run as ProcRun
 from tests.harness.pki import LeafKind, TestPKI
 from tests.harness.servers import Server, haproxy, nginx, s_server
 from tests.harness.tlsdecrypt import tshark_transcripts
@@ -117,6 +116,11 @@ class Case:
     resumed: tuple[bool, ...] = ()
     """Per connection in time order, when the case makes several."""
     hrr: bool = False
+    decrypted: tuple[str, ...] = ("client", "server")
+    """Directions with encrypted records to open (an OpenSSL client's alert is plaintext)."""
+    inferred: bool = False
+    """Still inferred with the key log: curl closes with a close_notify after checking
+    the host name, and no record says why (its TLS 1.2 twin is inferred the same way)."""
 
 
 def _one(fn: Callable[[Env, Path], kc.KeyedClient]) -> Callable[[Env, Path], list[kc.KeyedClient]]:
@@ -198,17 +202,18 @@ CASES: list[Case] = [
     Case("curl-wrong-host", P_WRONG_HOST,
          _one(lambda env, keys: kc.curl(OTHER, IP, P_WRONG_HOST, keys, "--tlsv1.3", ca=env.ca)),
          failed("sni_mismatch", "client"), ("SSL: no alternative certificate subject name",),
-         tool="curl"),
+         tool="curl", inferred=True),
     Case("openssl-client-cert-missing", P_CLIENT_CERT, _openssl(P_CLIENT_CERT),
-         failed("client_certificate_required", "server"), ("certificate required",)),
+         failed("client_certificate_required", "server"), ("certificate required",),
+         cert_requested=True),
     Case("python-haproxy-client-cert-missing", P_HA_CLIENT_CERT,
          _one(lambda env, keys: kc.python(WWW, IP, P_HA_CLIENT_CERT, keys, ca=env.ca)),
          failed("client_certificate_required", "server"), ("CERTIFICATE_REQUIRED",),
-         tool="haproxy"),
+         tool="haproxy", cert_requested=True),
     Case("python-haproxy-untrusted", P_HA_UNTRUSTED,
          _one(lambda env, keys: kc.python(UNTRUSTED, IP, P_HA_UNTRUSTED, keys, ca=env.ca)),
          failed("certificate_untrusted", "client"), ("CERTIFICATE_VERIFY_FAILED",),
-         tool="haproxy"),
+         tool="haproxy", decrypted=("server",)),
     # handshakes that succeed
     *SUITE_CASES,
     Case("hello-retry-request", P_HRR, _openssl(P_HRR, "-groups", "X25519:P-256"), OK,
@@ -419,23 +424,259 @@ def _case(lab: Lab, case_id: str) -> Case:
     return next(c for c in CASES if c.id == case_id)
 
 
-@pytest.mark.parametrize("case_id", _case_ids())
-def test_debug(lab: Lab, keyed: list[HandshakeRecord], plain: list[HandshakeRecord],
-               case_id: str) -> None:
+def _ids() -> list[str]:
+    return [c.id for c in CASES]
+
+
+def sans(r: HandshakeRecord, *fields: str) -> dict[str, Any]:
+    d = r.to_dict()
+    for name in fields:
+        d.pop(name)
+    return d
+
+
+@pytest.mark.parametrize("case_id", _ids())
+def test_the_key_log_gives_the_set_up_verdict(lab: Lab, keyed: list[HandshakeRecord],
+                                              case_id: str) -> None:
+    """Category and side as set up, ``inferred`` false, the directions decrypted, and
+    what the scenario negotiated."""
     case = _case(lab, case_id)
-    mine = of(keyed, case)
-    print()
-    for r in mine:
-        print(case.id, r.outcome, r.failure, r.failure_side, r.inferred, r.decrypted,
-              r.last_alert, r.cert_status, r.resumed, r.client_cert_requested, r.anomalies,
-              (r.reason or "")[:200])
-    assert mine
+    records = of(keyed, case)
+    assert records, f"no connection of {case.id} in the capture"
+    truth = case.truth
+    for n, r in enumerate(records):
+        got = (r.outcome, r.failure, r.failure_side, r.inferred, tuple(r.decrypted), r.version)
+        assert got == (truth.outcome, truth.failure, truth.side, case.inferred, case.decrypted,
+                       case.version), r.reason
+        assert "decrypt_failed" not in r.anomalies
+        assert r.cert_chain_sha256 or r.resumed, "the certificate is read (none on resumption)"
+        if case.cipher:
+            assert r.cipher == case.cipher
+        assert r.hrr == case.hrr
+        assert r.client_cert_requested == case.cert_requested
+        if case.resumed:
+            assert r.resumed == case.resumed[n]
+        if truth.outcome == "failed" and not case.inferred:
+            assert r.reason and "decrypted with the key log" in r.reason
 
 
-@pytest.mark.parametrize("case_id", ["curl-wrong-host", "openssl-client-cert-missing", "gnutls-untrusted"])
-def test_debug2(lab: Lab, keyed: list[HandshakeRecord], case_id: str) -> None:
+def test_without_a_key_log_records_are_those_of_an_empty_one(
+        lab: Lab, plain: list[HandshakeRecord]) -> None:
+    empty = analyse(lab.capture, KeyLog(), lab.ca)
+    assert [r.to_dict() for r in empty] == [r.to_dict() for r in plain]
+    assert all(r.decrypted == [] and r.client_random for r in plain)
+
+
+def test_without_the_key_log_tls13_rejections_stay_inferred(
+        lab: Lab, plain: list[HandshakeRecord]) -> None:
+    """What the key log changes: the GnuTLS and Chromium rejections and the servers'
+    client-certificate refusals are inferred (or unseen) without it."""
+    for case in CASES:
+        if case.id in lab.skipped or (case.tool not in ("gnutls-cli", "chromium") and \
+                "client-cert-missing" not in case.id) or case.truth.outcome != "failed":
+            continue
+        for r in of(plain, case):
+            assert r.inferred or r.failure != case.truth.failure, (case.id, r.reason)
+
+
+_NAMES = {name: int(t) for t, name in
+          __import__("analyzer.handshake.core", fromlist=["_MESSAGE_NAMES"])
+          ._MESSAGE_NAMES.items()}
+_NAMES["HelloRetryRequest"] = int(H.server_hello)  # tshark counts it as a ServerHello
+
+
+def ours(r: HandshakeRecord, sender: str) -> tuple[list[int], list[int]]:
+    """One direction's handshake message types (plaintext and decrypted) and alert codes,
+    in wire order, from the record's timeline and alerts."""
+    types = []
+    for entry in r.timeline:
+        if entry.sender != sender or entry.what.endswith("(encrypted)"):
+            continue
+        name = entry.what.removesuffix(" (decrypted)")
+        if name in _NAMES:
+            types.append(_NAMES[name])
+    alerts = [a.code for a in r.alerts if a.sender == sender and a.code is not None]
+    return types, alerts  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def tshark_view(lab: Lab) -> dict[int, Any]:
+    return tshark_transcripts(lab.capture, lab.all_keys, sorted({c.port for c in CASES}))
+
+
+@pytest.mark.parametrize("case_id", _ids())
+def test_decrypted_messages_and_alerts_agree_with_tshark(
+        lab: Lab, keyed: list[HandshakeRecord], tshark_view: dict[int, Any],
+        case_id: str) -> None:
+    """Per direction, the handshake messages and alerts we read (plaintext and decrypted)
+    are those tshark shows with the key log: all of them for a failed handshake, the
+    beginning of them for an established one (the analysis stops reading once it is
+    settled: later tickets and close_notify are not needed)."""
     case = _case(lab, case_id)
     for r in of(keyed, case):
-        print(r.alerts)
-        for e in r.timeline:
-            print("   ", e)
+        theirs = tshark_view[r.client_port]
+        for sender, side in zip(("client", "server"), theirs, strict=True):
+            types, alerts = ours(r, sender)
+            if r.outcome == "failed":
+                assert (types, alerts) == (side.handshake, side.alerts), sender
+            else:
+                assert types == side.handshake[: len(types)], sender
+                assert alerts == side.alerts[: len(alerts)], sender
+                assert int(H.finished) in types, sender
+
+
+def test_editcap_injected_secrets_give_the_same_records(
+        lab: Lab, keyed: list[HandshakeRecord], tmp_path: Path) -> None:
+    """``editcap --inject-secrets tls,FILE``: the pcapng's Decryption Secrets Block does
+    what ``--keylog FILE`` does (apart from the capture's name and so the uid)."""
+    injected = tmp_path / "injected.pcapng"
+    subprocess.run(["editcap", "--inject-secrets", f"tls,{lab.all_keys}", str(lab.capture),
+                    str(injected)], check=True, capture_output=True)
+    again = analyse(injected, None, lab.ca)
+    assert [sans(r, "capture", "uid") for r in again] == \
+        [sans(r, "capture", "uid") for r in keyed]
+
+
+def _secrets(path: Path) -> list[str]:
+    return [line.split()[2] for line in path.read_text().splitlines() if len(line.split()) == 3]
+
+
+def _rewrite(lab: Lab, path: Path, change: Callable[[list[str]], str]) -> KeyLog:
+    lines = [change(line.split()) for line in lab.all_keys.read_text().splitlines()
+             if len(line.split()) == 3]
+    path.write_text("".join(line + "\n" for line in lines))
+    return KeyLog.from_files([path])
+
+
+def test_wrong_secrets_give_the_no_key_result_and_an_anomaly(
+        lab: Lab, plain: list[HandshakeRecord], tmp_path: Path) -> None:
+    """Every secret damaged (its last byte changed): no record opens, each connection
+    that had secrets says ``decrypt_failed``, and otherwise the records are the no-key
+    ones: never a wrong plaintext, never a traceback."""
+    def damage(f: list[str]) -> str:
+        last = int(f[2][-2:], 16) ^ 0x01
+        return f"{f[0]} {f[1]} {f[2][:-2]}{last:02x}"
+    keylog = _rewrite(lab, tmp_path / "wrong.keys", damage)
+    assert keylog.warnings == []
+    wrong = analyse(lab.capture, keylog, lab.ca)
+    assert [sans(r, "timeline", "anomalies") for r in wrong] == \
+        [sans(r, "timeline", "anomalies") for r in plain]
+    for r, p in zip(wrong, plain, strict=True):
+        assert set(r.anomalies) - set(p.anomalies) <= {"decrypt_failed"}
+        assert r.decrypted == []
+    assert sum("decrypt_failed" in r.anomalies for r in wrong) >= len(lab.ran)
+
+
+def test_truncated_lines_give_warnings_and_the_no_key_result(
+        lab: Lab, plain: list[HandshakeRecord], tmp_path: Path) -> None:
+    """Every line cut in the middle of its secret: each is a one-line warning naming the
+    file and line and never quoting it; nothing is kept, so the records are the no-key
+    ones exactly."""
+    keylog = _rewrite(lab, tmp_path / "cut.keys", lambda f: f"{f[0]} {f[1]} {f[2][:31]}")
+    assert len(keylog) == 0 and keylog.warnings
+    secrets = _secrets(lab.all_keys)
+    for _, detail in keylog.warnings:
+        assert "cut.keys line" in detail and "\n" not in detail
+        assert not any(s[:31] in detail or f[:16] in detail for s in secrets
+                       for f in [s[:31]])
+    cut = analyse(lab.capture, keylog, lab.ca)
+    assert [r.to_dict() for r in cut] == [r.to_dict() for r in plain]
+
+
+def test_other_clients_secrets_give_the_no_key_result_with_a_note(
+        lab: Lab, plain: list[HandshakeRecord], tmp_path: Path) -> None:
+    """A key log of other connections (here: of the successful handshakes only): the
+    failed connections get the no-key records, and their timeline says why."""
+    others = tmp_path / "others.keys"
+    others.write_text("".join(lab.keyfile(c).read_text() for c in lab.ran
+                              if c.truth.outcome == "established"))
+    foreign = analyse(lab.capture, KeyLog.from_files([others]), lab.ca)
+    by_uid = {r.uid: r for r in plain}
+    failures = [r for r in foreign if r.client_random in _owner and any(
+        c.id == _owner[r.client_random] and c.truth.outcome == "failed" for c in lab.ran)]
+    assert failures
+    for r in failures:
+        assert sans(r, "timeline") == sans(by_uid[r.uid], "timeline")
+        notes = [e.what for e in r.timeline if e.what.startswith("not decrypted")]
+        assert notes == ["not decrypted: the key log has no secrets for this connection"]
+
+
+def test_workers_get_the_key_log_in_memory(lab: Lab, keyed: list[HandshakeRecord]) -> None:
+    run = Run()
+    opts = DiagnosisOptions(ca_bundle=str(lab.ca))
+    two = collect(lab.capture, run, options=opts, keylog=KeyLog.from_files([lab.all_keys]),
+                  workers=2)
+    assert [r.to_dict() for r in two] == [r.to_dict() for r in keyed]
+
+
+# -- the command line: no secret in any output -------------------------------------------------
+
+
+def tlsa(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="250")
+    return subprocess.run([sys.executable, "-m", "analyzer", *map(str, args)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_no_secret_reaches_any_output(lab: Lab, keyed: list[HandshakeRecord],
+                                      tmp_path: Path) -> None:
+    """JSONL, CSV, table, Zeek, ECS, summary, ``show``, the HTML report, an extract
+    without ``--embed-secrets`` and stderr (with good, wrong and truncated key logs) hold
+    no secret of the key log, in hex of either case or as bytes."""
+    secrets = _secrets(lab.all_keys)
+    wrong = tmp_path / "wrong.keys"
+    wrong.write_text("".join(f"{f[0]} {f[1]} {f[2][::-1]}\n" for f in
+                             (line.split() for line in lab.all_keys.read_text().splitlines())))
+    cut = tmp_path / "cut.keys"
+    cut.write_text("".join(line[: len(line) - 20] + "\n"
+                           for line in lab.all_keys.read_text().splitlines()))
+    failed_uid = next(r.uid for r in keyed if r.outcome == "failed")
+    texts: list[str] = []
+    blobs: list[bytes] = []
+    base = (lab.capture, "--ca-bundle", lab.ca, "--keylog", lab.all_keys)
+    for fmt in ("jsonl", "csv", "table", "zeek", "ecs"):
+        out = tmp_path / f"out.{fmt}"
+        done = tlsa("analyze", *base, "-f", fmt, "-o", out)
+        assert done.returncode == 0, done.stderr
+        texts += [out.read_text(), done.stdout, done.stderr]
+    for args in (("summary", *base, "-f", "json"), ("show", failed_uid, *base),
+                 ("report", *base, "-o", tmp_path / "report"),
+                 ("analyze", lab.capture, "--keylog", wrong, "--keylog", cut, "-f", "jsonl"),
+                 ("analyze", *base, "--uid", failed_uid, "--extract", tmp_path / "x.pcapng")):
+        done = tlsa(*args)
+        assert done.returncode == 0, done.stderr
+        texts += [done.stdout, done.stderr]
+    texts.append((tmp_path / "report" / "index.html").read_text())
+    blobs.append((tmp_path / "x.pcapng").read_bytes())
+    assert "decrypted" in texts[0] and "key log" in texts[2]  # it did decrypt, and said so
+    everything = "\n".join(texts).lower()
+    leaked = [s for s in secrets if s.lower() in everything or s[::-1].lower() in everything
+              or any(bytes.fromhex(s) in b for b in blobs)]
+    assert leaked == []
+
+
+def test_embed_secrets_writes_only_the_extracted_connections(
+        lab: Lab, keyed: list[HandshakeRecord], tmp_path: Path) -> None:
+    """``--extract --embed-secrets``: a Decryption Secrets Block with exactly the lines of
+    the connection written; tshark decrypts the file with nothing else (the Certificate
+    of a TLS 1.3 handshake is visible)."""
+    r = next(r for r in keyed if r.failure == "certificate_expired")
+    out = tmp_path / "one.pcapng"
+    done = tlsa("analyze", lab.capture, "--keylog", lab.all_keys, "--uid", r.uid,
+                "--extract", out, "--embed-secrets", "-f", "jsonl")
+    assert done.returncode == 0, done.stderr
+    assert "with the secrets of 1" in done.stderr
+    data = out.read_bytes()
+    mine = [line for line in lab.all_keys.read_text().splitlines()
+            if r.client_random and r.client_random in line.lower()]
+    assert mine
+    for line in lab.all_keys.read_text().splitlines():
+        secret = line.split()[2].lower().encode()
+        assert (secret in data) == (line in mine)
+    shown = subprocess.run(["tshark", "-n", "-r", str(out), "-d", f"tcp.port=={r.server_port},tls",
+                            "-Y", "tls.handshake.type == 11"], capture_output=True, text=True,
+                           check=True).stdout
+    assert shown.strip(), "tshark could not decrypt the Certificate with the embedded secrets"
+    again = analyse(out, None, lab.ca)
+    assert [(x.failure, x.failure_side, x.inferred, x.decrypted) for x in again] == \
+        [(r.failure, r.failure_side, r.inferred, r.decrypted)]
