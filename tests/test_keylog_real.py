@@ -28,10 +28,12 @@ chromium and certutil for their scenarios); skips with the reason otherwise.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -680,3 +682,68 @@ def test_embed_secrets_writes_only_the_extracted_connections(
     again = analyse(out, None, lab.ca)
     assert [(x.failure, x.failure_side, x.inferred, x.decrypted) for x in again] == \
         [(r.failure, r.failure_side, r.inferred, r.decrypted)]
+
+
+# -- tlsa live following a key log that the clients are still writing -------------------------
+
+
+def test_live_follows_a_key_log_being_written(tmp_path: Path) -> None:
+    """``tlsa live --keylog F --write W --embed-secrets``: F does not exist when the capture
+    starts; gnutls-cli (``SSLKEYLOGFILE``) and s_client (``-keylogfile``) append to it
+    while tlsa runs. Their TLS 1.3 rejections come out decrypted with ``inferred`` false,
+    and W carries the secrets of those connections, so a later analysis without any key
+    log gives the same verdicts."""
+    if shutil.which("gnutls-cli") is None or shutil.which("dumpcap") is None:
+        pytest.skip("needs gnutls-cli and dumpcap")
+    pki = TestPKI(tmp_path / "pki")
+    untrusted = pki.server(UNTRUSTED, kind=LeafKind.INSPECTION)
+    good = pki.server(WWW)
+    keys, written, out = tmp_path / "live.keys", tmp_path / "live.pcapng", tmp_path / "out.jsonl"
+    ports = (4701, 4702)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with Netns() as ns:
+        servers = [
+            s_server(ns, tmp_path / "s1", ["-cert", str(untrusted.chain), "-key",
+                                           str(untrusted.key), "-www", "-tls1_3"],
+                     port=ports[0], name="untrusted"),
+            s_server(ns, tmp_path / "s2", ["-cert", str(good.cert), "-cert_chain",
+                                           str(good.chain), "-key", str(good.key), "-www",
+                                           "-tls1_3", "-Verify", "1", "-CAfile", str(pki.root)],
+                     port=ports[1], name="client-cert"),
+        ]
+        proc = ns.popen([sys.executable, "-m", "analyzer", "live", "-i", "lo", "--bpf",
+                         port_filter(ports), "--keylog", str(keys), "--write", str(written),
+                         "--embed-secrets", "-f", "jsonl", "-o", str(out)],
+                        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 20
+            while not written.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.0)
+            gnutls = kc.gnutls(UNTRUSTED, IP, ports[0], keys, ca=pki.root)
+            said = ns.run(gnutls.argv, env=gnutls.env, input="", timeout=30)
+            assert "The certificate issuer is unknown" in said.output
+            s_client = kc.openssl(WWW, IP, ports[1], keys, ca=pki.root)
+            said = ns.run(s_client.argv, input=s_client.input, timeout=30)
+            assert "certificate required" in said.output
+            time.sleep(2.0)
+        finally:
+            proc.send_signal(2)
+            _, err = proc.communicate(timeout=30)
+            for server in servers:
+                server.stop()
+    assert proc.returncode == 0, err
+    stderr = err.decode()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    got = sorted((r["server_port"], r["failure"], r["failure_side"], r["inferred"],
+                  tuple(r["decrypted"])) for r in records)
+    assert got == [(ports[0], "certificate_untrusted", "client", False, ("client", "server")),
+                   (ports[1], "client_certificate_required", "server", False,
+                    ("client", "server"))], stderr
+    assert "wrote the secrets of 2 connections" in stderr
+    for secret in _secrets(keys):
+        assert secret not in stderr and secret not in out.read_text()
+    again = analyse(written, None, pki.root)
+    assert sorted((r.server_port, r.failure, r.inferred) for r in again) == [
+        (ports[0], "certificate_untrusted", False), (ports[1], "client_certificate_required",
+                                                     False)]
