@@ -1,7 +1,8 @@
 """End to end: every connection of sample_pcaps/ gets what its set-up says (MANIFEST.jsonl).
 
 The manifest is written by the sample generator from how each scenario was set up and
-what the client and server reported, never from this tool's output.
+what the client and server reported, never from this tool's output. The captures whose
+clients wrote a key log (``keys/NAME.keys``) are analysed with it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 from analyzer.api import Run, collect
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.record import HandshakeRecord
+from analyzer.tls.keylog import KeyLog
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
 MANIFEST = [json.loads(line) for line in (SAMPLES / "MANIFEST.jsonl").read_text().splitlines()]
@@ -40,7 +42,8 @@ INVISIBLE: dict[tuple[str, str], tuple[object, str]] = {
 def records() -> dict[Key, HandshakeRecord]:
     run = Run()
     opts = DiagnosisOptions(ca_bundle=str(CA) if CA.exists() else None)
-    recs = collect(SAMPLES, run, options=opts)
+    keylog = KeyLog.from_files(sorted((SAMPLES / "keys").glob("*.keys")))  # keyed_* captures
+    recs = collect(SAMPLES, run, options=opts, keylog=keylog)
     assert run.errors == []
     return {(r.capture, r.client_ip, r.client_port, r.server_ip, r.server_port): r for r in recs}
 

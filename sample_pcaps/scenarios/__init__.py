@@ -4,7 +4,19 @@
 then the network, proxies, capture formats, STARTTLS, the browser and the incident.
 """
 
-from . import browser, formats, gnutls, incident, network, nginx, openssl, python_ssl, smtp, squid
+from . import (
+    browser,
+    formats,
+    gnutls,
+    incident,
+    keyed,
+    network,
+    nginx,
+    openssl,
+    python_ssl,
+    smtp,
+    squid,
+)
 from .base import REGISTRY, Ctx, Expect, Scenario, ScenarioError
 
 _MODULES = (nginx, openssl, python_ssl, gnutls, network, squid, formats, smtp, browser, incident)
