@@ -19,7 +19,8 @@ from . import (
 )
 from .base import REGISTRY, Ctx, Expect, Scenario, ScenarioError
 
-_MODULES = (nginx, openssl, python_ssl, gnutls, network, squid, formats, smtp, browser, incident)
+_MODULES = (nginx, openssl, python_ssl, gnutls, network, squid, formats, smtp, browser, incident,
+            keyed)
 _rank = {m.__name__: n for n, m in enumerate(_MODULES)}
 _ordered = sorted(REGISTRY.values(), key=lambda s: _rank.get(s.run.__module__, len(_rank)))
 REGISTRY.clear()
