@@ -25,7 +25,10 @@ Joint rules (the ones that need both directions):
   facts like visible ones (certificate, ALPN, a client certificate request, the real
   alert), noted in the timeline, but add no ``history`` letters (Zeek's letters are those
   of the plaintext). TLS 1.3 is then established by the client's decrypted Finished
-  instead of by record sizes.
+  instead of by record sizes, and a record that was opened never settles the connection
+  before what it carried (an alert after the handshake, a ticket) is taken in. An empty
+  key log changes nothing; a followed one (live) is polled when a connection finds no
+  secrets, since the client may have written them just after the packets were captured.
 - Once the handshake is settled (established and the first records after it seen, a
   fatal alert, or not TLS) the core stops parsing (:attr:`HandshakeCore.settled`); the
   transport then only counts packets and bytes.
