@@ -471,8 +471,10 @@ class HandshakeCore:
             if self.ts_failure is None:
                 self.ts_failure = ts
             self.settle()
-        elif self.established:
+        elif self.established and not (alert.decrypted and level != "fatal"):
             self.settle()
+        # (a decrypted close_notify after the handshake: the peer's answer, e.g. a server's
+        # certificate_required, may still come; the post-handshake record limit settles it)
 
     # ------------------------------------------------------------------ facts for the record
 
