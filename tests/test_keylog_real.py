@@ -7,8 +7,10 @@ scenario; each scenario has a server port of its own and a key log written by it
 
 - TLS 1.3 failures that are inferred without keys: GnuTLS and Chromium rejecting an
   untrusted, expired or wrong-host certificate of nginx and haproxy; curl's host-name
-  rejection after the handshake; OpenSSL s_server and haproxy rejecting a missing client
-  certificate; Python rejecting an untrusted haproxy certificate;
+  rejection after the handshake; OpenSSL s_server (against s_client and gnutls-cli) and
+  haproxy (against Python) rejecting a missing client certificate; and the OpenSSL-based
+  clients whose alert is plaintext anyway (s_client, curl and Python rejecting untrusted,
+  expired and wrong-host certificates of nginx and haproxy);
 - handshakes that succeed: TLS 1.3 with every AEAD, TLS 1.2 AES-GCM, ChaCha20-Poly1305,
   AES-CCM and CBC with and without encrypt_then_mac, a HelloRetryRequest, TLS 1.3 and 1.2
   resumption, a TLS 1.3 client-certificate request answered with an empty Certificate,
