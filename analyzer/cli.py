@@ -172,13 +172,19 @@ def load_keylogs(files: Sequence[Path] | None, *, follow: bool = False) -> KeyLo
     unreadable = [d for a, d in keylog.warnings if a is Anomaly.KEYLOG_UNREADABLE]
     if unreadable and not follow:
         raise Stop(f"--keylog {safe(unreadable[0])}")
-    report_keylog(keylog, 0)
+    for detail in unreadable:  # followed: read as soon as it appears
+        err.print(Text(f"tlsa: key log: {safe(detail)} yet; it is read once it appears"),
+                  soft_wrap=True)
+    report_keylog(keylog, 0, skip=Anomaly.KEYLOG_UNREADABLE)
     return keylog
 
 
-def report_keylog(keylog: KeyLog, since: int) -> int:
-    """Print the key log's warnings from number ``since`` on; returns how many it has."""
-    for _, detail in keylog.warnings[since:]:
+def report_keylog(keylog: KeyLog, since: int, skip: object = None) -> int:
+    """Print the key log's warnings from number ``since`` on (but those of kind ``skip``);
+    returns how many it has."""
+    for kind, detail in keylog.warnings[since:]:
+        if kind is skip:
+            continue
         err.print(Text(f"tlsa: warning: key log: {safe(detail)}"), soft_wrap=True)
     return len(keylog.warnings)
 
