@@ -57,7 +57,8 @@ def test_terminal_leads_with_totals_and_failures(records: list[Any],
     text = plain(screen.getvalue())
     lines = text.splitlines()
     truth = manifest()
-    assert lines[0].startswith(f"{len(truth)} TLS connections in 54 captures: ")
+    captures = len({m["file"] for m in truth})
+    assert lines[0].startswith(f"{len(truth)} TLS connections in {captures} captures: ")
     for outcome, n in Counter(r.outcome for r in records).items():
         assert f"{n} {outcome}" in lines[0]
     # Every cause the scenarios were set up to produce is named in the first screen (50
