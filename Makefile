@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := tshark tcpdump iptables iproute2 ethtool openssl curl nginx-light \
 	squid-openssl gnutls-bin tcpreplay stunnel4 haproxy ssldump procps postfix chromium time \
-	ocserv openconnect prometheus dante-server openssh-server openssh-client
+	ocserv openconnect prometheus dante-server openssh-server openssh-client libnss3-tools
 export DEBIAN_FRONTEND := noninteractive
 
 .PHONY: install deb venv run test lint samples bench stress fuzz clean

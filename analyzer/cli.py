@@ -30,6 +30,7 @@ from analyzer.display_filter import RepeatedTuples
 from analyzer.live import DEFAULT_BPF, LiveCaptureError, LiveSession
 from analyzer.record import HandshakeRecord
 from analyzer.text import printable
+from analyzer.tls.keylog import KeyLog
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,6 +90,25 @@ ExtractOpt = Annotated[
 ]
 
 
+KeylogOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--keylog",
+        metavar="FILE",
+        help="NSS key log (SSLKEYLOGFILE) to decrypt the handshakes with (repeatable); "
+        "secrets blocks of pcapng inputs are used in any case.",
+    ),
+]
+EmbedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--embed-secrets",
+        help="Put the secrets of the connections written into the written capture "
+        "(a pcapng Decryption Secrets Block): anyone with the file can decrypt them.",
+    ),
+]
+
+
 class Stop(Exception):
     """A one-line error for the user; exit status 2."""
 
@@ -136,6 +156,69 @@ def options_for(ca_bundle: Path | None, no_verify: bool) -> DiagnosisOptions:
     return DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=not no_verify)
 
 
+def load_keylogs(files: Sequence[Path] | None, *, follow: bool = False) -> KeyLog | None:
+    """``--keylog FILE...``: the key log, its problems one line each on stderr. A file
+    that cannot be read stops the command, unless followed (``tlsa live``: the browser
+    may not have created it yet)."""
+    if not files:
+        return None
+    keylog = KeyLog()
+    for path in files:
+        if follow:
+            keylog.follow(path)
+        else:
+            keylog.add_file(path)
+    from analyzer.anomalies import Anomaly
+
+    unreadable = [d for a, d in keylog.warnings if a is Anomaly.KEYLOG_UNREADABLE]
+    if unreadable and not follow:
+        raise Stop(f"--keylog {safe(unreadable[0])}")
+    for detail in unreadable:  # followed: read as soon as it appears
+        err.print(Text(f"tlsa: key log: {safe(detail)} yet; it is read once it appears"),
+                  soft_wrap=True)
+    report_keylog(keylog, 0, skip=Anomaly.KEYLOG_UNREADABLE)
+    return keylog
+
+
+def report_keylog(keylog: KeyLog, since: int, skip: object = None) -> int:
+    """Print the key log's warnings from number ``since`` on (but those of kind ``skip``);
+    returns how many it has."""
+    for kind, detail in keylog.warnings[since:]:
+        if kind is skip:
+            continue
+        err.print(Text(f"tlsa: warning: key log: {safe(detail)}"), soft_wrap=True)
+    return len(keylog.warnings)
+
+
+class KeylogTally:
+    """What the key logs did for a run's connections: one note line on stderr."""
+
+    def __init__(self) -> None:
+        self.hellos = self.decrypted = self.failed = 0
+
+    def add(self, r: HandshakeRecord) -> None:
+        if r.version is None or r.transport != "tcp":
+            return
+        self.hellos += 1
+        if r.decrypted:
+            self.decrypted += 1
+        if "decrypt_failed" in r.anomalies:
+            self.failed += 1
+
+    def report(self) -> None:
+        n = self.hellos
+        if not n:
+            return
+        text = (f"tlsa: key log: decrypted {self.decrypted} of {n} TLS connection"
+                f"{'s' if n != 1 else ''} with a ServerHello")
+        if self.failed:
+            text += (f"; {self.failed} whose records did not authenticate with the logged "
+                     "secrets (anomaly decrypt_failed)")
+        if self.decrypted < n:
+            text += "; tlsa show UID says why one was not (its timeline)"
+        err.print(Text(text), soft_wrap=True)
+
+
 def stream_inputs(
     paths: Sequence[str],
     run: Run,
@@ -145,15 +228,24 @@ def stream_inputs(
     no_verify: bool,
     progress: bool = True,
     workers: int | None = None,
+    keylog: KeyLog | None = None,
 ) -> Iterator[HandshakeRecord]:
     """Every record of the inputs, sorted, as a stream (memory bounded by live
-    connections in one process), with a progress bar while the inputs are read."""
+    connections in one process), with a progress bar while the inputs are read.
+    ``keylog``: what ``--keylog`` loaded (a one-line note on stderr at the end says
+    what it decrypted)."""
     options = options_for(ca_bundle, no_verify)
+    tally = KeylogTally() if keylog is not None else None
     with progress_bar(progress) as bar:
-        yield from collect_sorted(
+        for r in collect_sorted(
             paths, run, tls_ports=tls_ports or (), options=options, progress=bar,
-            workers=workers,
-        )
+            workers=workers, keylog=keylog,
+        ):
+            if tally is not None:
+                tally.add(r)
+            yield r
+    if tally is not None:
+        tally.report()
 
 
 def run_inputs(
@@ -164,6 +256,7 @@ def run_inputs(
     no_verify: bool,
     progress: bool = True,
     workers: int | None = None,
+    keylog: KeyLog | None = None,
 ) -> tuple[list[HandshakeRecord], Run]:
     run = Run()
     records = list(
@@ -175,6 +268,7 @@ def run_inputs(
             no_verify=no_verify,
             progress=progress,
             workers=workers,
+            keylog=keylog,
         )
     )
     return records, run
@@ -396,16 +490,24 @@ def analyze(
         typer.Option("--all", help="On a terminal, list every connection, not only the failed."),
     ] = False,
     extract: ExtractOpt = None,
+    keylog: KeylogOpt = None,
+    embed_secrets: EmbedOpt = False,
 ) -> None:
     """One record per TLS connection: how far the handshake got, and why it failed.
 
     On a terminal the table leads with the totals and the failed connections (--all for
     every row); written to a file or a pipe it has every record."""
+    if embed_secrets and extract is None:
+        raise Stop("--embed-secrets puts the secrets into the --extract capture: give --extract")
+    keys = load_keylogs(keylog)
     if dask is not None:
         if only_failed or sni or server or uid or extract:
             raise Stop("--dask writes every record: filter the output instead")
-        analyze_dask(paths, dask, fmt, output, tls_port, ca_bundle, no_verify, fail_on_failure)
+        analyze_dask(paths, dask, fmt, output, tls_port, ca_bundle, no_verify, fail_on_failure,
+                     keys)
         return
+    if embed_secrets and keys is None:
+        keys = KeyLog()  # for the secrets blocks of the inputs
     run = Run()
     failed: list[HandshakeRecord] = []  # at most one: enough for --fail-on-failure
     selected: list[HandshakeRecord] = []  # for --extract
@@ -419,6 +521,7 @@ def analyze(
             ca_bundle=ca_bundle,
             no_verify=no_verify,
             workers=workers,
+            keylog=keys,
         ):
             if r.outcome == "failed" and not failed:
                 failed.append(r)
@@ -431,7 +534,7 @@ def analyze(
 
     write_records(shown(), fmt, output, show_all=show_all)
     if extract is not None:
-        extract_to(extract, selected, paths, tuples)
+        extract_to(extract, selected, paths, tuples, keys if embed_secrets else None)
     finish(run, failed, fail_on_failure)
 
 
@@ -440,10 +543,12 @@ def extract_to(
     records: Sequence[HandshakeRecord],
     inputs: Sequence[str],
     tuples: RepeatedTuples,
+    secrets: KeyLog | None = None,
 ) -> None:
     """``--extract FILE``: the packets of ``records`` (read again from ``inputs``) as
     pcapng, with a line on stderr saying what was written. ``tuples``: every record of
-    the run, added."""
+    the run, added. ``secrets``: ``--embed-secrets``, the run's key log (the secrets of
+    the connections written go into the file)."""
     from analyzer.export.wireshark import write_extract
     from analyzer.sources import expand_paths
 
@@ -453,13 +558,13 @@ def extract_to(
         captures.setdefault(f.name, f)
     try:
         with open(path, "wb") as out:
-            done = write_extract(records, captures, out, tuples=tuples)
+            done = write_extract(records, captures, out, tuples=tuples, embed_secrets=secrets)
     except OSError as e:
         raise Stop(f"--extract {path}: {e.strerror or e}") from e
     n = len(records)
     err.print(
         Text(f"tlsa: wrote {done.total} packets of {n} connection{'s' if n != 1 else ''} "
-             f"to {path}"),
+             f"to {path}" + (f", with the secrets of {done.secrets}" if secrets else "")),
         soft_wrap=True,
     )
     for problem in done.errors:
@@ -475,8 +580,10 @@ def analyze_dask(
     ca_bundle: Path | None,
     no_verify: bool,
     fail_on_failure: bool,
+    keylog: KeyLog | None = None,
 ) -> None:
-    """``tlsa analyze --dask ADDRESS`` (see :mod:`analyzer.scale.dask`)."""
+    """``tlsa analyze --dask ADDRESS`` (see :mod:`analyzer.scale.dask`); the key log
+    travels to the workers inside their tasks, in memory."""
     if fmt not in (Format.jsonl, Format.parquet):
         raise Stop("--dask writes --format jsonl or --format parquet (-o DIR)")
     if fmt is Format.parquet and output is None:
@@ -497,6 +604,7 @@ def analyze_dask(
             output=str(output) if output else None,
             tls_ports=tls_ports or (),
             options=options,
+            keylog=keylog,
         )
     except OSError as e:
         raise Stop(f"--dask {address}: {e}") from e
@@ -521,9 +629,11 @@ def summary(
     tls_port: TlsPortOpt = None,
     ca_bundle: CaBundleOpt = None,
     no_verify: NoVerifyOpt = False,
+    keylog: KeylogOpt = None,
 ) -> None:
     """Totals, outcomes, top failure causes with an example, worst servers."""
-    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
+    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify,
+                              keylog=load_keylogs(keylog))
     data = summarize(records, run)
     if fmt is SummaryFormat.json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -542,11 +652,13 @@ def report(
     tls_port: TlsPortOpt = None,
     ca_bundle: CaBundleOpt = None,
     no_verify: NoVerifyOpt = False,
+    keylog: KeylogOpt = None,
 ) -> None:
     """A self-contained HTML report: summary, figures, failed handshakes and their details."""
     from analyzer.report import write as write_report
 
-    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
+    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify,
+                              keylog=load_keylogs(keylog))
     try:
         path = write_report(records, output, run=run, title=title)
     except OSError as e:
@@ -608,10 +720,18 @@ def show(
     ca_bundle: CaBundleOpt = None,
     no_verify: NoVerifyOpt = False,
     extract: ExtractOpt = None,
+    keylog: KeylogOpt = None,
+    embed_secrets: EmbedOpt = False,
 ) -> None:
     """Everything about one connection: timeline, alerts, certificate, diagnosis, and the
     Wireshark display filter that selects its packets."""
-    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify)
+    if embed_secrets and extract is None:
+        raise Stop("--embed-secrets puts the secrets into the --extract capture: give --extract")
+    keys = load_keylogs(keylog)
+    if embed_secrets and keys is None:
+        keys = KeyLog()  # for the secrets blocks of the inputs
+    records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify,
+                              keylog=keys)
     match = [r for r in records if r.uid == uid]
     if not match and len(uid) >= 4:
         match = [r for r in records if r.uid.startswith(uid)][:2]
@@ -626,7 +746,7 @@ def show(
         tuples = RepeatedTuples()
         for r in records:
             tuples.add(r)
-        extract_to(extract, match, paths, tuples)
+        extract_to(extract, match, paths, tuples, keys if embed_secrets else None)
     finish(run, records, False)
 
 
@@ -801,6 +921,23 @@ def live(
     metrics_addr: Annotated[
         str, typer.Option("--metrics-addr", help="Address the metrics are served on.")
     ] = "127.0.0.1",
+    keylog: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--keylog",
+            metavar="FILE",
+            help="NSS key log (SSLKEYLOGFILE) to decrypt the handshakes with, followed as "
+            "the browser or curl appends to it (repeatable).",
+        ),
+    ] = None,
+    embed_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--embed-secrets",
+            help="Put the secrets of the connections reported into the --write capture "
+            "(a pcapng Decryption Secrets Block): anyone with the file can decrypt them.",
+        ),
+    ] = False,
 ) -> None:
     """Capture on an interface; print each handshake as soon as it settles (Ctrl-C stops)."""
     import signal
@@ -808,6 +945,9 @@ def live(
 
     if not interface:
         raise Stop("tlsa live needs -i INTERFACE (list the interfaces with: tshark -D)")
+    if embed_secrets and write is None:
+        raise Stop("--embed-secrets puts the secrets into the --write capture: give --write")
+    keys = load_keylogs(keylog, follow=True)
     if ca_bundle is not None:
         try:
             load_ca_bundle(str(ca_bundle))
@@ -825,8 +965,10 @@ def live(
     except OSError as e:
         raise Stop(f"-o {output}: {e.strerror or e}") from e
     session = LiveSession(
-        interface, bpf=bpf, write=write, tls_ports=tls_port or (), options=options
+        interface, bpf=bpf, write=write, tls_ports=tls_port or (), options=options,
+        keylog=keys, embed_secrets=embed_secrets,
     )
+    warned = len(keys.warnings) if keys is not None else 0
     metrics = start_metrics(session, metrics_port, metrics_addr)
     previous = signal.signal(signal.SIGTERM, _sigterm)  # stop like Ctrl-C, flushing
     began = time.monotonic()
@@ -848,6 +990,14 @@ def live(
                 metrics.observe(r)
                 write_line(r)
 
+        if keys is not None:
+            write_record = emit
+
+            def emit(r: HandshakeRecord) -> None:
+                nonlocal warned
+                write_record(r)
+                warned = report_keylog(keys, warned)
+
         try:
             for r in session.records(duration=duration, count=count):
                 emit(r)
@@ -865,6 +1015,15 @@ def live(
         if output:
             stream.close()
     err.print(Text(live_summary(session, time.monotonic() - began)), soft_wrap=True)
+    if keys is not None:
+        report_keylog(keys, warned)
+    if session.secrets_problem:
+        err.print(Text(f"tlsa: warning: --embed-secrets: {safe(session.secrets_problem)}"),
+                  soft_wrap=True)
+    elif session.secrets_embedded is not None:
+        err.print(Text(f"tlsa: wrote the secrets of {session.secrets_embedded} connection"
+                       f"{'s' if session.secrets_embedded != 1 else ''} into {write}"),
+                  soft_wrap=True)
     if session.error:
         raise Stop(f"the capture stopped: {session.error}")
 

@@ -331,3 +331,11 @@ MAX_SOCKS4_STRING = 255
 """Bytes of a SOCKS4 user id or SOCKS4a host name before its NUL. SOCKS5 caps the same
 fields at 255 with one-byte lengths (RFC 1928 §5, RFC 1929 §2); a DNS name is at most 253
 bytes and real user ids are short, so a longer string without its NUL is not SOCKS."""
+
+# key logs end to end: --embed-secrets
+
+EXTRACT_SPOOL_BYTES = 16 * 1024 * 1024
+"""Bytes of ``--extract --embed-secrets`` output held in memory before it spills to a
+temporary file: the packets are spooled because the secrets block must precede them and
+which connections were written is known only at the end; the selected connections of a
+troubleshooting session fit in a few MB."""

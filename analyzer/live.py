@@ -12,6 +12,14 @@ for a given time into a DataFrame. Both run the capture on threads of their own 
 loop), so they are safe inside Jupyter; interrupting the kernel (or Ctrl-C) ends the
 capture like ``duration`` would: the records of connections still open are still given.
 
+With a key log (``keylog``, usually :meth:`KeyLog.follow` of the file a browser or curl
+is still appending to), handshakes are decrypted as in a file: the key log is polled at
+every tick (a quarter second), and again whenever a connection finds no secrets (the
+client may have written them a moment after the packets were captured). With
+``embed_secrets`` and ``write``, the written capture gets, when the session closes, a
+Decryption Secrets Block before its packets holding the secrets of the connections it
+reported (:mod:`analyzer.export.secrets`), and of no other connection in the key log.
+
 ``analyzer.live`` is the function (the package re-exports it over this module's name):
 reach the rest with ``from analyzer.live import LiveSession``.
 
@@ -28,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.diagnosis import DiagnosisOptions, diagnose
 from analyzer.engine.engine import Engine
+from analyzer.limits import MAX_KEYLOG_ENTRIES
 from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 from analyzer.sources.live import DEFAULT_BPF, LiveCaptureError, LiveSource
+from analyzer.tls.keylog import KeyLog, Secrets
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,10 +65,23 @@ class LiveSession:
         tls_ports: Iterable[int] = (),
         options: DiagnosisOptions | None = None,
         tshark_path: str | None = None,
+        keylog: KeyLog | None = None,
+        embed_secrets: bool = False,
     ) -> None:
         self.interface = interface
         self.source = LiveSource(interface, bpf=bpf, write=write, tshark_path=tshark_path)
-        self.engine = Engine(interface, tls_ports=tuple(tls_ports), report_at_settle=True)
+        self.keylog = keylog
+        self.engine = Engine(
+            interface, tls_ports=tuple(tls_ports), report_at_settle=True, keylog=keylog
+        )
+        self.embed_secrets = embed_secrets and write is not None and keylog is not None
+        self._secrets: dict[bytes, Secrets] = {}
+        """``embed_secrets``: the secrets of the connections reported, as found then (the
+        key log may drop old entries before the session ends)."""
+        self.secrets_embedded: int | None = None
+        """Connections whose secrets went into ``write`` (known after :meth:`close`)."""
+        self.secrets_problem: str | None = None
+        """Why the secrets could not be embedded, if so."""
         self.options = options or DiagnosisOptions()
         self.outcomes: Counter[str] = Counter()
         """Records given so far, per outcome."""
@@ -88,6 +111,8 @@ class LiveSession:
 
     def _diagnosed(self, records: list[HandshakeRecord]) -> Iterator[HandshakeRecord]:
         for record in records:
+            if self.embed_secrets:
+                self._keep_secrets(record)
             r = diagnose(record, self.options)
             self.outcomes[r.outcome] += 1
             if r.failure:
@@ -103,8 +128,14 @@ class LiveSession:
         assert self.started_at is not None
         deadline = None if duration is None else self.started_at + duration
         feed, tick = self.engine.feed, self.engine.tick
+        poll = self.keylog.poll if self.keylog is not None else None
         for event in self.source.events():
-            out = feed(event) if type(event) is Frame else tick(event.ts)
+            if type(event) is Frame:
+                out = feed(event)
+            else:
+                if poll is not None:
+                    poll()
+                out = tick(event.ts)
             if out:
                 for r in self._diagnosed(out):
                     yield r
@@ -139,8 +170,38 @@ class LiveSession:
         return out
 
     def close(self) -> None:
-        """Stop dumpcap and wait for it; idempotent."""
+        """Stop dumpcap and wait for it, then embed the secrets (``embed_secrets``);
+        idempotent."""
         self.source.close()
+        if self.embed_secrets and self._started and self.secrets_embedded is None:
+            self._embed()
+
+    def _keep_secrets(self, record: HandshakeRecord) -> None:
+        if record.client_random is None or self.keylog is None:
+            return
+        client_random = bytes.fromhex(record.client_random)
+        secrets = self.keylog.lookup(client_random)
+        if secrets is None and self.keylog.poll():
+            secrets = self.keylog.lookup(client_random)
+        if secrets is not None:
+            if len(self._secrets) >= MAX_KEYLOG_ENTRIES:
+                del self._secrets[next(iter(self._secrets))]
+            self._secrets[client_random] = secrets
+
+    def _embed(self) -> None:
+        """The secrets of the connections of the written capture, in front of its packets;
+        connections never reported (``count`` reached) are looked up now."""
+        from analyzer.export.secrets import embed_in_file, secrets_lines
+
+        if not self._done:
+            self._done = True
+            for record in self.engine.finish():
+                self._keep_secrets(record)
+        assert self.source.write is not None
+        lines = b"".join(secrets_lines(cr, s) for cr, s in self._secrets.items())
+        self.secrets_embedded = len(self._secrets)
+        self.secrets_problem = embed_in_file(self.source.write, lines)
+        self._secrets.clear()
 
     @property
     def error(self) -> str | None:
@@ -159,6 +220,8 @@ def live(
     ca_bundle: str | Path | None = None,
     verify: bool = True,
     tshark_path: str | None = None,
+    keylog: KeyLog | str | Path | None = None,
+    embed_secrets: bool = False,
 ) -> Iterator[HandshakeRecord]:
     """Capture on ``interface`` and yield a diagnosed :class:`HandshakeRecord` as soon as
     each TLS handshake settles.
@@ -169,12 +232,18 @@ def live(
     (pcapng) for later analysis. Ctrl-C (or a Jupyter interrupt) while waiting ends the
     capture like ``duration``. Raises :class:`LiveCaptureError` with a one-line reason
     when the capture cannot start (no such interface, no permission, bad filter,
-    tshark/dumpcap missing).
+    tshark/dumpcap missing). ``keylog``: a :class:`KeyLog`, or a key log file to follow
+    (``SSLKEYLOGFILE`` of a browser or curl still running: read as it grows).
+    ``embed_secrets``: put the secrets of the connections reported into ``write``.
     """
     options = DiagnosisOptions(ca_bundle=str(ca_bundle) if ca_bundle else None, verify=verify)
+    if isinstance(keylog, str | Path):
+        followed = KeyLog()
+        followed.follow(keylog)
+        keylog = followed
     session = LiveSession(
         interface, bpf=bpf, write=write, tls_ports=tls_ports, options=options,
-        tshark_path=tshark_path,
+        tshark_path=tshark_path, keylog=keylog, embed_secrets=embed_secrets,
     )
     try:
         session.start()

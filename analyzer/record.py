@@ -257,6 +257,9 @@ class HandshakeRecord:
     client_cert_requested: bool = False
     """The server asked for a client certificate (a CertificateRequest, in plaintext or
     decrypted with a key log)."""
+    client_random: str | None = None
+    """The (first) ClientHello's 32-byte random in hex: the key a key log files this
+    connection's secrets under (public, never a secret itself)."""
     server_unacked_bytes: int = 0
     """Server bytes the client never acknowledged by the end of the handshake (a server
     flight lost on the way, e.g. an MTU black hole)."""

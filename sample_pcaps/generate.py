@@ -47,6 +47,8 @@ from tests.harness.capture import CaptureError, Connection  # noqa: E402
 from tests.harness.servers import ServerError  # noqa: E402
 
 MANIFEST = "MANIFEST.jsonl"
+KEYS = "keys"
+"""Folder of the key logs of the scenarios whose clients write one (``NAME.keys``)."""
 FIELDS = ("file", "scenario", "client_ip", "client_port", "server_ip", "server_port",
           "outcome", "failure", "failure_side", "sni", "version", "setup")
 MAX_FILE = 200 * 1024
@@ -161,6 +163,9 @@ def run_scenario(scn: Scenario, pki: TestPKI, dest: Path, keep: bool) -> list[di
         conns = tcp_connections(out, scn.server_ports)
         rows = match(scn, out, conns, expects)
         shutil.copyfile(out, dest / scn.file)
+        if ctx.keys.exists():  # the client's key log, for --keylog
+            (dest / KEYS).mkdir(exist_ok=True)
+            shutil.copyfile(ctx.keys, dest / KEYS / f"{scn.name}.keys")
         return rows
     finally:
         if not keep:

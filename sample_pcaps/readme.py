@@ -30,6 +30,13 @@ not this file.
   text, server log lines), never from this project's analyzer; `setup` says which. The
   generator also checks each line's `sni` and `version` against tshark's reading of the
   capture and refuses to write a line that disagrees with any of these.
+- **Key logs** (`keys/NAME.keys`): the `keyed_*` scenarios' clients write their own key
+  log (gnutls-cli and curl with `SSLKEYLOGFILE`, Chromium with `--ssl-key-log-file`,
+  Python with `keylog_filename`, `openssl s_client -keylogfile`); the generator stores it
+  beside the capture. They hold secrets of these test connections only (a throw-away PKI,
+  keys that exist nowhere else). Analyse with `tlsa analyze sample_pcaps/NAME.pcap
+  --keylog sample_pcaps/keys/NAME.keys`; the golden test gives every key log to the whole
+  folder (a key log only opens the connections whose client random it names).
 - **How**: two network namespaces (client 10.99.0.2 / fd00:99::2, server 10.99.0.1 /
   fd00:99::1) joined by a veth link at MTU 1500 with offloads off, so segments and
   checksums are what a real NIC sends. tcpdump runs on the client's interface (unless a

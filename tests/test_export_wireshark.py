@@ -31,6 +31,7 @@ from analyzer.export.pcapng_writer import PcapngWriter
 from analyzer.export.wireshark import extract_comment, write_extract
 from analyzer.record import HandshakeRecord
 from analyzer.sources import CaptureReader
+from analyzer.tls.keylog import KeyLog
 from tests.test_decode import ICMP4_PORT_UNREACHABLE
 from tests.test_engine_icmp import SYN4
 
@@ -245,23 +246,26 @@ def test_filters_compile_in_tshark() -> None:
 
 
 def test_secrets_block_is_written_before_the_packets(tmp_path: Path) -> None:
-    """The ``embed_secrets`` hook: whatever it returns goes into one Decryption Secrets
-    Block (type TLSK) ahead of the packets; tshark still reads the file."""
+    """``embed_secrets``: one Decryption Secrets Block (type TLSK) ahead of the packets,
+    holding the key log lines of the connections written and of no other; tshark still
+    reads the file."""
     path = SAMPLES / "nginx_tls12_ok.pcap"
     records = records_of(path)
-    asked: list[list[str]] = []
-
-    def secrets(chosen: object) -> bytes:
-        asked.append([r.uid for r in chosen])  # type: ignore[attr-defined]
-        return b"CLIENT_RANDOM 00 00\n"
-
+    keylog = KeyLog()
+    mine = records[0].client_random
+    assert mine is not None
+    keylog.add_text(f"CLIENT_RANDOM {mine} {'ab' * 48}\n"
+                    f"CLIENT_RANDOM {'cd' * 32} {'ef' * 48}\n", source="test")
     buf = io.BytesIO()
-    write_extract(records, {path.name: path}, buf, embed_secrets=secrets)
+    done = write_extract(records, {path.name: path}, buf, embed_secrets=keylog)
     data = buf.getvalue()
-    assert asked == [[r.uid for r in records]]
+    assert done.secrets == 1
     shb_len = struct.unpack_from("<I", data, 4)[0]
     btype, _length, stype, slen = struct.unpack_from("<IIII", data, shb_len)
-    assert (btype, stype, slen) == (0x0A, 0x544C534B, 20)
+    line = f"CLIENT_RANDOM {mine} {'ab' * 48}\n".encode()
+    assert (btype, stype, slen) == (0x0A, 0x544C534B, len(line))
+    assert data[shb_len + 16 : shb_len + 16 + slen] == line
+    assert b"cd" * 32 not in data and b"ef" * 48 not in data
     out = tmp_path / "s.pcapng"
     out.write_bytes(data)
     assert len(tshark("-r", out)) == sum(r.packets for r in records) or tshark("-r", out)

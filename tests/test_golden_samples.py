@@ -4,7 +4,8 @@ The manifest is written by the sample generator from how each scenario was set u
 what the client and server reported, never from this tool's output. Every capture is
 analysed twice: with the samples' own CA bundles (the trust the clients had), and without
 them, as a person analysing a private PKI's capture usually does; both runs must agree
-with the truth on outcome, failure and side.
+with the truth on outcome, failure and side. The captures whose
+clients wrote a key log (``keys/NAME.keys``) are analysed with it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from analyzer.api import Run, collect
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.record import HandshakeRecord
+from analyzer.tls.keylog import KeyLog
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
 MANIFEST = [json.loads(line) for line in (SAMPLES / "MANIFEST.jsonl").read_text().splitlines()]
@@ -57,7 +59,8 @@ def records(
         bundle = tmp_path_factory.mktemp("ca") / "samples-ca.pem"
         bundle.write_text("".join(p.read_text() for p in CA_FILES if p.exists()))
     opts = DiagnosisOptions(ca_bundle=str(bundle) if bundle else None)
-    recs = collect(SAMPLES, run, options=opts)
+    keylog = KeyLog.from_files(sorted((SAMPLES / "keys").glob("*.keys")))  # keyed_* captures
+    recs = collect(SAMPLES, run, options=opts, keylog=keylog)
     assert run.errors == []
     return {(r.capture, r.client_ip, r.client_port, r.server_ip, r.server_port): r for r in recs}
 

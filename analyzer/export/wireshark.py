@@ -15,17 +15,23 @@ by the same rule, with its original timestamp and link type, one Interface Descr
 Block per link type. The connection's first packet carries a comment naming its uid,
 outcome, failure and reason.
 
+With ``embed_secrets`` (a key log: ``--embed-secrets``), the file also carries, in a
+Decryption Secrets Block before its packets, the secrets of exactly the connections that
+got packets in it, found by their ``client_random`` (:mod:`analyzer.export.secrets`). The
+captures read again hand their own secrets blocks to that key log too (in a run on
+several processes the workers had them, not this one). The packets are spooled first:
+the block must come before them, and which connections were written is known only after.
+
 Not here: decoding (:mod:`analyzer.decode`), reading captures (:mod:`analyzer.sources`),
-pcapng block layout (:mod:`analyzer.export.pcapng_writer`), key logs: ``embed_secrets`` is
-given the records written and returns their NSS key log lines, which go into a Decryption
-Secrets Block; choosing those lines is the key log's business.
+pcapng block layout (:mod:`analyzer.export.pcapng_writer`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -33,13 +39,13 @@ from typing import BinaryIO
 from analyzer.decode import Datagram, IcmpUnreachable, Segment, decode_frame
 from analyzer.display_filter import UDP_TRANSPORTS, RepeatedTuples
 from analyzer.export.pcapng_writer import PcapngWriter
+from analyzer.export.secrets import insert_secrets, key_log_lines
 from analyzer.export.text import escape
-from analyzer.limits import EXTRACT_COMMENT_CHARS
+from analyzer.limits import EXTRACT_COMMENT_CHARS, EXTRACT_SPOOL_BYTES
 from analyzer.record import HandshakeRecord
 from analyzer.sources import CaptureReader
+from analyzer.tls.keylog import KeyLog
 
-SecretsFor = Callable[[Sequence[HandshakeRecord]], bytes]
-"""Given the records written, the NSS key log lines of exactly those connections."""
 
 def extract_comment(r: HandshakeRecord) -> str:
     """The pcapng comment on a connection's first packet: uid, outcome, failure, reason."""
@@ -68,6 +74,8 @@ class Extracted:
     """Capture names of selected records that no given path has."""
     errors: list[str] = field(default_factory=list)
     """Captures that could not be read again."""
+    secrets: int = 0
+    """Connections whose secrets were embedded (``embed_secrets``)."""
 
     @property
     def total(self) -> int:
@@ -125,7 +133,7 @@ def write_extract(
     out: BinaryIO,
     *,
     tuples: RepeatedTuples | None = None,
-    embed_secrets: SecretsFor | None = None,
+    embed_secrets: KeyLog | None = None,
 ) -> Extracted:
     """Write the packets of ``records`` to ``out`` as pcapng.
 
@@ -136,10 +144,26 @@ def write_extract(
     ``embed_secrets``: see the module docstring (None: no secrets are written). Never
     raises for bad capture content; a capture that cannot be read again is named in
     ``errors``."""
+    if embed_secrets is None:
+        return _write_packets(records, captures, out, tuples, None)
+    with tempfile.SpooledTemporaryFile(max_size=EXTRACT_SPOOL_BYTES) as spool:
+        done = _write_packets(records, captures, spool, tuples, embed_secrets)  # type: ignore[arg-type]
+        written = [r.client_random for r in records if done.packets[r.uid]]
+        lines, done.secrets = key_log_lines(embed_secrets, written)
+        spool.seek(0)
+        insert_secrets(spool, out, lines)  # type: ignore[arg-type]
+    return done
+
+
+def _write_packets(
+    records: Sequence[HandshakeRecord],
+    captures: Mapping[str, Path],
+    out: BinaryIO,
+    tuples: RepeatedTuples | None,
+    secrets: KeyLog | None,
+) -> Extracted:
     done = Extracted(packets={r.uid: 0 for r in records}, frames={r.uid: [] for r in records})
     writer = PcapngWriter(out)
-    if embed_secrets is not None:
-        writer.secrets(embed_secrets(records))
     by_capture: dict[str, list[HandshakeRecord]] = {}
     for r in records:
         by_capture.setdefault(r.capture, []).append(r)
@@ -148,15 +172,19 @@ def write_extract(
         if path is None:
             done.missing.append(name)
             continue
-        _extract_capture(path, _index(chosen, tuples), writer, done)
+        _extract_capture(path, _index(chosen, tuples), writer, done, secrets)
     return done
 
 
 def _extract_capture(
-    path: Path, index: dict[_Key, list[_Wanted]], writer: PcapngWriter, done: Extracted
+    path: Path,
+    index: dict[_Key, list[_Wanted]],
+    writer: PcapngWriter,
+    done: Extracted,
+    secrets: KeyLog | None,
 ) -> None:
     first = min(w.start for ws in index.values() for w in ws)
-    reader = CaptureReader(path)
+    reader = CaptureReader(path, secrets=secrets)
     for number, frame in enumerate(reader, 1):
         ts = frame.ts
         if ts < first:

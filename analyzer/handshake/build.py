@@ -141,6 +141,7 @@ def build_record(
         "server_unacked_bytes": facts.server_unacked_bytes,
         "client_certificates": core.client_certs,
         "client_cert_requested": core.cert_requested,
+        "client_random": ch.random.hex() if ch is not None else None,
         "decrypted": [side for side, done in (("client", core.decrypted[True]),
                                                ("server", core.decrypted[False])) if done],
         "syn_count": facts.syn_count,

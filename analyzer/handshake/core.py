@@ -25,7 +25,10 @@ Joint rules (the ones that need both directions):
   facts like visible ones (certificate, ALPN, a client certificate request, the real
   alert), noted in the timeline, but add no ``history`` letters (Zeek's letters are those
   of the plaintext). TLS 1.3 is then established by the client's decrypted Finished
-  instead of by record sizes.
+  instead of by record sizes, and a record that was opened never settles the connection
+  before what it carried (an alert after the handshake, a ticket) is taken in. An empty
+  key log changes nothing; a followed one (live) is polled when a connection finds no
+  secrets, since the client may have written them just after the packets were captured.
 - Once the handshake is settled (established and the first records after it seen, a
   fatal alert, or not TLS) the core stops parsing (:attr:`HandshakeCore.settled`); the
   transport then only counts packets and bytes.
@@ -310,8 +313,9 @@ class HandshakeCore:
                 self.ts_sh = ts
             if not parsed.is_hrr or self.sh is None:
                 self.sh = parsed
-            if not parsed.is_hrr and self.keylog:
-                self.expect_keys()
+            keylog = self.keylog
+            if not parsed.is_hrr and keylog is not None and (len(keylog) or keylog.poll()):
+                self.expect_keys()  # (an empty key log changes nothing; a followed one may grow)
         elif isinstance(parsed, CertificateChain):
             if from_client:
                 self.client_certs = len(parsed.certificates)
@@ -362,12 +366,15 @@ class HandshakeCore:
         from analyzer.tls.decrypt import NoKeys, NoKeysReason, session_keys
 
         if self.session is None and self.keylog is not None and self.ch and self.sh:
-            sh = self.sh
+            sh, keylog, client_random = self.sh, self.keylog, self.ch.random
+            secrets = keylog.lookup(client_random)
+            if secrets is None and keylog.poll():  # a followed key log may have just grown
+                secrets = keylog.lookup(client_random)
             self.session = session_keys(
-                self.keylog.lookup(self.ch.random),
+                secrets,
                 version=sh.version,
                 cipher_suite=sh.cipher_suite,
-                client_random=self.ch.random,
+                client_random=client_random,
                 server_random=sh.random,
                 encrypt_then_mac=any(e.type == ENCRYPT_THEN_MAC_EXT for e in sh.extensions),
             )
@@ -423,6 +430,8 @@ class HandshakeCore:
                 self.establish(ts)
             elif self.established and length > ALERT_SIZED:
                 self.reach("application_data")
+        if opened:
+            return  # what it carried comes next (an alert settles by itself)
         total = len(self.client_enc_after_flight) + len(self.server_enc_after_client)
         if self.established and (
             (len(self.client_enc_after_flight) >= 2 and self.server_enc_after_client)
@@ -462,8 +471,10 @@ class HandshakeCore:
             if self.ts_failure is None:
                 self.ts_failure = ts
             self.settle()
-        elif self.established:
+        elif self.established and not (alert.decrypted and level != "fatal"):
             self.settle()
+        # (a decrypted close_notify after the handshake: the peer's answer, e.g. a server's
+        # certificate_required, may still come; the post-handshake record limit settles it)
 
     # ------------------------------------------------------------------ facts for the record
 

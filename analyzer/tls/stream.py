@@ -176,7 +176,9 @@ class TLSStream:
         elif ctype == ContentType.application_data:
             if self._tls13 and self._can_open():
                 opened = list(self._open(record))
-                yield ApplicationData(length=len(fragment), decrypted=bool(opened))
+                failed = bool(opened) and isinstance(opened[0], ParseAnomaly) and (
+                    opened[0].anomaly is Anomaly.DECRYPT_FAILED)
+                yield ApplicationData(length=len(fragment), decrypted=bool(opened) and not failed)
                 yield from opened
             else:
                 yield ApplicationData(length=len(fragment))

@@ -10,6 +10,7 @@ from . import (
     formats,
     gnutls,
     incident,
+    keyed,
     network,
     nginx,
     openssl,
@@ -23,7 +24,7 @@ from . import (
 from .base import REGISTRY, Ctx, Expect, Scenario, ScenarioError
 
 _MODULES = (nginx, openssl, tls_alerts, python_ssl, gnutls, private_pki, network, squid, socks,
-            formats, smtp, browser, incident)
+            formats, smtp, browser, incident, keyed)
 _rank = {m.__name__: n for n, m in enumerate(_MODULES)}
 _ordered = sorted(REGISTRY.values(), key=lambda s: _rank.get(s.run.__module__, len(_rank)))
 REGISTRY.clear()

@@ -203,6 +203,12 @@ class Ctx:
         return self.work / "capture.pcap"
 
     @property
+    def keys(self) -> Path:
+        """Where a scenario's client writes its key log (the generator stores it as
+        ``keys/NAME.keys`` beside the capture)."""
+        return self.work / "client.keys"
+
+    @property
     def sip(self) -> str:
         return self.lab.server_ip
 

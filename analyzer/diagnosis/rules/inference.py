@@ -25,8 +25,12 @@ def rule_established(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 "handshake completed"
             ),
         )
+    if f.alert is not None and f.alert.level == "fatal":
+        return None  # a fatal alert after the handshake, read with a key log: rule_alert
     srv = r.server_encrypted_after_client_flight
-    if r.version == "TLSv1.3" and srv and all(size <= ALERT_SIZED for size in srv):
+    server_said = any(a.sender == "server" and a.description is not None for a in r.alerts)
+    if (r.version == "TLSv1.3" and srv and all(size <= ALERT_SIZED for size in srv)
+            and not server_said):  # (a key log shows what that record was)
         # The server answered the client's flight with an alert-sized record and nothing
         # else (a successful server sends tickets or data first). Who closed first is a
         # race and proves nothing.
