@@ -11,12 +11,14 @@ from analyzer.limits import EXPIRY_WARNING_DAYS
 from analyzer.record import HandshakeRecord
 from analyzer.tls.names import is_weak_cipher
 
-DEPRECATED_VERSIONS: Final = frozenset({"SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"})
+DEPRECATED_VERSIONS: Final = frozenset(
+    {"SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "DTLSv0.9", "DTLSv1.0"}  # RFC 8996
+)
 MIN_RSA_BITS: Final = 2048
 WEAK_HASHES: Final = frozenset({"sha1", "md5"})
 
 CATALOGUE: Final = {
-    "deprecated_version": "SSLv2, SSLv3, TLS 1.0 or TLS 1.1 was negotiated",
+    "deprecated_version": "SSLv2, SSLv3, TLS 1.0, TLS 1.1 or DTLS 1.0 was negotiated",
     "weak_cipher": "a NULL, export, anonymous, RC4, DES/3DES or MD5 cipher suite was chosen",
     "short_rsa_key": f"the leaf certificate has an RSA key under {MIN_RSA_BITS} bits",
     "sha1_signature": "the leaf certificate is signed with SHA-1 (or MD5)",

@@ -5,8 +5,8 @@ is a symmetric hash of its endpoints, so both directions of a connection land in
 shard and every connection is seen whole by exactly one worker:
 
 - TCP and UDP packets that are not IP fragments: the two (address, port) endpoints;
-- ICMP destination-unreachable errors quoting a TCP segment: the endpoints of the quoted
-  segment, so the error reaches the worker that tracks its connection;
+- ICMP destination-unreachable errors quoting a TCP segment or a UDP datagram: the
+  endpoints of the quoted packet, so the error reaches the worker that tracks its connection;
 - IP fragments and other IP packets: the two addresses (fragments carry no ports; the
   decoder skips fragments anyway, so they belong to no connection and are only counted);
 - frames that are not IP at all: shard 0, which counts them.

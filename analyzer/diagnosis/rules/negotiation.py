@@ -61,6 +61,15 @@ def version_remedy(r: HandshakeRecord) -> str:
             "only if it cannot be, allow its old version on the client)"
         )
         check = ("-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    if r.transport == "dtls":
+        # DTLS 1.0 is TLS 1.1 over datagrams and DTLS 1.2 is TLS 1.2 (RFC 6347 §1).
+        advice = (
+            advice.replace("TLS 1.2 or 1.3", "DTLS 1.2")
+            .replace("TLS 1.3", "DTLS 1.2")
+            .replace("TLS 1.2", "DTLS 1.2")
+            .replace(" (e.g. nginx ssl_protocols TLSv1.2 TLSv1.3)", "")
+            .replace(", e.g. nginx ssl_protocols", "")
+        )
     return (
         f"{advice}; reproduce: {rm.reproduce_version(r)}; then check what the server "
         f"accepts: {rm.s_client(r, *check)}"
