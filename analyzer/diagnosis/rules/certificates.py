@@ -60,8 +60,9 @@ def certificate_verdict(
     detail = {
         "self_signed": "is self-signed",
         "incomplete_chain": (
-            f"was sent without the intermediate that issued it ({r.cert_issuer}): the "
-            "chain is incomplete"
+            f"was sent without the certificate that issued it ({r.cert_issuer}), which the "
+            "trust store does not hold either: the server omits an intermediate (the chain "
+            "is incomplete), or the issuer is a private CA the client lacks"
         ),
         "untrusted": f"chains to an issuer the client does not trust ({r.cert_issuer})",
     }[status]
@@ -73,7 +74,8 @@ def certificate_verdict(
         "self_signed": "Install a certificate issued by a CA the clients trust, or add this "
         "certificate to the clients' trust store",
         "incomplete_chain": "Configure the server to send the full chain (nginx: "
-        "ssl_certificate with the leaf followed by the intermediates)",
+        "ssl_certificate with the leaf followed by the intermediates); if the issuer is a "
+        "private CA, install it in the client's trust store",
         "untrusted": "Add the issuing CA to the clients' trust store (for an inspecting "
         "proxy: its CA), or use a certificate from a CA the clients trust",
     }[status]
