@@ -68,6 +68,13 @@ class TransportFacts:
     client_max_datagram: int | None = None
     """UDP transports: the largest datagram each side sent (path MTU evidence)."""
     server_max_datagram: int | None = None
+    quic_close_code: int | None = None
+    quic_close_application: bool = False
+    quic_close_reason: str | None = None
+    quic_server_versions: tuple[str, ...] = ()
+    quic_client_handshake_packets: int = 0
+    quic_server_handshake_packets: int = 0
+    quic_client_one_rtt_packets: int = 0
 
 
 def build_record(
@@ -142,6 +149,13 @@ def build_record(
         "ts_client_fin": facts.ts_client_fin,
         "client_max_datagram": facts.client_max_datagram,
         "server_max_datagram": facts.server_max_datagram,
+        "quic_close_code": facts.quic_close_code,
+        "quic_close_application": facts.quic_close_application,
+        "quic_close_reason": facts.quic_close_reason,
+        "quic_server_versions": list(facts.quic_server_versions),
+        "quic_client_handshake_packets": facts.quic_client_handshake_packets,
+        "quic_server_handshake_packets": facts.quic_server_handshake_packets,
+        "quic_client_one_rtt_packets": facts.quic_client_one_rtt_packets,
         "close_by": facts.close_by,
         "server_first_bytes": core.server_first_bytes,
         "client_first_bytes": core.client_first_bytes,
