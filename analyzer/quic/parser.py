@@ -215,6 +215,7 @@ class QuicConnectionParser:
         events: list[QuicEvent] = []
         split = split_datagram(data, self.short_dcid_length(to_client=not from_client))
         zeek = True  # Zeek still reads this datagram
+        progress = self._initial_progress()
         has_initial = False
         for first, packet in split.packets:
             if zeek and not first & FIXED_BIT:
@@ -236,14 +237,15 @@ class QuicConnectionParser:
         if zeek and split.rest and not split.rest[0] & FIXED_BIT:
             self._history.discarded(from_client)  # zero padding after the packets
         self._replay(side, events)  # the ServerHello may have just given the cipher suite
+        new_crypto = self._initial_progress() != progress
         if side == SERVER:
             self._unanswered = 0
             self._server_answered |= any(
                 isinstance(packet, LongPacket | ShortPacket) for _, packet in split.packets)
         elif has_initial:
             self._unanswered += 1
-            if self._unanswered > 1 and not self._server_answered:
-                self._repeats += 1
+            if self._unanswered > 1 and not self._server_answered and not new_crypto:
+                self._repeats += 1  # (the next part of a long ClientHello is no repeat)
         return events
 
     def counted(self, from_client: bool, data: bytes, ts: float) -> None:
@@ -263,6 +265,12 @@ class QuicConnectionParser:
             return
         self._counts[side][_TYPE_INDEX[PacketType.one_rtt]] += 1
         self._history.short_packet(from_client)
+
+    def _initial_progress(self) -> int:
+        """CRYPTO bytes of the client's Initials received so far, in order or held (a
+        datagram that does not change it brought nothing new: a repeat)."""
+        state = self._levels[CLIENT][INITIAL]
+        return 0 if state is None else state.stream.delivered + state.stream.pending
 
     # -- packet types ------------------------------------------------------------------
 
