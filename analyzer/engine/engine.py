@@ -186,6 +186,8 @@ class Engine:
                 self._evict(table, dgram.ts, out)
         self._count_udp(dgram, conn)
         conn.packets += 1
+        if dgram.truncated:
+            conn.anomaly(Anomaly.SNAPLEN_TRUNCATED)  # its payload is cut: not all was read
         if dgram.ts > conn.last_ts:
             conn.last_ts = dgram.ts
         if conn.settled:
