@@ -222,6 +222,20 @@ def test_a_connection_rebound_to_another_port_stays_one_record(pki: TestPKI,
     assert {f: getattr(after, f) for f in same} == {f: getattr(before, f) for f in same}
 
 
+def test_a_reused_client_port_starts_a_new_connection(pki: TestPKI, good: Any) -> None:
+    # Two connections one after the other from the same client port (a client whose OS
+    # gave the same ephemeral port again): the second Initial has a DCID the first
+    # connection never used, after the server answered the first.
+    first = exchange(good.chain, good.key, cafile=pki.root)
+    second = exchange(good.chain, good.key, cafile=pki.root, client_alpn=["hq-interop"])
+    later = [(ts + 1.0, c, d) for ts, c, d in second.datagrams]
+    records = run([*frames(first.datagrams), *frames(later)], pki=pki)
+    assert [(r.outcome, r.failure) for r in records] == [("established", None),
+                                                         ("failed", "alpn_mismatch")]
+    assert records[0].packets == len(first.datagrams)
+    assert records[1].packets == len(second.datagrams)
+
+
 def test_the_id_index_forgets_a_reported_connection(pki: TestPKI, good: Any) -> None:
     exch = exchange(good.chain, good.key, cafile=pki.root)
     engine = Engine("quic.pcap")

@@ -43,6 +43,7 @@ from analyzer.flows.table import FlowKey
 from analyzer.handshake.build import TransportFacts
 from analyzer.handshake.core import HandshakeCore
 from analyzer.quic.events import ConnectionClose, PacketSeen, QuicEvent, Retry, VersionNegotiation
+from analyzer.quic.packet import peek_long_header
 from analyzer.quic.parser import QuicConnectionParser
 from analyzer.quic.versions import PacketType, version_name
 from analyzer.text import printable
@@ -51,6 +52,9 @@ from analyzer.tls.keylog import KeyLog
 from analyzer.tls.messages import ClientHello
 
 _HS, _1RTT = PacketType.handshake, PacketType.one_rtt
+_LONG_FIXED = 0xC0
+_FIRST_DCID = 8
+"""RFC 9000 §7.2: a client's first Destination Connection ID is at least 8 bytes."""
 _FIRST_NOTED = {_HS: 1, _1RTT: 4}
 """Bits of :attr:`QuicConnection.noted` (shifted by one for the client)."""
 
@@ -226,6 +230,21 @@ class QuicConnection(DatagramConnection):
             core.reach("application_data")
             core.note(ts, "client" if from_client else "server", "1-RTT data")
             self.settle()
+
+    def starts_anew(self, from_client: bool, payload: bytes) -> bool:
+        """Whether a datagram on this connection's 4-tuple is the first Initial of a new
+        connection (the client's port was reused): a client Initial whose DCID is none of
+        this connection's, with a first-DCID length (RFC 9000 §7.2: 8 bytes or more),
+        after the server answered this one (a new DCID after Version Negotiation or
+        before any answer is the same client trying again)."""
+        if not from_client or not payload or payload[0] & _LONG_FIXED != _LONG_FIXED:
+            return False
+        ids = peek_long_header(payload)
+        if ids is None or ids.type is not PacketType.initial or len(ids.dcid) < _FIRST_DCID:
+            return False
+        if not self.parser.server_answered:
+            return False
+        return all(ids.dcid != cid for cid, _ in self.parser.connection_ids())
 
     # ------------------------------------------------------------------ record
 

@@ -164,6 +164,11 @@ class QuicConnectionParser:
         """Packets of one type one side sent so far (cheaper than :meth:`facts`)."""
         return self._counts[CLIENT if from_client else SERVER][_TYPE_INDEX[packet_type]]
 
+    @property
+    def server_answered(self) -> bool:
+        """The server sent an Initial, Handshake or 1-RTT packet (not only Retry or VN)."""
+        return self._server_answered
+
     def connection_ids(self) -> tuple[tuple[bytes, bool], ...]:
         """The connection IDs seen so far, each with whether packets carrying it as their
         DCID go to the client: the client's first DCID, the Retry's and the server's
