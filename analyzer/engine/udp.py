@@ -149,6 +149,8 @@ class UdpSeam:
 
     def learn(self, conn: QuicConnection) -> None:
         """Index the connection IDs the connection's packets showed so far."""
+        if len(conn.routing_ids) >= MAX_QUIC_ROUTING_IDS:
+            return
         for cid, to_client in conn.parser.connection_ids():
             if len(conn.routing_ids) >= MAX_QUIC_ROUTING_IDS:
                 return

@@ -237,12 +237,15 @@ class QuicConnection(DatagramConnection):
         this connection's, with a first-DCID length (RFC 9000 §7.2: 8 bytes or more),
         after the server answered this one (a new DCID after Version Negotiation or
         before any answer is the same client trying again)."""
-        if not from_client or not payload or payload[0] & _LONG_FIXED != _LONG_FIXED:
+        if (
+            not from_client
+            or not payload
+            or payload[0] & _LONG_FIXED != _LONG_FIXED
+            or not self.parser.server_answered
+        ):
             return False
         ids = peek_long_header(payload)
         if ids is None or ids.type is not PacketType.initial or len(ids.dcid) < _FIRST_DCID:
-            return False
-        if not self.parser.server_answered:
             return False
         return all(ids.dcid != cid for cid, _ in self.parser.connection_ids())
 
