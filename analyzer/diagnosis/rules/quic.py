@@ -243,13 +243,18 @@ def rule_quic_hidden_close(r: HandshakeRecord, f: Facts) -> Verdict | None:
         or captured_to_end(r)
     ):
         return None
+    quiet = (
+        f"then nothing more in the {ms(r.capture_end - r.ts_end)} the capture went on"
+        if r.close == "capture_end" and r.capture_end is not None
+        else f"then {ended(r)}"
+    )
     return failed(
         "certificate_untrusted",
         "client",
         f"QUIC with {server(r)}: after the server's {r.quic_server_handshake_packets} "
         f"Handshake packet(s) (its encrypted certificate flight) the client sent "
         f"{r.quic_client_handshake_packets} Handshake packet(s) and never a 1-RTT packet, "
-        f"then {ended(r)}: the client rejected the server, most likely its certificate "
+        f"{quiet}: the client rejected the server, most likely its certificate "
         "(inferred: QUIC encrypts the certificate and the CONNECTION_CLOSE; a key log "
         "would show both)",
         "Check the server's certificate chain, dates and names against the client's "
