@@ -304,3 +304,42 @@ def test_fallback_from_quic_to_tcp(tmp_path: Path, pki: TestPKI) -> None:
     assert f"connection {t.uid}" in (q.reason or "")
     assert f"QUIC attempt {q.uid}" in (t.reason or "")
     assert [x.to_dict() for x in s.records(workers=2)] == [x.to_dict() for x in records]
+
+
+def _live_quic(server_ip: str, cafile: str) -> list[tuple[str, str, str | None, str]]:
+    """In the client namespace: ``analyzer.live`` with its default filter while an aioquic
+    client offers an ALPN the server refuses."""
+    import subprocess
+    import sys
+    import threading
+
+    import analyzer
+
+    def connect() -> None:
+        time.sleep(1.5)  # dumpcap is capturing by then
+        subprocess.run([sys.executable, "-m", "tests.harness.quic", "client", "--host",
+                        server_ip, "--sni", HOST, "--cafile", cafile, "--alpn", "hq-interop"],
+                       capture_output=True, timeout=30, check=False)
+
+    client = threading.Thread(target=connect)
+    client.start()
+    try:
+        return [(r.transport, r.outcome, r.failure, r.close)
+                for r in analyzer.live("eth0", count=1, duration=20)]
+    finally:
+        client.join()
+
+
+@pytest.mark.skipif(shutil.which("dumpcap") is None, reason="dumpcap is not installed")
+def test_live_capture_reports_a_refused_quic_connection_at_once(tmp_path: Path,
+                                                                 pki: TestPKI) -> None:
+    cert = pki.server(HOST)
+    with Lab() as lab:
+        srv = start_server(lab.server, tmp_path / "srv", ["--cert", str(cert.chain), "--key",
+                                                          str(cert.key), "--alpn", "h3"])
+        try:
+            got = lab.client.call(_live_quic, lab.server_ip, str(pki.root), timeout=60)
+        finally:
+            srv.stop()
+    # The CONNECTION_CLOSE settles it: reported then, without waiting for the drain.
+    assert got == [("quic", "failed", "alpn_mismatch", "connection_close")]
