@@ -414,3 +414,22 @@ def test_transport_filter_and_summary(pki: TestPKI, good: Any, tmp_path: Path) -
     done = runner.invoke(app, ["summary", str(path), *ca])
     assert "quic (v1 4, v2 1)" in done.output
 
+
+
+def test_dask_gives_the_same_quic_records(pki: TestPKI, good: Any, tmp_path: Path) -> None:
+    pytest.importorskip("dask.dataframe")
+    import analyzer
+    import analyzer.dask
+
+    path = _capture(pki, good, tmp_path / "many.pcap")
+    expected = analyzer.read_pcap(path, ca_bundle=str(pki.root))
+    ddf = analyzer.dask.read_pcaps(path, shard_bytes=0, ca_bundle=str(pki.root))
+    got = ddf.compute()
+    columns = ["uid", "transport", "quic_version", "outcome", "failure", "packets",
+               "client_bytes", "server_bytes", "quic_history", "reason"]
+
+    def rows(df: Any) -> list[list[Any]]:
+        frame = df[columns].sort_values("uid").astype(object)
+        return frame.where(frame.notna(), None).values.tolist()  # type: ignore[no-any-return]
+
+    assert len(got) == 5 and rows(got) == rows(expected)
