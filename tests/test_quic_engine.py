@@ -433,3 +433,27 @@ def test_dask_gives_the_same_quic_records(pki: TestPKI, good: Any, tmp_path: Pat
         return frame.where(frame.notna(), None).values.tolist()  # type: ignore[no-any-return]
 
     assert len(got) == 5 and rows(got) == rows(expected)
+
+
+def test_closes_waiting_to_drain_stay_bounded() -> None:
+    # Servers refusing every connection in their Initial (CONNECTION_REFUSED), faster than
+    # the drain time: connections the table lets go of leave the drain queue too.
+    from tests.harness.quic import close_frame
+
+    rng = random.Random(3)
+    engine = Engine("quic.pcap")
+    engine.udp_table.max_handshaking = engine.udp_table.max_flows = 50
+    reported = 0
+    for i in range(300):
+        dcid = rng.randbytes(8)
+        client = ("10.99.0.2", 2000 + i)
+        ts = T0 + i * 1e-3
+        refused = long_packet(close_frame(0x02, b"busy"), key_dcid=dcid, dcid=b"\x05" * 8,
+                              scid=rng.randbytes(8), from_client=False, pad_to=200)
+        reported += len(engine.feed(udp_frame(ts, client, SERVER, _initial(dcid))))
+        reported += len(engine.feed(udp_frame(ts + 1e-4, SERVER, client, refused)))
+        assert len(engine._draining) <= len(engine.udp_table) <= 50
+    records = list(engine.drain())
+    assert reported + len(records) == 300
+    assert {r.close for r in records} == {"connection_close"}
+    assert {r.quic_close_code for r in records} == {0x02}

@@ -22,7 +22,7 @@ direction) go to that connection (TCP) or to the UDP seam; they are counted with
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -93,9 +93,10 @@ class Engine:
             keylog=keylog,
         )
         """Opens QUIC connections and DTLS associations; finds QUIC connections by ID."""
-        self._draining: deque[tuple[float, QuicConnection]] = deque()
-        """QUIC connections after a visible CONNECTION_CLOSE, with the packet time after
-        which they are reported (``QUIC_CLOSE_DRAIN``), in that order."""
+        self._draining: OrderedDict[int, tuple[float, QuicConnection]] = OrderedDict()
+        """QUIC connections (by id) after a visible CONNECTION_CLOSE, with the packet time
+        after which they are reported (``QUIC_CLOSE_DRAIN``), in that order; one leaves
+        when it is reported, so this holds no more than the UDP flow table."""
         self.stats = CaptureStats()
         self._next_expiry = 0.0
         self._closed: OrderedDict[tuple[bytes, int, bytes, int], float] = OrderedDict()
@@ -204,7 +205,7 @@ class Engine:
         if isinstance(conn, QuicConnection):
             seam.learn(conn)
             if conn.closed_at is not None:
-                self._draining.append((conn.closed_at + limits.QUIC_CLOSE_DRAIN, conn))
+                self._draining[id(conn)] = (conn.closed_at + limits.QUIC_CLOSE_DRAIN, conn)
                 if self.report_at_settle and not conn.reported and conn.relevant():
                     conn.reported = True
                     out.append(conn.record(self.capture, "connection_close", None))
@@ -363,11 +364,12 @@ class Engine:
         for conn in self.table.expired(now):
             self._report(conn, conn.close_reason(idle=True), out)
         draining = self._draining
-        while draining and draining[0][0] < now:
-            _, closed = draining.popleft()
-            if not closed.closed:
-                self.udp_table.remove(closed)
-                self._report(closed, "connection_close", out)
+        while draining:
+            deadline, closed = next(iter(draining.values()))
+            if deadline >= now:
+                break
+            self.udp_table.remove(closed)
+            self._report(closed, "connection_close", out)  # (it leaves the queue there)
         for udp in self.udp_table.expired(now):
             self._report(udp, udp.close_reason(idle=True), out)
 
@@ -375,6 +377,7 @@ class Engine:
         conn.closed = True
         if isinstance(conn, QuicConnection):
             self.udp.forget(conn)
+            self._draining.pop(id(conn), None)
         if conn.reported and not self.report_at_settle:
             return
         if conn.reported:
