@@ -101,9 +101,9 @@ class QuicConnection(DatagramConnection):
         once its draining time has passed."""
         self.server_versions: tuple[int, ...] = ()
         self.noted = 0
+        """First packets already in the timeline (:data:`_FIRST_NOTED`)."""
         self.routing_ids: list[bytes] = []
         """Connection IDs the engine's UDP seam routes to this connection."""
-        """First packets already in the timeline (:data:`_FIRST_NOTED`)."""
 
     # ------------------------------------------------------------------ input
 
