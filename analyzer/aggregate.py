@@ -63,10 +63,15 @@ def _label(values: pd.Series) -> pd.Series:
 
 
 def server_address(df: pd.DataFrame) -> pd.Series:
-    """``IP:port`` per connection, IPv6 addresses in brackets."""
+    """``IP:port`` per connection, IPv6 addresses in brackets; ``IP:port/udp`` for QUIC and
+    DTLS (a QUIC server and a TCP one on the same address and port are two servers)."""
     ip = df["server_ip"].astype("object").fillna("?").map(str)
     bracketed = ip.where(~ip.str.contains(":", regex=False), "[" + ip + "]")
-    return (bracketed + ":" + df["server_port"].astype("int64").astype(str)).astype("object")
+    address = bracketed + ":" + df["server_port"].astype("int64").astype(str)
+    if "transport" in df.columns:
+        udp = df["transport"].astype("object").isin(("quic", "dtls"))
+        address = address.where(~udp, address + "/udp")
+    return address.astype("object")
 
 
 def _max_version(versions: Any) -> str:
@@ -406,8 +411,12 @@ def summary(
 ) -> dict[str, Any]:
     """Everything ``tlsa summary`` and the report's header show, as JSON-ready values.
 
-    ``quic``: UDP datagrams on port 443 counted by the engine (not analyzed, SPEC §5).
+    ``quic``: UDP datagrams on port 443 that belonged to no connection analyzed (the
+    engine's ``udp_quic``: a QUIC connection whose start the capture missed, other traffic
+    on that port). QUIC connections and DTLS associations are analyzed like TCP ones:
+    ``transport_mix`` counts each transport, ``quic_versions`` the QUIC versions.
     """
+    quic_datagrams = quic
     n = len(df)
     n_failed = int(failed_mask(df).sum())
     start = df["ts"].min() if n else None
@@ -419,6 +428,9 @@ def summary(
     ciphers = failures_by(df, "cipher")
     ciphers = ciphers.sort_values("connections", ascending=False, kind="stable")
     outcomes = outcome_counts(df)
+    transports = failures_by(df, "transport")
+    transports = transports.sort_values("connections", ascending=False, kind="stable")
+    quic_rows = df["quic_version"][df["transport"] == "quic"] if n else pd.Series(dtype=object)
     return {
         "connections": n,
         "failed": n_failed,
@@ -456,7 +468,11 @@ def summary(
         "cipher_mix": _records(
             ciphers[["cipher", "connections", "established", "failed"]].head(top)
         ),
-        "udp_quic_datagrams": int(quic),
+        "transport_mix": _records(
+            transports[["transport", "connections", "established", "failed"]]
+        ),
+        "quic_versions": {str(k): int(v) for k, v in quic_rows.value_counts().items() if v},
+        "udp_quic_datagrams": int(quic_datagrams),
         "captures": sorted(captures) if captures else sorted(df["capture"].dropna().unique()),
     }
 

@@ -61,6 +61,12 @@ class SummaryFormat(StrEnum):
     json = "json"
 
 
+class Transport(StrEnum):
+    tcp = "tcp"
+    quic = "quic"
+    dtls = "dtls"
+
+
 PathsArg = Annotated[
     list[str], typer.Argument(help="Capture files (pcap, pcapng, .gz), directories or globs.")
 ]
@@ -74,6 +80,10 @@ CaBundleOpt = Annotated[
 ]
 NoVerifyOpt = Annotated[
     bool, typer.Option("--no-verify", help="Do not check certificate chains against a trust store.")
+]
+TransportOpt = Annotated[
+    list[Transport] | None,
+    typer.Option("--transport", help="Only this transport: tcp, quic or dtls (repeatable)."),
 ]
 UidOpt = Annotated[
     list[str] | None,
@@ -292,10 +302,13 @@ def wanted(
     sni: str | None,
     server: str | None,
     uids: Sequence[str] = (),
+    transports: Sequence[str] = (),
 ) -> bool:
-    """Whether a record passes ``--only-failed``, ``--sni``, ``--server`` and ``--uid``
-    (a uid or a prefix of at least 4 characters)."""
+    """Whether a record passes ``--only-failed``, ``--sni``, ``--server``, ``--uid`` (a
+    uid or a prefix of at least 4 characters) and ``--transport``."""
     if only_failed and not is_failed(r):
+        return False
+    if transports and r.transport not in transports:
         return False
     if uids and not any(r.uid == u or (len(u) >= 4 and r.uid.startswith(u)) for u in uids):
         return False
@@ -492,6 +505,7 @@ def analyze(
     extract: ExtractOpt = None,
     keylog: KeylogOpt = None,
     embed_secrets: EmbedOpt = False,
+    transport: TransportOpt = None,
 ) -> None:
     """One record per TLS connection: how far the handshake got, and why it failed.
 
@@ -501,7 +515,7 @@ def analyze(
         raise Stop("--embed-secrets puts the secrets into the --extract capture: give --extract")
     keys = load_keylogs(keylog)
     if dask is not None:
-        if only_failed or sni or server or uid or extract:
+        if only_failed or sni or server or uid or extract or transport:
             raise Stop("--dask writes every record: filter the output instead")
         analyze_dask(paths, dask, fmt, output, tls_port, ca_bundle, no_verify, fail_on_failure,
                      keys)
@@ -527,7 +541,7 @@ def analyze(
                 failed.append(r)
             if extract is not None:
                 tuples.add(r)
-            if wanted(r, only_failed, sni, server, uid or ()):
+            if wanted(r, only_failed, sni, server, uid or (), transport or ()):
                 if extract is not None:
                     selected.append(r)
                 yield r
@@ -630,10 +644,13 @@ def summary(
     ca_bundle: CaBundleOpt = None,
     no_verify: NoVerifyOpt = False,
     keylog: KeylogOpt = None,
+    transport: TransportOpt = None,
 ) -> None:
     """Totals, outcomes, top failure causes with an example, worst servers."""
     records, run = run_inputs(paths, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify,
                               keylog=load_keylogs(keylog))
+    if transport:
+        records = [r for r in records if r.transport in transport]
     data = summarize(records, run)
     if fmt is SummaryFormat.json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")

@@ -339,3 +339,28 @@ EXTRACT_SPOOL_BYTES = 16 * 1024 * 1024
 temporary file: the packets are spooled because the secrets block must precede them and
 which connections were written is known only at the end; the selected connections of a
 troubleshooting session fit in a few MB."""
+
+# quic: connections in the engine (analyzer/quic/connection.py, analyzer/engine/udp.py)
+
+QUIC_CLOSE_DRAIN = 3.0
+"""Seconds of packet time a QUIC connection stays in the table after its first visible
+CONNECTION_CLOSE before it is reported (``close: connection_close``): the peer's own close
+and datagrams in flight arrive within three probe timeouts (RFC 9000 §10.2), about a
+second on the slowest paths, and still count for the record instead of opening a new
+connection."""
+
+MAX_QUIC_ROUTING_IDS = 4
+"""Connection IDs by which the UDP seam finds one QUIC connection on another 4-tuple: the
+client's first DCID, a Retry's SCID and each side's SCID. With the flow table's limits
+(``MAX_FLOWS``) this bounds the index at 80,000 IDs (about 10 MB)."""
+
+MIN_QUIC_ROUTING_ID = 4
+"""Shortest connection ID used to route a datagram from an unknown 4-tuple: shorter ones
+(servers may use zero to three bytes) would match unrelated datagrams by chance (one in
+16 million for four bytes, against ones in 256 for a single byte)."""
+
+QUIC_FALLBACK_WINDOW = 5.0
+"""Seconds after a failed or unanswered QUIC attempt ends (its last packet) within which
+a TCP connection from the same client to the same server is its fallback: browsers race
+TCP a few hundred milliseconds after QUIC or fall back as soon as QUIC gives up (Chromium,
+curl ``--http3``), never seconds later."""

@@ -36,16 +36,36 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.diagnosis import DiagnosisOptions, diagnose
 from analyzer.engine.engine import Engine
+from analyzer.engine.udp import DTLS_PORTS, QUIC_PORTS
 from analyzer.limits import MAX_KEYLOG_ENTRIES
 from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
-from analyzer.sources.live import DEFAULT_BPF, LiveCaptureError, LiveSource
+from analyzer.sources.live import LiveCaptureError, LiveSource
 from analyzer.tls.keylog import KeyLog, Secrets
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_BPF", "LiveCaptureError", "LiveSession", "live", "live_dataframe"]
+__all__ = [
+    "DEFAULT_BPF", "LiveCaptureError", "LiveSession", "default_bpf", "live", "live_dataframe",
+]
+
+
+def default_bpf(tls_ports: Iterable[int] = ()) -> str:
+    """The capture filter when none is given: TCP; UDP to or from the QUIC port (443), the
+    DTLS ports (4433, 5061, 5684) and ``tls_ports``; and the ICMP/ICMPv6
+    destination-unreachable errors that may answer either (type 3 / type 1, an ICMPv6
+    header right after the IPv6 header: libpcap's ``icmp6`` does not follow extension
+    headers either). The same inside one 802.1Q tag."""
+    ports = sorted(QUIC_PORTS | DTLS_PORTS | frozenset(tls_ports))
+    udp = " or ".join(f"udp port {p}" for p in ports)
+    wanted = f"tcp or {udp} or icmp[icmptype] == icmp-unreach or (icmp6 and ip6[40] == 1)"
+    return f"{wanted} or (vlan and ({wanted}))"
+
+
+DEFAULT_BPF = default_bpf()
+"""The capture filter of :func:`default_bpf` without extra ports (``--tls-port`` ports are
+added to it for UDP when the filter is left at this default)."""
 
 
 class LiveSession:
@@ -69,6 +89,8 @@ class LiveSession:
         embed_secrets: bool = False,
     ) -> None:
         self.interface = interface
+        if bpf == DEFAULT_BPF and tls_ports:
+            bpf = default_bpf(tls_ports)
         self.source = LiveSource(interface, bpf=bpf, write=write, tshark_path=tshark_path)
         self.keylog = keylog
         self.engine = Engine(
@@ -226,7 +248,8 @@ def live(
     """Capture on ``interface`` and yield a diagnosed :class:`HandshakeRecord` as soon as
     each TLS handshake settles.
 
-    ``bpf``: capture filter (default: TCP and ICMP destination-unreachable errors).
+    ``bpf``: capture filter (default: :func:`default_bpf` of ``tls_ports``: TCP, UDP on the
+    QUIC and DTLS ports, ICMP destination-unreachable errors).
     ``duration``: stop after this many seconds, then yield the connections still open.
     ``count``: stop after this many records. ``write``: also keep the raw capture
     (pcapng) for later analysis. Ctrl-C (or a Jupyter interrupt) while waiting ends the

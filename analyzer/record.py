@@ -280,7 +280,8 @@ class HandshakeRecord:
     ts_client_hello: float | None = None
     ts_server_hello: float | None = None
     ts_close: float | None = None
-    """Time of the FIN or RST that closed the connection (first one)."""
+    """Time of the FIN or RST that closed the connection (first one; QUIC: of the first
+    CONNECTION_CLOSE)."""
     ts_client_fin: float | None = None
     """Time of the client's first FIN (a later RST may have closed the connection)."""
     client_max_datagram: int | None = None
@@ -303,8 +304,27 @@ class HandshakeRecord:
     missing, or a message_seq skipped): its datagrams were lost before the capture point."""
     dtls_server_incomplete: int | None = None
     """DTLS: the server's plaintext handshake messages that never arrived whole."""
+    quic_close_code: int | None = None
+    """QUIC: the error code of the first CONNECTION_CLOSE that was visible (an Initial, or a
+    Handshake packet decrypted with a key log): a transport error (RFC 9000 §20.1; 0x0100-
+    0x01ff carry a TLS alert, which ``alerts`` holds too) or, with
+    ``quic_close_application``, the application's (HTTP/3) code. ``close_by`` says who sent
+    it, ``ts_close`` when."""
+    quic_close_application: bool = False
+    """That CONNECTION_CLOSE was of type 0x1d (an application error)."""
+    quic_close_reason: str | None = None
+    """Its reason phrase, printable text only."""
+    quic_server_versions: list[str] = field(default_factory=list)
+    """QUIC: the versions a server's Version Negotiation packet offered instead of the
+    client's (``v1``, ``v2``, ``0xNNNNNNNN``)."""
+    quic_client_handshake_packets: int = 0
+    """QUIC: Handshake packets the client sent (encrypted, counted with or without keys)."""
+    quic_server_handshake_packets: int = 0
+    quic_client_one_rtt_packets: int = 0
+    """QUIC: 1-RTT (short header) packets the client sent."""
     close_by: str | None = None
-    """``client`` or ``server``: who sent the first FIN or RST."""
+    """``client`` or ``server``: who sent the first FIN or RST (QUIC: the first
+    CONNECTION_CLOSE)."""
     client_retransmits: int = 0
     server_retransmits: int = 0
     server_first_bytes: str | None = None

@@ -946,3 +946,186 @@ def test_dtls_capture_truncated_anywhere(
             assert out.run.errors == []
             for r in out.records.values():
                 _check_record(r)
+
+
+# --- a QUIC connection among the TCP ones ----------------------------------------------------
+#
+# The QUIC connection is real: an aioquic client and server run in memory
+# (tests/quic_frames.py), put into the merged file half a second after its first packet.
+# Damage to its datagrams must stay in its record, and never reach the TCP ones.
+
+QUIC_PORT = 50_443
+"""Client port of the QUIC connection (the server is on UDP 443)."""
+
+
+@functools.cache
+def quic_packets() -> tuple[Packet, ...]:
+    pytest.importorskip("aioquic")
+    import tempfile
+
+    from tests.harness.pki import TestPKI
+    from tests.quic_frames import T0, exchange, udp_frame
+
+    _, tcp = merged()
+    with tempfile.TemporaryDirectory() as tmp:
+        pki = TestPKI(Path(tmp))
+        cert = pki.server("www.example.com")
+        run = exchange(cert.chain, cert.key, cafile=pki.root, pings=3)
+    base = tcp[0].ts + 0.5
+    client, server = ("10.99.0.2", QUIC_PORT), ("10.99.0.1", 443)
+    out = []
+    for ts, from_client, data in run.datagrams:
+        at = base + (ts - T0)
+        frame = udp_frame(at, client, server, data) if from_client \
+            else udp_frame(at, server, client, data)
+        sec = int(at)
+        out.append(Packet(sec, round((at - sec) * 1e6), frame.data, len(frame.data)))
+    return tuple(out)
+
+
+def with_quic(quic: list[Packet]) -> tuple[bytes, list[Packet]]:
+    header, tcp = merged()
+    return header, sorted([*tcp, *quic], key=lambda p: p.ts)
+
+
+UDP_PAYLOAD = 14 + 20 + 8
+"""Where the UDP payload starts in these frames (Ethernet, IPv4 without options, UDP)."""
+
+
+def _quic_key(out: Outcome) -> Key:
+    [key] = [k for k in out.records if k[1] == QUIC_PORT]
+    return key
+
+
+def quic_snaplen_cut(packets: list[Packet]) -> list[Packet]:
+    # The client's first datagram cut to 100 bytes by the snaplen (its ClientHello is lost).
+    first = packets[0]
+    return [replace(first, data=first.data[:100]), *packets[1:]]
+
+
+def quic_length_lies(packets: list[Packet]) -> list[Packet]:
+    # The Length of the client's first Initial (a 2-byte varint after the token length)
+    # claims 16383 bytes.
+    first = packets[0]
+    data = bytearray(first.data)
+    pos = UDP_PAYLOAD + 5
+    pos += 1 + data[pos]  # DCID
+    pos += 1 + data[pos]  # SCID
+    pos += 1  # token length 0
+    data[pos : pos + 2] = b"\x7f\xff"
+    return [replace(first, data=bytes(data)), *packets[1:]]
+
+
+def quic_garbage(packets: list[Packet]) -> list[Packet]:
+    # The server's first datagram's protected bytes replaced with garbage.
+    i = next(n for n, p in enumerate(packets) if p.data[UDP_PAYLOAD - 8 : UDP_PAYLOAD - 6]
+             == struct.pack("!H", 443))
+    data = bytearray(packets[i].data)
+    noise = random.Random(5).randbytes(len(data) - UDP_PAYLOAD - 40)
+    data[UDP_PAYLOAD + 40 :] = noise
+    return [*packets[:i], replace(packets[i], data=bytes(data)), *packets[i + 1 :]]
+
+
+def quic_duplicated(packets: list[Packet]) -> list[Packet]:
+    return [q for p in packets for q in (p, p)]
+
+
+def quic_reordered(packets: list[Packet]) -> list[Packet]:
+    # The client's second and third datagrams arrive in the other order (same times kept).
+    client = [n for n, p in enumerate(packets) if p.data[UDP_PAYLOAD - 6 : UDP_PAYLOAD - 4]
+              == struct.pack("!H", 443)]
+    a, b = client[1], client[2]
+    out = list(packets)
+    out[a], out[b] = replace(packets[b], sec=packets[a].sec, usec=packets[a].usec), \
+        replace(packets[a], sec=packets[b].sec, usec=packets[b].usec)
+    return out
+
+
+QUIC_FACTS = ("sni", "version", "quic_version", "alpn_offered", "history", "ja3", "ja4",
+              "established", "outcome")
+
+
+def check_quic_snaplen(want: HandshakeRecord, got: HandshakeRecord) -> None:
+    assert "snaplen_truncated" in got.anomalies and got.sni is None
+    assert {"quic_bad_packet", "quic_undecryptable"} & set(got.anomalies)
+
+
+def check_quic_length(want: HandshakeRecord, got: HandshakeRecord) -> None:
+    assert "quic_bad_packet" in got.anomalies and got.sni is None
+
+
+def check_quic_garbage(want: HandshakeRecord, got: HandshakeRecord) -> None:
+    assert "quic_undecryptable" in got.anomalies
+    assert got.sni == want.sni and got.version is None  # its ServerHello was in there
+
+
+def check_quic_same(want: HandshakeRecord, got: HandshakeRecord) -> None:
+    assert {f: getattr(got, f) for f in QUIC_FACTS} == {f: getattr(want, f) for f in QUIC_FACTS}
+
+
+QUIC_DAMAGES = [
+    ("quic_snaplen_cut", quic_snaplen_cut, check_quic_snaplen),
+    ("quic_length_lies", quic_length_lies, check_quic_length),
+    ("quic_garbage", quic_garbage, check_quic_garbage),
+    ("quic_duplicated", quic_duplicated, check_quic_same),
+    ("quic_reordered", quic_reordered, check_quic_same),
+]
+
+
+@pytest.fixture(scope="module")
+def quic_baseline(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+    header, packets = with_quic(list(quic_packets()))
+    path = tmp_path_factory.mktemp("quic-base") / NAME
+    path.write_bytes(write_pcap(header, packets))
+    run = Run()
+    records = list(analyze_files([path], run))
+    assert run.errors == []
+    return Outcome({key_of(r): r for r in records}, run, 0, "", "")
+
+
+def test_a_quic_connection_leaves_the_tcp_records_alone(baseline: Outcome,
+                                                         quic_baseline: Outcome) -> None:
+    quic = quic_baseline.records[_quic_key(quic_baseline)]
+    assert (quic.transport, quic.established, quic.history) == ("quic", True, "Cs")
+    assert_untouched_identical(baseline, quic_baseline, set())
+    assert set(quic_baseline.records) - set(baseline.records) == {_quic_key(quic_baseline)}
+
+
+@pytest.mark.parametrize(("name", "damage", "check"), QUIC_DAMAGES,
+                         ids=[d[0] for d in QUIC_DAMAGES])
+def test_damaged_quic_connection(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    quic_baseline: Outcome,
+    name: str,
+    damage: Callable[[list[Packet]], list[Packet]],
+    check: Callable[[HandshakeRecord, HandshakeRecord], None],
+) -> None:
+    header, packets = with_quic(damage(list(quic_packets())))
+    path = write(tmp_path, name, write_pcap(header, packets))
+    out = analyse(path, monkeypatch, capsys)
+    assert out.code == 0 and out.run.errors == []
+    key = _quic_key(quic_baseline)
+    assert_untouched_identical(quic_baseline, out, {key})
+    assert set(out.records) == set(quic_baseline.records)
+    check(quic_baseline.records[key], out.records[key])
+
+
+def test_truncated_inside_the_quic_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header, packets = with_quic(list(quic_packets()))
+    whole = write_pcap(header, packets)
+    offsets = record_offsets(header, packets)
+    inside = [n for n, p in enumerate(packets) if struct.pack("!H", QUIC_PORT) in p.data[34:38]]
+    for n in inside:
+        for cut in (offsets[n] + 10, offsets[n] + RECORD.size + 60):
+            path = write(tmp_path, f"cut{cut}", whole[:cut])
+            out = analyse(path, monkeypatch, capsys, cli_too=False)
+            assert all(isinstance(r.anomalies, list) for r in out.records.values())
+            quic = [r for r in out.records.values() if r.transport == "quic"]
+            assert len(quic) <= 1
+    code, _, err = tlsa(monkeypatch, capsys, "analyze", path, "--format", "jsonl")
+    assert code == 0
+    no_traceback(err)

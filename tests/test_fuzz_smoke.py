@@ -31,7 +31,7 @@ FIXTURES = sorted(p for p in REGRESSIONS.glob("*/*") if p.is_file())
 
 def test_every_target_has_a_regression_directory() -> None:
     assert {p.name for p in REGRESSIONS.iterdir() if p.is_dir()} >= {"capture", "tls_stream"}
-    assert set(TARGETS) == {"tls_stream", "hello", "frame", "capture", "keys", "dtls"}
+    assert set(TARGETS) == {"tls_stream", "hello", "frame", "capture", "keys", "dtls", "quic"}
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")

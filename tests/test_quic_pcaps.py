@@ -147,3 +147,49 @@ def test_quic_histories_of_the_reference_captures() -> None:
     assert histories[51333] == "IS"
     assert histories[64629].startswith("ISish")  # quic-v2-ja3: server Initial + Handshake
     assert histories[56785].startswith("ISish")  # quic-ietf-ja3
+
+
+# -- the same captures, as records of the whole pipeline ----------------------------------------
+
+
+@cache
+def _records(path: Path) -> tuple[Any, ...]:
+    from analyzer.api import Run, collect
+
+    return tuple(r for r in collect([path], Run(), workers=1) if r.transport == "quic")
+
+
+@pytest.mark.parametrize("path", QUIC_FILES, ids=lambda p: str(p.relative_to(PCAPS)))
+def test_records_agree_with_tshark(path: Path) -> None:
+    rows = tshark_quic(path)
+    flows = _quic(path)
+    records = _records(path)
+    assert len(records) == len(flows)  # one record per QUIC connection
+    for flow, parser, _ in flows:
+        ports = (str(flow.client[1]), str(flow.server[1]))
+        client_rows = [r for r in rows if (*r["udp.srcport"], *r["udp.dstport"]) == ports]
+        (record,) = [r for r in records if (r.client_port, r.server_port) == flow.client[1:]
+                     + flow.server[1:]]
+        assert record.client_ip == flow.client[0] and record.server_ip == flow.server[0]
+        tshark_sni = {v for r in client_rows for v in r["tls.handshake.extensions_server_name"]}
+        assert {record.sni} - {None} == tshark_sni
+        first_ch = next(r for r in client_rows if "1" in r["tls.handshake.type"])
+        assert record.alpn_offered == first_ch["tls.handshake.extensions_alpn_str"]
+        assert record.ja3 == first_ch["tls.handshake.ja3"][0]
+        assert record.quic_version == version_name(int(client_rows[0]["quic.version"][0], 16))
+        assert record.quic_history == parser.facts().history
+        assert record.transport == "quic" and record.anomalies == []
+
+
+def test_record_ja4_matches_suricata_verify() -> None:
+    for pcap, count, expected in _suricata_ja4():
+        assert [r.ja4 for r in _records(pcap)] == [expected] * count
+
+
+def test_record_ja3_string_as_suricata_computes_it() -> None:
+    (record,) = _records(SURICATA / "quic-v2-ja3" / "input.pcap")
+    assert record.ja3_string == (
+        "771,4865-4866-4867,5-10-11-13-65281-23-16-18-43-51-57,29-23-24-25,0")
+    assert (record.quic_version, record.alpn_offered) == ("v2", ["h3"])
+    (ietf,) = _records(SURICATA / "quic-ietf-ja3" / "input.pcap")
+    assert ietf.ja3s_string == "771,4866,43-51-41" and ietf.quic_version == "v1"

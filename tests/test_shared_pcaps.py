@@ -5,10 +5,13 @@ Certificate frames; from them the test builds per-connection facts the way a per
 read them in Wireshark: SNI of the first ClientHello, negotiated version (ServerHello
 supported_versions, else its version field), cipher of the first ServerHello, JA3 of the
 first ClientHello, JA3S of the first ServerHello, SHA-256 of the first certificate of the
-server's first Certificate message. Our records are matched by 4-tuple (and by time when a
-4-tuple repeats) and compared field by field. The test prints a table of the counts per
-file and asserts at least 98% agreement over all compared fields; each disagreement we
-accept is listed in ``ACCEPTED`` with the reason (which side is right and why).
+server's first Certificate message. QUIC connections (tshark's UDP streams whose hellos it
+read from the Initial packets) are compared the same way, plus the QUIC version of the
+client's first packet and the ALPN list of its first ClientHello. Our records are matched
+by 4-tuple (and by time when a 4-tuple repeats) and compared field by field. The test
+prints a table of the counts per file and asserts at least 98% agreement over all compared
+fields; each disagreement we accept is listed in ``ACCEPTED`` with the reason (which side
+is right and why).
 
 Skips with a clear message when ../shared/pcaps or tshark is absent.
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import Run, collect
+from analyzer.quic import version_name as quic_version_name
 from analyzer.record import HandshakeRecord
 from analyzer.tls.names import cipher_name, version_name
 
@@ -54,6 +58,11 @@ HELLO_FILTER = (
     "tls.handshake.type == 1 || tls.handshake.type == 2 || tls.handshake.type == 11"
 )
 COMPARED = ("sni", "version", "cipher", "ja3", "ja3s", "cert_sha256")
+QUIC_COMPARED = ("quic_version", "alpn")
+"""Compared for QUIC connections only (besides the hello fields above)."""
+QUIC_FIELDS = {"tcp.stream": "udp.stream", "tcp.srcport": "udp.srcport",
+               "tcp.dstport": "udp.dstport"}
+"""tshark fields that differ for QUIC (UDP streams); QUIC adds its version field."""
 MIN_AGREEMENT = 0.98
 
 # Disagreements we accept after looking at the bytes (tshark -x): (file relative to
@@ -129,29 +138,34 @@ def _version(number: str) -> str:
     return version_name(int(number, 16))
 
 
-def tshark_rows(path: Path) -> list[list[str]]:
+def tshark_rows(path: Path, *, quic: bool = False) -> list[list[str]]:
     # Out-of-order reassembly is off by default in tshark 4.0; without it tshark misses
     # server flights that arrive out of order (tls-fingerprint-alert), which we reassemble.
     argv = ["tshark", "-n", "-o", "tcp.reassemble_out_of_order:TRUE", "-r", str(path),
-            "-Y", HELLO_FILTER, "-T", "fields",
-            "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
+            "-Y", f"quic && ({HELLO_FILTER})" if quic else f"tcp && ({HELLO_FILTER})",
+            "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
     for f in TSHARK_FIELDS:
-        argv += ["-e", f]
+        argv += ["-e", QUIC_FIELDS.get(f, f) if quic else f]
+    if quic:
+        argv += ["-e", "quic.version", "-e", "tls.handshake.extensions_alpn_str"]
     done = subprocess.run(argv, capture_output=True, text=True, errors="replace",
                           timeout=120, check=False)
     rows = []
+    width = len(TSHARK_FIELDS) + (2 if quic else 0)
     for line in done.stdout.splitlines():
         cols = line.split("\t")
-        if len(cols) == len(TSHARK_FIELDS):
+        if len(cols) == width:
             rows.append(cols)
     return rows
 
 
-def tshark_connections(path: Path) -> list[TsharkConn]:
-    """Per-stream facts from tshark's hello/certificate frames, in stream order."""
+def tshark_connections(path: Path, *, quic: bool = False) -> list[TsharkConn]:
+    """Per-stream facts from tshark's hello/certificate frames, in stream order (QUIC:
+    UDP streams, with the QUIC version and the offered ALPN)."""
     conns: dict[int, TsharkConn] = {}
-    for cols in tshark_rows(path):
-        row = dict(zip(TSHARK_FIELDS, cols, strict=True))
+    names = (*TSHARK_FIELDS, "quic.version", "alpn") if quic else TSHARK_FIELDS
+    for cols in tshark_rows(path, quic=quic):
+        row = dict(zip(names, cols, strict=True))
         if not row["tcp.stream"] or not row["tcp.srcport"]:
             continue
         stream = int(row["tcp.stream"])
@@ -170,9 +184,14 @@ def tshark_connections(path: Path) -> list[TsharkConn]:
             conn = conns[stream] = TsharkConn(stream, client, server, ts)
         facts = conn.facts
         from_client = src == conn.client
+        if quic and from_client and "quic_version" not in facts and row["quic.version"]:
+            facts["quic_version"] = quic_version_name(int(_first(row["quic.version"]) or "0",
+                                                          16))
         if 1 in types and from_client and "sni" not in facts:
             facts["sni"] = _first(row["tls.handshake.extensions_server_name"])
             facts["ja3"] = _first(row["tls.handshake.ja3"])
+            if quic:
+                facts["alpn"] = row["alpn"] or None
         if 2 in types and not from_client and "version" not in facts:
             supported = _first(row["tls.handshake.extensions.supported_version"])
             legacy = _first(row["tls.handshake.version"])
@@ -195,13 +214,15 @@ def tshark_connections(path: Path) -> list[TsharkConn]:
 def our_value(record: HandshakeRecord, name: str) -> str | None:
     if name == "cert_sha256":
         return record.cert_chain_sha256[0] if record.cert_chain_sha256 else None
+    if name == "alpn":
+        return ",".join(record.alpn_offered) or None
     value = getattr(record, name)
     return value if value is None else str(value)
 
 
 def match(conn: TsharkConn, records: list[HandshakeRecord]) -> HandshakeRecord | None:
-    """Our record for tshark's stream: same 4-tuple (either orientation); when several,
-    the one whose time span holds tshark's first hello."""
+    """Our record for tshark's stream (``records`` of its transport): same 4-tuple (either
+    orientation); when several, the one whose time span holds tshark's first hello."""
     cands = [r for r in records
              if (r.client_ip, r.client_port, r.server_ip, r.server_port) == conn.key]
     if not cands:
@@ -234,10 +255,13 @@ def compare_file(path: Path) -> FileResult:
     result = FileResult(name=rel)
     records = collect([path], Run())  # any exception fails the test, with the file named
     result.records = len(records)
-    conns = tshark_connections(path)
+    tcp = [r for r in records if r.transport == "tcp"]
+    quic = [r for r in records if r.transport == "quic"]
+    conns = [(c, tcp) for c in tshark_connections(path)]
+    conns += [(c, quic) for c in tshark_connections(path, quic=True)]
     result.tshark_streams = len(conns)
-    for conn in conns:
-        rec = match(conn, records)
+    for conn, mine in conns:
+        rec = match(conn, mine)
         if rec is None:
             result.unmatched.append(f"{conn.client[0]}:{conn.client[1]}")
             continue
@@ -298,9 +322,10 @@ def test_agreement_with_tshark(results: list[FileResult]) -> None:
         agreed.update(r.agreed)
     total_c, total_a = sum(compared.values()), sum(agreed.values())
     print("\n" + _table(results))
-    print("per field: " + ", ".join(f"{f} {agreed[f]}/{compared[f]}" for f in COMPARED))
+    print("per field: " + ", ".join(f"{f} {agreed[f]}/{compared[f]}"
+                                    for f in (*COMPARED, *QUIC_COMPARED)))
     print(f"overall: {total_a}/{total_c} = {total_a / max(total_c, 1):.2%}")
-    assert all(compared[f] > 0 for f in COMPARED)
+    assert all(compared[f] > 0 for f in (*COMPARED, *QUIC_COMPARED))
     assert total_a / total_c >= MIN_AGREEMENT
 
 

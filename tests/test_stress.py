@@ -2,7 +2,10 @@
 
 Synthetic captures are written with ``struct`` to a temporary directory (raw IPv4 frames,
 link type 101): SYN floods, SYN + ClientHello floods (the hello is a real one from
-``sample_pcaps/``) and connections that each leave a large out-of-order buffer. Each is
+``sample_pcaps/``), connections that each leave a large out-of-order buffer, and floods of
+QUIC Initials to UDP 443 from as many clients, each with its own random Destination
+Connection ID (the first Initial of a real aioquic client, its DCID rewritten: each one
+makes a connection, keys derived from its DCID, and entries in the connection-ID index). Each is
 analysed in a fresh subprocess through the streaming API (records written as JSONL to
 ``/dev/null`` as they come), which reports its peak RSS (``VmHWM`` of
 ``/proc/self/status``), run time, records and the limits it hit. Checked: peak RSS under
@@ -162,6 +165,39 @@ def write_out_of_order(path: Path, connections: int, *, segments: int = 8, size:
             w.segment(t + 2 + k, client, server, seq, s_isn + 1, PSH | ACK, blob[:size])
     w.close()
     return w.packets
+
+
+def quic_initial() -> bytes:
+    """The first datagram of a real aioquic client: an Initial with its ClientHello."""
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+
+    client = QuicConnection(configuration=QuicConfiguration(
+        is_client=True, alpn_protocols=["h3"], server_name="www.example.com"))
+    client.connect(("10.200.0.1", 443), now=0.0)
+    return client.datagrams_to_send(now=0.0)[0][0]
+
+
+def write_quic_flood(path: Path, connections: int, *, rate: int = 100_000) -> int:
+    """One Initial per client to UDP 443, ``rate`` per second of packet time, each with a
+    random DCID of the same length."""
+    import random
+
+    initial = bytearray(quic_initial())
+    dcid_length = initial[5]
+    rng = random.Random(1)
+    f = open(path, "wb", buffering=1 << 22)  # noqa: SIM115 - closed below
+    f.write(file_header(linktype=101))
+    step = 1_000_000 // rate
+    for i in range(connections):
+        initial[6 : 6 + dcid_length] = rng.randbytes(dcid_length)
+        addr, port = _client(i)
+        udp = struct.pack("!HHHH", port, 443, 8 + len(initial), 0) + initial
+        ip = _IP.pack(0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, addr, SERVER)
+        sec, usec = divmod(i * step, 1_000_000)
+        f.write(_REC.pack(T0 + sec, usec, 20 + len(udp), 20 + len(udp)) + ip + udp)
+    f.close()
+    return connections
 
 
 # --- measuring in a subprocess ------------------------------------------------------------
@@ -331,6 +367,20 @@ def test_dtls_clienthello_flood_small(scratch: Path) -> None:
     check_evictions_reported(result, SMALL)
 
 
+QUIC_SMALL = 20_000
+"""Initials in the normal-suite QUIC flood (each costs key derivation: fewer than SMALL,
+still over MAX_HANDSHAKING_FLOWS)."""
+
+
+def test_quic_initial_flood_small(scratch: Path) -> None:
+    pytest.importorskip("aioquic")
+    frames = write_quic_flood(scratch / "quic.pcap", QUIC_SMALL)
+    result = measure(scratch / "quic.pcap")
+    check_bounded(result, frames)
+    check_evictions_reported(result, QUIC_SMALL)  # every Initial to 443 gets its record
+    assert result["anomalies"]["quic_undecryptable"] == QUIC_SMALL  # keys from each DCID
+
+
 # --- make stress ------------------------------------------------------------------------
 
 
@@ -343,6 +393,18 @@ def test_million_half_open_connections(scratch: Path, hello: bool) -> None:
     (scratch / "flood.pcap").unlink()
     check_bounded(result, frames)
     check_flood(result, n)
+    check_evictions_reported(result, n)
+
+
+@pytest.mark.slow
+def test_two_hundred_thousand_quic_initials(scratch: Path) -> None:
+    # 1.2 KB each (a padded Initial): 250 MB of capture; memory stays that of a full table.
+    pytest.importorskip("aioquic")
+    n = 200_000
+    frames = write_quic_flood(scratch / "quic-flood.pcap", n)
+    result = measure(scratch / "quic-flood.pcap")
+    (scratch / "quic-flood.pcap").unlink()
+    check_bounded(result, frames)
     check_evictions_reported(result, n)
 
 

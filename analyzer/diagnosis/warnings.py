@@ -28,6 +28,8 @@ CATALOGUE: Final = {
     "self_signed": "the leaf certificate is self-signed",
     "no_forward_secrecy": "the cipher suite has a static RSA or (EC)DH key exchange: a "
     "stolen server key decrypts recorded traffic",
+    "quic_fallback": "the client fell back to TCP after a QUIC attempt to the same server "
+    "failed or got no answer (on both records; set with the cross-connection evidence)",
     "cert_problem_ignored": "the handshake was established although the certificate is "
     "expired, not yet valid or does not cover the SNI: the client does not check it "
     "(curl -k, verification off)",

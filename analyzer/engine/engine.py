@@ -3,9 +3,11 @@
 One :class:`Engine` per capture (a file, or a live interface). It decodes each frame and
 routes it to its transport: a TCP segment to its connection
 (:class:`~analyzer.flows.tcp.TcpConnection`, found or created in the flow table, which
-feeds the connection's handshake core), a UDP datagram to the UDP seam
-(:mod:`analyzer.engine.udp`: QUIC or DTLS). It returns the records of connections that
-ended (both FINs, a RST, idle expiry by packet time, table limit, or end of capture). It
+feeds the connection's handshake core), a UDP datagram to its QUIC connection or DTLS
+association in the UDP flow table, found by 4-tuple or, for QUIC, by connection ID, or
+opened by the UDP seam (:mod:`analyzer.engine.udp`). It returns the records of
+connections that ended (both FINs, a RST, a QUIC CONNECTION_CLOSE once the peers' last
+datagrams are in, idle expiry by packet time, table limit, or end of capture). It
 does no I/O and never reads the clock: time comes from packets (and from
 :meth:`Engine.tick` in live capture).
 
@@ -28,17 +30,16 @@ from analyzer import limits
 from analyzer.anomalies import Anomaly
 from analyzer.decode import decode_frame, tcp_count_view
 from analyzer.decode.types import ACK, FIN, RST, SYN, Datagram, IcmpUnreachable, Segment
-from analyzer.engine.udp import DTLS_PORTS, open_connection
+from analyzer.engine.udp import DTLS_PORTS, QUIC_PORTS, UdpSeam
 from analyzer.flows.connection import Connection, DatagramConnection
 from analyzer.flows.preamble import DEFAULT_TLS_PORTS
 from analyzer.flows.table import FlowTable
 from analyzer.flows.tcp import TcpConnection
+from analyzer.quic.connection import QuicConnection
 from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 from analyzer.tls.keylog import KeyLog
 
-QUIC_PORTS = frozenset({443, 8443})
-"""UDP ports whose traffic is counted as QUIC in the summary."""
 _EXPIRY_INTERVAL = 1.0
 """Seconds of packet time between two scans for idle connections."""
 
@@ -50,7 +51,10 @@ class CaptureStats:
     frames: int = 0
     tcp_segments: int = 0
     udp_quic: int = 0
-    """UDP datagrams to or from port 443 (likely QUIC): counted, not analyzed."""
+    """UDP datagrams to or from a QUIC port (443) that belong to no connection analyzed
+    (a QUIC connection whose start the capture missed, other traffic on that port)."""
+    quic_datagrams: int = 0
+    """UDP datagrams of the QUIC connections analyzed."""
     udp_other: int = 0
     other: int = 0
     connections: int = 0
@@ -83,7 +87,16 @@ class Engine:
         self.table: FlowTable[TcpConnection] = table if table is not None else FlowTable()
         self.udp_table: FlowTable[DatagramConnection] = FlowTable()
         """QUIC connections and DTLS associations (:mod:`analyzer.engine.udp`)."""
-        self.udp_ports = DTLS_PORTS | frozenset(tls_ports)
+        self.udp = UdpSeam(
+            dtls_ports=DTLS_PORTS | frozenset(tls_ports),
+            quic_ports=QUIC_PORTS | frozenset(tls_ports),
+            keylog=keylog,
+        )
+        """Opens QUIC connections and DTLS associations; finds QUIC connections by ID."""
+        self._draining: OrderedDict[int, tuple[float, QuicConnection]] = OrderedDict()
+        """QUIC connections (by id) after a visible CONNECTION_CLOSE, with the packet time
+        after which they are reported (``QUIC_CLOSE_DRAIN``), in that order; one leaves
+        when it is reported, so this holds no more than the UDP flow table."""
         self.stats = CaptureStats()
         self._next_expiry = 0.0
         self._closed: OrderedDict[tuple[bytes, int, bytes, int], float] = OrderedDict()
@@ -128,10 +141,6 @@ class Engine:
             st.tcp_segments += 1
             self._segment(seg, out)
         elif type(seg) is Datagram:
-            if seg.sport in QUIC_PORTS or seg.dport in QUIC_PORTS:
-                st.udp_quic += 1
-            else:
-                st.udp_other += 1
             self._datagram(seg, out)
         elif type(seg) is IcmpUnreachable:
             st.other += 1
@@ -156,31 +165,64 @@ class Engine:
         return out
 
     def _datagram(self, dgram: Datagram, out: list[HandshakeRecord]) -> None:
-        """A UDP datagram: to its QUIC connection or DTLS association, or the start of
-        one (:func:`analyzer.engine.udp.open_connection`)."""
+        """A UDP datagram: to its QUIC connection (by 4-tuple, else by connection ID) or
+        DTLS association, or the start of one (:class:`analyzer.engine.udp.UdpSeam`)."""
         table = self.udp_table
+        seam = self.udp
         conn = table.get((dgram.src, dgram.sport, dgram.dst, dgram.dport))
+        if conn is not None:
+            from_client = dgram.src == conn.key[0] and dgram.sport == conn.key[1]
+            if isinstance(conn, QuicConnection) and conn.starts_anew(from_client,
+                                                                     dgram.payload):
+                # The client's port was reused for a new connection: the old one ends.
+                table.remove(conn)
+                self._report(conn, conn.close_reason(), out)
+                conn = None
         if conn is None:
-            conn = open_connection(dgram, ports=self.udp_ports)
-            if conn is None:
-                return
-            self.stats.connections += 1
-            table.add(conn)
-            self._evict(table, dgram.ts, out)
+            moved = seam.find(dgram.payload)
+            if moved is not None:
+                conn, from_client = moved  # the same connection on another 4-tuple
+            else:
+                conn = seam.open(dgram)
+                if conn is None:
+                    self._count_udp(dgram, None)
+                    return
+                from_client = dgram.src == conn.key[0] and dgram.sport == conn.key[1]
+                self.stats.connections += 1
+                table.add(conn)
+                self._evict(table, dgram.ts, out)
+        self._count_udp(dgram, conn)
         conn.packets += 1
+        if dgram.truncated:
+            conn.anomaly(Anomaly.SNAPLEN_TRUNCATED)  # its payload is cut: not all was read
         if dgram.ts > conn.last_ts:
             conn.last_ts = dgram.ts
-        from_client = dgram.src == conn.key[0] and dgram.sport == conn.key[1]
         if conn.settled:
             conn.datagram(from_client, dgram.payload, dgram.ts)  # counted only
             return
         conn.datagram(from_client, dgram.payload, dgram.ts)
         settled = conn.is_settled()
+        if isinstance(conn, QuicConnection):
+            seam.learn(conn)
+            if conn.closed_at is not None:
+                self._draining[id(conn)] = (conn.closed_at + limits.QUIC_CLOSE_DRAIN, conn)
+                if self.report_at_settle and not conn.reported and conn.relevant():
+                    conn.reported = True
+                    out.append(conn.record(self.capture, "connection_close", None))
         if settled or conn.established:
             table.mark_settled(conn)
             if self.report_at_settle and settled and not conn.reported and conn.relevant():
                 conn.reported = True
                 out.append(conn.record(self.capture, "open", None))
+
+    def _count_udp(self, dgram: Datagram, conn: DatagramConnection | None) -> None:
+        st = self.stats
+        if isinstance(conn, QuicConnection):
+            st.quic_datagrams += 1
+        elif conn is None and (dgram.sport in QUIC_PORTS or dgram.dport in QUIC_PORTS):
+            st.udp_quic += 1
+        else:
+            st.udp_other += 1
 
     def finish(self) -> list[HandshakeRecord]:
         """End of capture: report every connection still open."""
@@ -195,7 +237,7 @@ class Engine:
             if out:
                 yield out.pop()
         for udp in self.udp_table.drain():
-            self._report(udp, "capture_end", out)
+            self._report(udp, udp.close_reason(), out)
             if out:
                 yield out.pop()
 
@@ -321,11 +363,21 @@ class Engine:
     def _expire(self, now: float, out: list[HandshakeRecord]) -> None:
         for conn in self.table.expired(now):
             self._report(conn, conn.close_reason(idle=True), out)
+        draining = self._draining
+        while draining:
+            deadline, closed = next(iter(draining.values()))
+            if deadline >= now:
+                break
+            self.udp_table.remove(closed)
+            self._report(closed, "connection_close", out)  # (it leaves the queue there)
         for udp in self.udp_table.expired(now):
             self._report(udp, udp.close_reason(idle=True), out)
 
     def _report(self, conn: Connection, close: str, out: list[HandshakeRecord]) -> None:
         conn.closed = True
+        if isinstance(conn, QuicConnection):
+            self.udp.forget(conn)
+            self._draining.pop(id(conn), None)
         if conn.reported and not self.report_at_settle:
             return
         if conn.reported:

@@ -79,6 +79,13 @@ class TransportFacts:
     dtls_client_incomplete: int | None = None
     """DTLS: each side's handshake messages that never arrived whole."""
     dtls_server_incomplete: int | None = None
+    quic_close_code: int | None = None
+    quic_close_application: bool = False
+    quic_close_reason: str | None = None
+    quic_server_versions: tuple[str, ...] = ()
+    quic_client_handshake_packets: int = 0
+    quic_server_handshake_packets: int = 0
+    quic_client_one_rtt_packets: int = 0
 
 
 def build_record(
@@ -161,6 +168,13 @@ def build_record(
         "dtls_server_datagrams": facts.dtls_server_datagrams,
         "dtls_client_incomplete": facts.dtls_client_incomplete,
         "dtls_server_incomplete": facts.dtls_server_incomplete,
+        "quic_close_code": facts.quic_close_code,
+        "quic_close_application": facts.quic_close_application,
+        "quic_close_reason": facts.quic_close_reason,
+        "quic_server_versions": list(facts.quic_server_versions),
+        "quic_client_handshake_packets": facts.quic_client_handshake_packets,
+        "quic_server_handshake_packets": facts.quic_server_handshake_packets,
+        "quic_client_one_rtt_packets": facts.quic_client_one_rtt_packets,
         "close_by": facts.close_by,
         "server_first_bytes": core.server_first_bytes,
         "client_first_bytes": core.client_first_bytes,

@@ -1,11 +1,13 @@
 """QUIC, sans-IO: Initial packets read without keys, the TLS handshake in their CRYPTO frames.
 
-The engine's UDP seam asks :func:`peek_long_header` (version and connection IDs of a
-datagram's first packet, no crypto) and :func:`short_header_dcid`, creates one
-:class:`QuicConnectionParser` per connection, feeds it each datagram with its direction,
-passes the TLS events it returns (``HandshakeMsg``, ``Alert``) to the handshake core, reads
-:meth:`QuicConnectionParser.facts` into the record and, with a key log, installs handshake
-secrets (:meth:`QuicConnectionParser.install_handshake_secret`).
+The engine's UDP seam (:mod:`analyzer.engine.udp`) asks :func:`peek_long_header` (version
+and connection IDs of a datagram's first packet, no crypto) and :func:`short_header_dcid`,
+and creates one :class:`analyzer.quic.connection.QuicConnection` per connection: the
+transport adapter that owns a :class:`QuicConnectionParser`, feeds it each datagram with
+its direction, passes the TLS events it returns (``HandshakeMsg``, ``Alert``) to the
+handshake core, installs handshake secrets from a key log
+(:meth:`QuicConnectionParser.install_handshake_secret`) and reads
+:meth:`QuicConnectionParser.facts` into the record.
 
 RFCs: 8999 (invariants), 9000 (transport), 9001 (QUIC-TLS), 9369 (QUIC v2).
 """

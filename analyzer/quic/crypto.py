@@ -14,8 +14,9 @@ What it does:
 
 What it does not do: key updates or 1-RTT keys, choose which keys a packet needs (the
 connection parser does), or parse headers (:mod:`analyzer.quic.packet`). Every derivation
-goes through :mod:`analyzer.tls.keyschedule`; every cipher comes from ``cryptography``.
-Keys never leave this module as text: :class:`PacketKeys`'s repr shows only its suite.
+goes through :mod:`analyzer.tls.keyschedule`; every cipher comes from ``cryptography``,
+imported at the first packet that needs it (``import analyzer`` stays light). Keys never
+leave this module as text: :class:`PacketKeys`'s repr shows only its suite.
 """
 
 from __future__ import annotations
@@ -23,12 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-
 from analyzer.quic.versions import VersionInfo
-from analyzer.tls.keyschedule import hkdf_expand_label, hkdf_extract
 
 SAMPLE_LENGTH: Final = 16
 """RFC 9001 §5.4.2: the header-protection sample is 16 bytes of ciphertext, taken 4 bytes
@@ -95,6 +91,8 @@ class PacketKeys:
 
     def mask(self, sample: bytes) -> bytes:
         """The 5-byte header-protection mask for a 16-byte sample (RFC 9001 §5.4.3-4)."""
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         if self._chacha:
             # ChaCha20: counter = sample[0:4] little-endian, nonce = sample[4:16]; that is
             # exactly cryptography's 16-byte ChaCha20 "nonce" argument.
@@ -110,6 +108,9 @@ class PacketKeys:
         where its Packet Number field starts, ``largest_pn`` the largest packet number
         authenticated so far in this packet number space (-1 if none).
         """
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
         sample_at = pn_offset + 4
         if len(packet) < sample_at + SAMPLE_LENGTH:
             return None
@@ -150,6 +151,8 @@ def packet_keys(suite: int, secret: bytes, label_prefix: bytes = b"quic ") -> Pa
     ``suite`` must be a key of :data:`SUITES`; ``label_prefix`` is the version's
     (``quicv2 `` for QUIC v2).
     """
+    from analyzer.tls.keyschedule import hkdf_expand_label
+
     info = SUITES[suite]
     h = info.hash_name
     return PacketKeys(
@@ -162,6 +165,8 @@ def packet_keys(suite: int, secret: bytes, label_prefix: bytes = b"quic ") -> Pa
 
 def initial_secrets(version: VersionInfo, dcid: bytes) -> tuple[bytes, bytes]:
     """``(client_initial_secret, server_initial_secret)`` (RFC 9001 §5.2)."""
+    from analyzer.tls.keyschedule import hkdf_expand_label, hkdf_extract
+
     initial = hkdf_extract("sha256", version.initial_salt, dcid)
     return (
         hkdf_expand_label("sha256", initial, b"client in", b"", 32),
@@ -181,6 +186,8 @@ def retry_tag_valid(version: VersionInfo, original_dcid: bytes, retry: bytes) ->
     """Whether a Retry packet's last 16 bytes are its integrity tag (RFC 9001 §5.8):
     the AES-128-GCM tag over the Retry Pseudo-Packet (the client's original DCID, then
     the Retry without its tag). None for versions without a tag or a packet too short."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     if version.retry_key is None or version.retry_nonce is None or len(retry) < TAG_LENGTH:
         return None
     pseudo = bytes([len(original_dcid)]) + original_dcid + retry[:-TAG_LENGTH]

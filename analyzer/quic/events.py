@@ -150,7 +150,9 @@ class QuicFacts:
     server: PacketCounts
     client_initial_repeats: int
     """Datagrams with a client Initial sent after the first while the server had sent
-    nothing: the client repeating itself into silence."""
+    nothing, that brought no CRYPTO data beyond what earlier ones carried (the second part
+    of a ClientHello longer than one datagram is no repeat): the client repeating itself
+    into silence."""
     retry: Retry | None
     closes: tuple[ConnectionClose, ...]
     """The first CONNECTION_CLOSE of each side that sent one, in the order seen."""

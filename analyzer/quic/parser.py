@@ -12,8 +12,10 @@ TLS handshake messages without records, RFC 9001 §4). Handshake, 0-RTT and 1-RT
 are counted without keys; with a handshake traffic secret installed
 (:meth:`~QuicConnectionParser.install_handshake_secret`, from a key log), Handshake packets
 are decrypted the same way and EncryptedExtensions, Certificate, CertificateVerify and
-Finished come out too. It builds Zeek's quic.log ``history`` as packets come
-(:mod:`analyzer.quic.history`).
+Finished come out too, marked ``decrypted`` (as the TCP path marks what a key log opened);
+a CRYPTO_ERROR close becomes a fatal :class:`~analyzer.tls.events.Alert`, ``encrypted``
+and ``decrypted`` when it came in a Handshake packet. It builds Zeek's quic.log
+``history`` as packets come (:mod:`analyzer.quic.history`).
 
 What it does not do: decide which datagrams belong to the connection (the engine does,
 with :func:`~analyzer.quic.packet.peek_long_header`), judge the handshake, read key logs,
@@ -25,6 +27,8 @@ and, only while data is out of order or secrets are awaited, buffers bounded by
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_QUIC_PENDING_PACKETS, MAX_QUIC_VERSIONS
@@ -46,6 +50,7 @@ from analyzer.quic.frames import ConnectionClose as CloseFrame
 from analyzer.quic.history import ZeekQuicHistory
 from analyzer.quic.packet import (
     FIXED_BIT,
+    FORM_BIT,
     LongPacket,
     RetryPacket,
     ShortPacket,
@@ -155,6 +160,25 @@ class QuicConnectionParser:
                                                        strict=True) if done),
         )
 
+    def packet_count(self, from_client: bool, packet_type: PacketType) -> int:
+        """Packets of one type one side sent so far (cheaper than :meth:`facts`)."""
+        return self._counts[CLIENT if from_client else SERVER][_TYPE_INDEX[packet_type]]
+
+    @property
+    def server_answered(self) -> bool:
+        """The server sent an Initial, Handshake or 1-RTT packet (not only Retry or VN)."""
+        return self._server_answered
+
+    def connection_ids(self) -> tuple[tuple[bytes, bool], ...]:
+        """The connection IDs seen so far, each with whether packets carrying it as their
+        DCID go to the client: the client's first DCID, the Retry's and the server's
+        latest SCID (to the server), the client's latest SCID (to the client)."""
+        found = [(self._original_dcid, False), (self._scids[SERVER], False),
+                 (self._scids[CLIENT], True)]
+        if self._retry is not None:
+            found.append((self._retry.scid, False))
+        return tuple((cid, to_client) for cid, to_client in found if cid)
+
     def short_dcid_length(self, to_client: bool) -> int:
         """Length of the DCID in short headers sent to that side: the length of the
         connection ID that side chose (its long headers' SCID); 0 until one was seen."""
@@ -196,6 +220,7 @@ class QuicConnectionParser:
         events: list[QuicEvent] = []
         split = split_datagram(data, self.short_dcid_length(to_client=not from_client))
         zeek = True  # Zeek still reads this datagram
+        progress = self._initial_progress()
         has_initial = False
         for first, packet in split.packets:
             if zeek and not first & FIXED_BIT:
@@ -217,15 +242,40 @@ class QuicConnectionParser:
         if zeek and split.rest and not split.rest[0] & FIXED_BIT:
             self._history.discarded(from_client)  # zero padding after the packets
         self._replay(side, events)  # the ServerHello may have just given the cipher suite
+        new_crypto = self._initial_progress() != progress
         if side == SERVER:
             self._unanswered = 0
             self._server_answered |= any(
                 isinstance(packet, LongPacket | ShortPacket) for _, packet in split.packets)
         elif has_initial:
             self._unanswered += 1
-            if self._unanswered > 1 and not self._server_answered:
-                self._repeats += 1
+            if self._unanswered > 1 and not self._server_answered and not new_crypto:
+                self._repeats += 1  # (the next part of a long ClientHello is no repeat)
         return events
+
+    def counted(self, from_client: bool, data: bytes, ts: float) -> None:
+        """A datagram of a connection whose handshake is settled: a short-header datagram
+        (one 1-RTT packet, RFC 9000 §12.2) is only counted, from its first byte, with its
+        history letter; any other is read as :meth:`datagram` reads it (rare once
+        settled), its events dropped."""
+        if not data or data[0] & FORM_BIT:
+            self.datagram(from_client, data, ts)
+            return
+        side = CLIENT if from_client else SERVER
+        if self._first_ts[side] is None:
+            self._first_ts[side] = ts
+        self._last_ts[side] = ts
+        if not data[0] & FIXED_BIT:
+            self._history.discarded(from_client)
+            return
+        self._counts[side][_TYPE_INDEX[PacketType.one_rtt]] += 1
+        self._history.short_packet(from_client)
+
+    def _initial_progress(self) -> int:
+        """CRYPTO bytes of the client's Initials received so far, in order or held (a
+        datagram that does not change it brought nothing new: a repeat)."""
+        state = self._levels[CLIENT][INITIAL]
+        return 0 if state is None else state.stream.delivered + state.stream.pending
 
     # -- packet types ------------------------------------------------------------------
 
@@ -344,9 +394,12 @@ class QuicConnectionParser:
         if not data:
             return
         for event in state.reassembler.add(data):
-            events.append(event)
             if not isinstance(event, HandshakeMsg):
+                events.append(event)
                 continue
+            if level == HANDSHAKE:
+                event = replace(event, decrypted=True)  # opened with a key log's secret
+            events.append(event)
             state.messages += 1
             if level == INITIAL and state.messages == 1 and zeek_reads:
                 hello = HandshakeType.client_hello if side == CLIENT else HandshakeType.server_hello
@@ -369,8 +422,10 @@ class QuicConnectionParser:
         events.append(close)
         alert = close.tls_alert
         if alert is not None:
-            events.append(Alert(level=AlertLevel.fatal, description=alert, encrypted=False,
-                                length=0))
+            # In an Initial anyone can read it; in a Handshake packet only a key log did.
+            hidden = packet_type is PacketType.handshake
+            events.append(Alert(level=AlertLevel.fatal, description=alert, encrypted=hidden,
+                                length=0, decrypted=hidden))
 
     def _short(self, side: int, packet: ShortPacket, zeek: bool, events: list[QuicEvent]) -> None:
         self._count(side, _TYPE_INDEX[PacketType.one_rtt])

@@ -212,13 +212,25 @@ def _overview(data: Mapping[str, Any], run: Run | None) -> Html:
                 tag("ul", join(tag("li", tag("code", c)) for c in captures)),
             )
         )
+    transports = data.get("transport_mix", [])
+    if any(row["transport"] != "tcp" for row in transports):
+        versions = ", ".join(f"{v}: {n}" for v, n in data.get("quic_versions", {}).items())
+        counts = "; ".join(
+            f"{row['transport'].upper()} {row['connections']} ({row['established']} "
+            f"established, {row['failed']} failed)"
+            for row in transports
+        )
+        parts.append(
+            tag("p", f"Transports: {counts}."
+                + (f" QUIC versions: {versions}." if versions else ""), class_="muted")
+        )
     quic = data["udp_quic_datagrams"]
     if quic:
         parts.append(
             tag(
                 "p",
-                f"{quic} UDP datagrams on port 443 (likely QUIC) were counted but not analyzed: "
-                "QUIC and DTLS handshakes are not covered yet.",
+                f"{quic} UDP datagrams on port 443 belonged to no connection analyzed (their "
+                "connection started before the capture, or they are not QUIC).",
                 class_="warn",
             )
         )

@@ -120,11 +120,27 @@ def print_summary(console: Console, data: Mapping[str, Any]) -> None:
                 text(row[key]), str(row["connections"]), str(row["established"]), str(row["failed"])
             )
         console.print(mix)
+    transports = data.get("transport_mix", [])
+    if any(row["transport"] != "tcp" for row in transports):
+        mix = _table(
+            "Transports", [("transport", "left"), ("connections", "right"),
+                           ("established", "right"), ("failed", "right")]
+        )  # fmt: skip
+        for row in transports:
+            name = text(row["transport"])
+            if row["transport"] == "quic" and data.get("quic_versions"):
+                versions = ", ".join(f"{v} {n}" for v, n in data["quic_versions"].items())
+                name = text(f"quic ({versions})")
+            mix.add_row(
+                name, str(row["connections"]), str(row["established"]), str(row["failed"])
+            )
+        console.print(mix)
     quic = data["udp_quic_datagrams"]
     console.print(
         Text(
-            f"QUIC: {quic} UDP datagrams on port 443 were counted, not analyzed"
-            + (" (QUIC and DTLS handshakes are not covered yet)." if quic else "."),
+            f"QUIC: {quic} UDP datagrams on port 443 belonged to no connection analyzed"
+            + (" (their connection started before the capture, or they are not QUIC)."
+               if quic else "."),
             style="yellow" if quic else "dim",
         )
     )

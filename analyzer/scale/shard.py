@@ -4,9 +4,14 @@ Every worker reads the whole file and keeps the frames of its own shard. A frame
 is a symmetric hash of its endpoints, so both directions of a connection land in the same
 shard and every connection is seen whole by exactly one worker:
 
-- TCP and UDP packets that are not IP fragments: the two (address, port) endpoints;
-- ICMP destination-unreachable errors quoting a TCP segment or a UDP datagram: the
-  endpoints of the quoted packet, so the error reaches the worker that tracks its connection;
+- TCP segments that are not IP fragments: the two (address, port) endpoints;
+- UDP datagrams that are not IP fragments: the endpoint with the lower port (the
+  server's, for QUIC and DTLS; both endpoints when the ports are equal). A QUIC connection
+  is followed by connection ID across 4-tuples (a client that migrates or is rebound by a
+  NAT keeps its server but not its address or port), so all its datagrams must reach one
+  worker; the price is that one busy QUIC server's connections share a worker;
+- ICMP destination-unreachable errors quoting a TCP segment or a UDP datagram: the key of
+  the quoted packet, so the error reaches the worker that tracks its connection;
 - IP fragments and other IP packets: the two addresses (fragments carry no ports; the
   decoder skips fragments anyway, so they belong to no connection and are only counted);
 - frames that are not IP at all: shard 0, which counts them.
@@ -64,14 +69,25 @@ def _mix(a: int, b: int, ports: int) -> int:
     return mixed
 
 
+def _udp_key(src: int, sport: int, dst: int, dport: int) -> int:
+    """The shard hash of a UDP datagram: its lower-port endpoint (see the module text)."""
+    if sport == dport:
+        return _mix(src, dst, 0)
+    addr, port = (src, sport) if sport < dport else (dst, dport)
+    mixed: int = (addr * 0x9E3779B1 + port) * 0x85EBCA77 >> 29
+    return mixed
+
+
 def _ip_key(data: bytes, off: int, version: int) -> int | None:
     """Hash of the endpoints of the IP packet at ``off``, or None to decode instead."""
     n = len(data)
     if version == 4:
         if off + 24 <= n:
             vihl, frag, proto, src, dst, sport, dport = _ipv4_tcp(data, off)
-            if vihl == 0x45 and not frag & 0x3FFF and proto in (_TCP, _UDP):
+            if vihl == 0x45 and not frag & 0x3FFF and proto == _TCP:
                 return _mix(src, dst, sport ^ dport)
+            if vihl == 0x45 and not frag & 0x3FFF and proto == _UDP:
+                return _udp_key(src, sport, dst, dport)
         if off + 20 > n:
             return None
         ihl = (data[off] & 0x0F) << 2
@@ -83,14 +99,19 @@ def _ip_key(data: bytes, off: int, version: int) -> int | None:
             return None  # maybe an error about a TCP segment: decode
         if frag or data[off + 9] not in (_TCP, _UDP) or ihl < 20 or at + 4 > n:
             return _mix(src, dst, 0)
-        ports = ((data[at] << 8) | data[at + 1]) ^ ((data[at + 2] << 8) | data[at + 3])
-        return _mix(src, dst, ports)
+        sport, dport = (data[at] << 8) | data[at + 1], (data[at + 2] << 8) | data[at + 3]
+        if data[off + 9] == _UDP:
+            return _udp_key(src, sport, dst, dport)
+        return _mix(src, dst, sport ^ dport)
     if off + 44 > n or data[off + 6] not in (_TCP, _UDP):
         return None  # short, an extension header (maybe a fragment), ICMPv6, no ports: decode
     at = off + 40
-    ports = ((data[at] << 8) | data[at + 1]) ^ ((data[at + 2] << 8) | data[at + 3])
+    sport, dport = (data[at] << 8) | data[at + 1], (data[at + 2] << 8) | data[at + 3]
     src = int.from_bytes(data[off + 8 : off + 24], "big")
-    return _mix(src, int.from_bytes(data[off + 24 : off + 40], "big"), ports)
+    dst = int.from_bytes(data[off + 24 : off + 40], "big")
+    if data[off + 6] == _UDP:
+        return _udp_key(src, sport, dst, dport)
+    return _mix(src, dst, sport ^ dport)
 
 
 def _network(linktype: int, data: bytes) -> tuple[int, int] | None:
@@ -126,7 +147,7 @@ def frame_key(frame: Frame) -> int:
     if linktype == _ETHERNET and len(data) >= 38 and data[12:14] == b"\x08\x00":
         # The common case inline: Ethernet, IPv4 without options, TCP or UDP.
         vihl, frag, proto, src, dst, sport, dport = _ipv4_tcp(data, 14)
-        if vihl == 0x45 and not frag & 0x3FFF and proto in (_TCP, _UDP):
+        if vihl == 0x45 and not frag & 0x3FFF and proto == _TCP:
             mixed: int = ((src ^ dst) * 0x9E3779B1 + (sport ^ dport)) * 0x85EBCA77 >> 29
             return mixed  # _mix, inline
         key = _ip_key(data, 14, 4)
@@ -136,11 +157,17 @@ def frame_key(frame: Frame) -> int:
     if key is not None:
         return key
     seg = decode_frame(frame.ts, linktype, data, frame.wirelen)
-    if type(seg) is Segment or type(seg) is Datagram:
+    if type(seg) is Segment:
         src = int.from_bytes(seg.src, "big")
         return _mix(src, int.from_bytes(seg.dst, "big"), seg.sport ^ seg.dport)
+    if type(seg) is Datagram:
+        return _udp_key(int.from_bytes(seg.src, "big"), seg.sport,
+                        int.from_bytes(seg.dst, "big"), seg.dport)
     if type(seg) is IcmpUnreachable:
         qsrc, sport, qdst, dport = seg.key
+        if seg.udp:
+            return _udp_key(int.from_bytes(qsrc, "big"), sport, int.from_bytes(qdst, "big"),
+                            dport)
         return _mix(int.from_bytes(qsrc, "big"), int.from_bytes(qdst, "big"), sport ^ dport)
     return 0
 
@@ -197,7 +224,7 @@ class ShardEngine(Engine):
             data = frame.data
             if frame.linktype == _ETHERNET and len(data) >= 38 and data[12:14] == b"\x08\x00":
                 vihl, frag, proto, src, dst, sport, dport = unpack(data, 14)
-                if vihl == 0x45 and not frag & 0x3FFF and proto in (_TCP, _UDP):
+                if vihl == 0x45 and not frag & 0x3FFF and proto == _TCP:
                     k = ((src ^ dst) * 0x9E3779B1 + (sport ^ dport)) * 0x85EBCA77 >> 29
                 else:
                     k = key(frame)

@@ -45,8 +45,10 @@ MAX_LEN = {
     "frame": 2048,
     "keys": 4096,
     "dtls": 8 * 1024,
+    "quic": 16 * 1024,
 }
-"""libFuzzer -max_len per target: the capture seeds are up to 32 KB, the others smaller."""
+"""libFuzzer -max_len per target: the capture seeds are up to 32 KB, the others smaller (a
+QUIC handshake with its key log is about 10 KB of datagrams)."""
 INPUT_TIMEOUT = 10
 """Seconds one input may take before it counts as a hang."""
 RSS_LIMIT_MB = 1024

@@ -7,7 +7,11 @@
 - ``frame``: the first ``FRAMES_PER_FILE`` frames of every sample, with their link type,
   and the real ICMP/ICMPv6 port-unreachable frames of ``tests/test_decode.py``;
 - ``hello``: every ClientHello, ServerHello, Certificate and ServerKeyExchange body found
-  in those streams, with the selector byte in front, plus one SSLv2-compatible hello.
+  in those streams, with the selector byte in front, plus one SSLv2-compatible hello;
+- ``quic``: connections between a real aioquic client and server run in memory
+  (:mod:`tests.quic_frames`: a handshake with and without its key log and with the client
+  moving to another port, an ALPN refusal, Initials into silence), as the target's input
+  (the samples hold no QUIC).
 
 The streams are put together naively (segments sorted by sequence number, stopping at the
 first hole): a seed only has to be a good starting point, not a faithful reassembly.
@@ -31,7 +35,13 @@ if str(ROOT) not in sys.path:
 from analyzer.decode import decode_frame  # noqa: E402
 from analyzer.decode.types import ACK, SYN, Segment  # noqa: E402
 from analyzer.sources import CaptureReader  # noqa: E402
-from tests.fuzz.targets import HELLO_PARSERS, KEY_SUITES, LINKTYPES, dtls_script  # noqa: E402
+from tests.fuzz.targets import (  # noqa: E402
+    HELLO_PARSERS,
+    KEY_SUITES,
+    LINKTYPES,
+    dtls_script,
+    quic_input,
+)
 
 SAMPLES = ROOT / "sample_pcaps"
 MAX_FILE_SEED = 32 * 1024
@@ -140,10 +150,41 @@ def handshake_bodies(stream: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
+def quic_seeds() -> dict[str, bytes]:
+    """Inputs of the ``quic`` target from aioquic peers (none without aioquic)."""
+    import importlib.util
+    import tempfile
+
+    if importlib.util.find_spec("aioquic") is None:
+        return {}
+    from tests.harness.pki import TestPKI
+    from tests.quic_frames import exchange
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pki = TestPKI(Path(tmp))
+        cert = pki.server("www.example.com")
+        runs = {
+            "handshake": exchange(cert.chain, cert.key, cafile=pki.root, keylog=True, pings=2),
+            "alpn-refused": exchange(cert.chain, cert.key, cafile=pki.root,
+                                     client_alpn=["hq-interop"]),
+            "silence": exchange(cert.chain, cert.key, cafile=pki.root, drop_server=True,
+                                duration=1.0),
+        }
+    out = {}
+    for name, run in runs.items():
+        datagrams = [(from_client, data) for _, from_client, data in run.datagrams]
+        out[name] = quic_input(datagrams)
+        if run.keylog:
+            out[f"{name}-keylog"] = quic_input(datagrams, keylog=run.keylog)
+            out[f"{name}-moved"] = quic_input(datagrams, move=True)
+    return out
+
+
 def seeds() -> dict[str, dict[str, bytes]]:
     """Target -> seed name -> bytes."""
     out: dict[str, dict[str, bytes]] = {
-        "capture": {}, "tls_stream": {}, "hello": {}, "frame": {}, "keys": {}, "dtls": {}
+        "capture": {}, "tls_stream": {}, "hello": {}, "frame": {}, "keys": {}, "dtls": {},
+        "quic": quic_seeds(),
     }
     from tests.dtls_capture import KINDS, conversation
 

@@ -27,6 +27,14 @@ Targets (the first bytes of an input steer the target; the rest is the data):
     The whole-file path: the input is a capture file (pcap, pcapng, gzip) read by
     :class:`analyzer.sources.CaptureReader`, analysed by the engine, diagnosed, sharpened
     by cross-connection evidence and written as JSONL and CSV cells.
+``quic``
+    QUIC connections: the input is a series of datagrams (:func:`quic_input`: a control
+    byte, optionally a key log, then per datagram a direction byte, a 2-byte length and the
+    UDP payload). They go to one :class:`analyzer.quic.QuicConnectionParser` (whose facts
+    must stay within their limits), to the header look-ups the UDP seam uses, and, as UDP
+    frames (some on another 4-tuple, as a client that moved sends them), through the
+    engine, diagnosis and cross-connection evidence like a capture; the connection-ID
+    index stays bounded and is empty once every connection was reported.
 ``keys``
     Key logs and record decryption: the input, as text, is a key log
     (:class:`analyzer.tls.keylog.KeyLog`: its warnings never quote a line); as bytes, byte 0
@@ -71,6 +79,7 @@ from analyzer.record import (
     HandshakeRecord,
 )
 from analyzer.sources import CaptureReader
+from analyzer.sources.base import Frame
 from analyzer.tls import events as ev
 from analyzer.tls.certificate import chain_sha256, describe_leaf, name_matches
 from analyzer.tls.enums import HandshakeType
@@ -401,6 +410,94 @@ def dtls(data: bytes) -> None:
                                _OPTIONS))
 
 
+# --- quic -------------------------------------------------------------------------------
+
+QUIC_KEYLOG = 0x01
+"""Control bit: a key log (2-byte length, then its text) comes before the datagrams."""
+QUIC_MOVE = 0x02
+"""Control bit: from the fourth datagram on, the client sends from another port."""
+_QUIC_CLIENT = (bytes([10, 99, 0, 2]), 50000)
+_QUIC_SERVER = (bytes([10, 99, 0, 1]), 443)
+
+
+def quic_input(datagrams: Iterable[tuple[bool, bytes]], keylog: str = "",
+               move: bool = False) -> bytes:
+    """An input of the ``quic`` target (the seeds are made with it)."""
+    control = (QUIC_KEYLOG if keylog else 0) | (QUIC_MOVE if move else 0)
+    out = bytearray([control])
+    if keylog:
+        text = keylog.encode()[:0xFFFF]
+        out += len(text).to_bytes(2, "big") + text
+    for from_client, payload in datagrams:
+        out += bytes([from_client]) + len(payload[:0xFFFF]).to_bytes(2, "big") + payload
+    return bytes(out)
+
+
+def _quic_parts(data: bytes) -> tuple[int, str, list[tuple[bool, bytes]]]:
+    control, pos, text = data[0], 1, ""
+    if control & QUIC_KEYLOG and len(data) >= 3:
+        size = int.from_bytes(data[1:3], "big")
+        text, pos = data[3 : 3 + size].decode("utf-8", "replace"), 3 + size
+    datagrams = []
+    while pos + 3 <= len(data):
+        size = int.from_bytes(data[pos + 1 : pos + 3], "big")
+        datagrams.append((bool(data[pos] & 1), data[pos + 3 : pos + 3 + size]))
+        pos += 3 + size
+    return control, text, datagrams
+
+
+def _udp_frame(ts: float, src: tuple[bytes, int], dst: tuple[bytes, int],
+               payload: bytes) -> Frame:
+    """Ethernet, IPv4 (no checksum needed by the decoder) and UDP around ``payload``."""
+    udp = src[1].to_bytes(2, "big") + dst[1].to_bytes(2, "big") \
+        + (8 + len(payload)).to_bytes(2, "big") + b"\x00\x00" + payload
+    ip = b"\x45\x00" + (20 + len(udp)).to_bytes(2, "big") + b"\x00\x00\x40\x00\x40\x11\x00\x00" \
+        + src[0] + dst[0]
+    data = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00" + ip + udp
+    return Frame(ts, 1, data, len(data))
+
+
+def quic(data: bytes) -> None:
+    from analyzer.quic import QuicConnectionParser, peek_long_header, short_header_dcid
+    from analyzer.tls.keylog import KeyLog
+
+    if not data:
+        return
+    control, text, datagrams = _quic_parts(data)
+    keylog = None
+    if text:
+        keylog = KeyLog(max_entries=8)
+        keylog.add_text(text, source="fuzz")
+    parser = QuicConnectionParser(await_secrets=keylog is not None)
+    for n, (from_client, payload) in enumerate(datagrams):
+        parser.datagram(from_client, payload, 1.0 + n)
+        ids = peek_long_header(payload)
+        check(ids is None or (len(ids.dcid) <= 255 and len(ids.scid) <= 255), "CID length")
+        short = short_header_dcid(payload, 8)
+        check(short is None or len(short) == 8, "short header DCID length")
+    facts = parser.facts()
+    check(len(facts.offered_versions) <= limits.MAX_QUIC_VERSIONS, "versions over the limit")
+    check(all(len(row) <= limits.MAX_HISTORY for row in facts.history_rows), "history length")
+    check(len(facts.closes) <= 2, "more than one close per side")
+    moved = (_QUIC_CLIENT[0], _QUIC_CLIENT[1] + 1)
+    frames = []
+    for n, (from_client, payload) in enumerate(datagrams):
+        client = moved if control & QUIC_MOVE and n >= 3 else _QUIC_CLIENT
+        src, dst = (client, _QUIC_SERVER) if from_client else (_QUIC_SERVER, client)
+        frames.append(_udp_frame(1.0 + n * 0.5, src, dst, payload))
+    engine = Engine("fuzz.pcap", keylog=keylog)
+    records = []
+    for f in frames:
+        records += engine.feed(f)
+        check(len(engine.udp) <= len(engine.udp_table) * limits.MAX_QUIC_ROUTING_IDS,
+              "connection-ID index larger than its connections allow")
+    records += engine.finish()
+    check(len(engine.udp) == 0, "connection IDs left after every connection was reported")
+    records = cross_connection([diagnose(r, _OPTIONS) for r in records], _OPTIONS)
+    for r in records:
+        _check_record(r)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "tls_stream": tls_stream,
     "hello": hello,
@@ -408,4 +505,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "capture": capture,
     "keys": keys,
     "dtls": dtls,
+    "quic": quic,
 }

@@ -9,10 +9,11 @@ and the command that confirms it, filled in with this connection's host, port an
 name.
 
 The rules live in modules by the family of evidence they read: :mod:`.transport` (TCP
-refusals, ICMP, resets, silence), :mod:`.proxy`, :mod:`.plaintext`, :mod:`.alerts`,
-:mod:`.certificates`, :mod:`.negotiation` (versions and ciphers), :mod:`.dtls` (the
-cookie exchange, flights resent over UDP), :mod:`.inference`
-(TLS 1.3 without keys) and :mod:`.closes`. Shared wording is
+refusals, ICMP, resets, silence), :mod:`.quic` (QUIC's own: Initials unanswered, Version
+Negotiation, CONNECTION_CLOSE, a close hidden in Handshake packets), :mod:`.dtls` (the
+cookie exchange, flights resent over UDP), :mod:`.proxy`, :mod:`.plaintext`,
+:mod:`.alerts`, :mod:`.certificates`, :mod:`.negotiation` (versions and ciphers),
+:mod:`.inference` (TLS 1.3 without keys) and :mod:`.closes`. Shared wording is
 :mod:`analyzer.diagnosis.wording`.
 
 Order matters: definitive evidence first (TCP refusal, proxy status, plaintext where TLS
@@ -47,6 +48,14 @@ from analyzer.diagnosis.rules.plaintext import (
     rule_starttls_refused,
 )
 from analyzer.diagnosis.rules.proxy import rule_proxy_closed, rule_proxy_status
+from analyzer.diagnosis.rules.quic import (
+    rule_quic_alert,
+    rule_quic_close,
+    rule_quic_hidden_close,
+    rule_quic_no_answer,
+    rule_quic_refused,
+    rule_quic_version,
+)
 from analyzer.diagnosis.rules.transport import (
     rule_icmp_unreachable,
     rule_no_server_response,
@@ -63,17 +72,23 @@ RULES: tuple[Rule, ...] = (
     rule_icmp_unreachable,  # transport
     rule_tcp_refused,
     rule_tcp_no_answer,
-    rule_udp_refused,
+    rule_quic_refused,  # quic: Initials refused or unanswered, in QUIC's words
+    rule_quic_no_answer,
+    rule_udp_refused,  # transport: the same for DTLS
     rule_udp_no_answer,
     rule_dtls_cookie_unanswered,  # dtls
     rule_dtls_flight_lost,
     rule_dtls_no_server_hello,
+    rule_quic_version,  # quic: Version Negotiation without a common version
     rule_proxy_status,  # proxy
     rule_client_not_tls,  # plaintext
     rule_server_not_tls,
+    rule_quic_alert,  # quic: a CRYPTO_ERROR close, judged by its alert
     rule_alert,  # alerts: the plaintext alert that ended it
+    rule_quic_close,  # quic: any other CONNECTION_CLOSE, named
     rule_tls13_inferred,  # inference: TLS 1.3 without keys
     rule_encrypted_alert,
+    rule_quic_hidden_close,  # quic: a close inside encrypted Handshake packets (inferred)
     rule_version_abort,  # negotiation
     rule_proxy_closed,  # proxy
     rule_client_gave_up_first,  # closes
