@@ -56,10 +56,14 @@ def default_bpf(tls_ports: Iterable[int] = ()) -> str:
     DTLS ports (4433, 5061, 5684) and ``tls_ports``; and the ICMP/ICMPv6
     destination-unreachable errors that may answer either (type 3 / type 1, an ICMPv6
     header right after the IPv6 header: libpcap's ``icmp6`` does not follow extension
-    headers either). The same inside one 802.1Q tag."""
+    headers either), with ICMPv6 Packet Too Big (type 2: path MTU evidence). The same
+    inside one 802.1Q tag."""
     ports = sorted(QUIC_PORTS | DTLS_PORTS | frozenset(tls_ports))
     udp = " or ".join(f"udp port {p}" for p in ports)
-    wanted = f"tcp or {udp} or icmp[icmptype] == icmp-unreach or (icmp6 and ip6[40] == 1)"
+    wanted = (
+        f"tcp or {udp} or icmp[icmptype] == icmp-unreach"
+        " or (icmp6 and (ip6[40] == 1 or ip6[40] == 2))"
+    )
     return f"{wanted} or (vlan and ({wanted}))"
 
 

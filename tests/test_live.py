@@ -350,11 +350,11 @@ def test_dumpcap_messages_become_one_line() -> None:
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
 def test_default_filter_keeps_tcp_and_icmp_unreachable_errors(tmp_path: Path) -> None:
     """libpcap (tcpdump reading a file) compiles the default filter, which keeps TCP and
-    ICMP/ICMPv6 destination-unreachable errors, also in a VLAN tag, but not pings,
-    neighbour discovery or UDP."""
+    ICMP/ICMPv6 destination-unreachable errors and Packet Too Big, also in a VLAN tag, but
+    not pings, neighbour discovery or UDP off the QUIC and DTLS ports."""
     import dpkt
 
-    from analyzer.sources.live import DEFAULT_BPF
+    from analyzer.live import DEFAULT_BPF
     from tests.test_decode import (
         ICMP4_PORT_UNREACHABLE,
         ICMP6_NEIGHBOR_SOLICITATION,
@@ -362,15 +362,20 @@ def test_default_filter_keeps_tcp_and_icmp_unreachable_errors(tmp_path: Path) ->
     )
     from tests.test_engine_icmp import ICMP4_OFFSET, SYN4, SYN6
 
+    icmp6_type = 14 + 40  # after Ethernet and the IPv6 header
+
     echo = bytearray(ICMP4_PORT_UNREACHABLE)
     echo[ICMP4_OFFSET : ICMP4_OFFSET + 2] = b"\x08\x00"  # echo request
     udp = bytearray(SYN4)
     udp[23] = 17  # the IPv4 protocol: UDP
+    udp[36:38] = b"\x00\x35"  # to port 53: not a QUIC or DTLS port
 
     def tagged(frame: bytes) -> bytes:
         return frame[:12] + b"\x81\x00\x00\x07" + frame[12:]
 
-    kept = [SYN4, ICMP4_PORT_UNREACHABLE, SYN6, ICMP6_PORT_UNREACHABLE,
+    too_big = bytearray(ICMP6_PORT_UNREACHABLE)
+    too_big[icmp6_type] = 2  # ICMPv6 Packet Too Big
+    kept = [SYN4, ICMP4_PORT_UNREACHABLE, SYN6, ICMP6_PORT_UNREACHABLE, bytes(too_big),
             tagged(SYN4), tagged(ICMP4_PORT_UNREACHABLE), tagged(ICMP6_PORT_UNREACHABLE)]
     dropped = [bytes(echo), ICMP6_NEIGHBOR_SOLICITATION, bytes(udp), tagged(bytes(echo))]
     src, out = tmp_path / "all.pcap", tmp_path / "kept.pcap"

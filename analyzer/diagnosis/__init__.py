@@ -94,7 +94,8 @@ def with_decryption(r: HandshakeRecord, v: Verdict, facts: Facts) -> str | None:
     alert = facts.alert
     if r.version == "TLSv1.3" or (alert is not None and alert.encrypted):
         sides = " and ".join(r.decrypted)
-        return f"{v.reason} (seen in the {sides} records decrypted with the key log)"
+        units = "packets" if r.transport == "quic" else "records"
+        return f"{v.reason} (seen in the {sides} {units} decrypted with the key log)"
     return v.reason
 
 

@@ -67,14 +67,6 @@ from analyzer.sources.pcap import PCAP_MAGICS, open_pcap
 from analyzer.sources.pcapng import SHB_MAGIC, open_pcapng
 from analyzer.sources.stream import ByteWindow
 
-_BPF_WANTED = "tcp or icmp[icmptype] == icmp-unreach or (icmp6 and ip6[40] == 1)"
-"""TCP, and ICMP/ICMPv6 destination-unreachable errors (type 3 / type 1; an ICMPv6
-header right after the IPv6 header: libpcap's ``icmp6`` does not follow extension
-headers either) that may answer a connection's packets."""
-DEFAULT_BPF = f"{_BPF_WANTED} or (vlan and ({_BPF_WANTED}))"
-"""Capture filter when none is given: TCP and ICMP destination-unreachable errors (also
-inside one 802.1Q tag)."""
-
 TSHARK_PACKAGE = "tshark"
 """The Debian package that brings tshark and dumpcap."""
 
@@ -221,7 +213,7 @@ class LiveSource:
         self,
         interface: str,
         *,
-        bpf: str | None = DEFAULT_BPF,
+        bpf: str | None = None,
         write: str | Path | None = None,
         tshark_path: str | None = None,
         tick_interval: float = LIVE_TICK_INTERVAL,
