@@ -222,7 +222,9 @@ def test_dtls_capture_sharded_equals_one_process(dtls_capture: Path) -> None:
         assert _dicts(many) == _dicts(one)
         _same_run(run1, run)
     parts = [analyze_part(Part(path=str(dtls_capture), index=0, shard=s, shards=2)) for s in (0, 1)]
-    assert min(len(p.records) for p in parts) > 100  # the associations really were split
+    # UDP is sharded by the server's endpoint (a QUIC client may migrate; ICMP errors quote
+    # only the UDP header): one server's associations all go to one worker.
+    assert sorted(len(p.records) for p in parts) == [0, 300]
 
 
 def test_cli_workers_2_equals_workers_1(
