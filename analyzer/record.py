@@ -195,6 +195,9 @@ class HandshakeRecord:
     """Zeek's ``ssl_history`` letters."""
     stage: str = "tcp_syn"
     established: bool = False
+    client_data: bool = False
+    """The client sent application data after the handshake (TLS 1.3 without keys: a record
+    longer than an alert after its Finished): it accepted the server."""
     alerts: list[AlertInfo] = field(default_factory=list)
     last_alert: str | None = None
     cert_subject: str | None = None

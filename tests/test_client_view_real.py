@@ -67,7 +67,9 @@ def test_a_wrong_host_is_named_as_such_without_the_ca(ctx: Ctx) -> None:
         run = ctx.curl("https://other.example.net/")
     assert run.returncode == 60 and "other.example.net" in run.output  # curl: no match
     [(known, unknown)] = both_ways(ctx)
-    assert verdict(known) == verdict(unknown) == ("failed", "sni_mismatch", "client")
+    assert verdict(known) == verdict(unknown) == ("failed", "sni_mismatch", "client"), (
+        known.client_data, known.close_by, known.stage, known.cert_status, known.history,
+        known.timeline)
     assert unknown.cert_status == "hostname_mismatch"
 
 
@@ -92,3 +94,4 @@ def test_other_clients_trust_the_chain_this_client_lacks_its_ca(ctx: Ctx) -> Non
         rejected.reason or "")
     assert "this client's trust store" in (rejected.reason or "")
     assert "-CAfile" in (rejected.remedy or "") and "--cacert" in (rejected.remedy or "")
+

@@ -591,3 +591,41 @@ def test_client_closing_before_the_server_answered(
                               TimelineEntry(t=ch + fin_after, sender="client", what="FIN"),
                               TimelineEntry(t=sh, sender="server", what="ServerHello")]))
     assert judge(r) == expected
+
+
+def test_a_client_leaving_without_data_is_judged_whatever_the_server_sent_after() -> None:
+    # wget checks the host name after a TLS 1.2 handshake and leaves (FIN); the server's
+    # answer to that close is data, but not the client's: the wrong name explains it.
+    facts = hello(version="TLSv1.2", cipher="TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                  established=True, stage="application_data", close_by="client",
+                  ts_close=T0 + 0.01, cert_chain_sha256=["00"], cert_sans=["www.example.com"],
+                  sni_matches_cert=False)
+    wrong_name = Facts(cert_status="hostname_mismatch", cert_problems=["hostname_mismatch"],
+                       alert=None)
+    v = rule_established(rec(**facts), wrong_name)
+    assert v is not None and (v.outcome, v.failure, v.side) == ("failed", "sni_mismatch", "client")
+    assert rule_established(rec(**facts, client_data=True), wrong_name) == Verdict(
+        outcome="established")
+
+
+def test_a_client_closing_at_a_certificate_request_lacks_a_client_certificate() -> None:
+    # A browser with no client certificate closes when asked for one, and tries again.
+    r = rec(**hello(version="TLSv1.3", stage="server_done", close_by="client",
+                    ts_close=T0 + 0.01, client_cert_requested=True, decrypted=["server"],
+                    cert_chain_sha256=["00"], sni_matches_cert=True,
+                    cert_sans=["api.example.com"]))
+    assert judge(r) == ("failed", "client_certificate_required", "client")
+    assert judge(replace(r, client_cert_requested=False))[1] != "client_certificate_required"
+
+
+def test_a_dtls_final_flight_never_answered_after_a_certificate_request() -> None:
+    # gnutls-serv refuses a missing client certificate with no alert: the client's
+    # Certificate and Finished are resent into silence.
+    r = rec(**hello(version="DTLSv1.2", offered_versions=["DTLSv1.2"], stage="client_finished",
+                    history="CsxkrnGCi", client_cert_requested=True, client_certificates=0),
+            transport="dtls", client_port=40000, server_port=4433, client_retransmits=3,
+            client_bytes=1200, server_bytes=1500, close="capture_end",
+            ts_end=T0 + 7.5, capture_end=T0 + 7.6, syn_count=0, synack=False)
+    assert judge(r) == ("failed", "client_certificate_required", "server")
+    assert judge(replace(r, client_cert_requested=False)) == (
+        "failed", "no_server_response", "server")

@@ -47,8 +47,6 @@ def captured_to_end(r: HandshakeRecord) -> bool:
 
 
 def client_sent_data(r: HandshakeRecord) -> bool:
-    """Whether the client sent application data after the handshake. TLS 1.3: a record
-    longer than an alert after the one that completed the handshake (its Finished)."""
-    if r.version == "TLSv1.3":
-        return any(size > ALERT_SIZED for size in r.client_encrypted_after_server_flight[1:])
-    return r.stage == "application_data"
+    """Whether the client sent application data after the handshake (the record's
+    ``client_data``: the server's data alone does not say the client accepted it)."""
+    return r.client_data

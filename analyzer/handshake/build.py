@@ -129,6 +129,7 @@ def build_record(
         "starttls": facts.starttls,
         "history": "".join(core.history),
         "stage": core.stage,
+        "client_data": core.client_sent_data(),
         "established": core.established,
         "alerts": alerts,
         "last_alert": known[-1].description if known else None,

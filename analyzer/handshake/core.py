@@ -69,6 +69,9 @@ TLS13: Final = 0x0304
 PRE_SHARED_KEY_EXT: Final = 41
 ENCRYPT_THEN_MAC_EXT: Final = 22
 _ZERO_SESSION_ID: Final = bytes(32)
+_SERVER_DATA_RECORDS: Final = 4
+"""TLS <= 1.2: the server's data records looked at, after the handshake, for the client's
+first one (whether the client sent data decides whether it accepted the server)."""
 _POST_HANDSHAKE_RECORDS: Final = 6
 """Encrypted records looked at after a TLS 1.3 client's flight before settling."""
 
@@ -90,6 +93,7 @@ class HandshakeCore:
         "cert_requested",
         "ch",
         "client_certs",
+        "client_data",
         "client_enc_after_flight",
         "client_first_bytes",
         "client_tls",
@@ -104,6 +108,7 @@ class HandshakeCore:
         "keylog",
         "last_step",
         "not_tls",
+        "server_data_records",
         "server_enc_after_client",
         "server_first_bytes",
         "server_flight",
@@ -151,6 +156,9 @@ class HandshakeCore:
         self.server_enc_after_client: list[int] = []
         self.established = False
         self.app_data = False
+        self.client_data = False
+        """The client sent application data after the handshake (TLS <= 1.2)."""
+        self.server_data_records = 0
         self.anomalies: set[str] | None = None
         """Codes, once there is one (an empty set costs 216 bytes per connection)."""
         self.timeline: list[TimelineEntry] = []
@@ -404,10 +412,19 @@ class HandshakeCore:
             self.tls13_record(from_client, length, ts, opened=opened)
             return
         if self.established:
+            if not self.app_data:
+                self.note(ts, sender, "application data")
             self.app_data = True
             self.reach("application_data")
-            self.note(ts, sender, "application data")
-            self.settle()
+            if from_client:
+                self.client_data = True
+                self.settle()
+            else:
+                # A server that speaks first (SMTP, IMAP over TLS), or answers a client that
+                # already left: whether the client sends data is still to be seen.
+                self.server_data_records += 1
+                if self.server_data_records >= _SERVER_DATA_RECORDS:
+                    self.settle()
         elif self.ch is not None:
             self.note(ts, sender, f"application data before the handshake ({length} bytes)")
 
@@ -501,6 +518,14 @@ class HandshakeCore:
                         )
                     )
         return alerts
+
+    def client_sent_data(self) -> bool:
+        """Whether the client sent application data after the handshake. TLS 1.3 without
+        keys: a record longer than an alert after the one that completed the handshake
+        (its Finished)."""
+        if self.tls13:
+            return any(size > ALERT_SIZED for size in self.client_enc_after_flight[1:])
+        return self.client_data
 
     def resumed(self) -> bool:
         """Zeek's rules: same non-empty session id echoed (TLS ≤ 1.2); a session ticket

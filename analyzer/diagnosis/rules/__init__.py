@@ -32,6 +32,7 @@ from analyzer.diagnosis.rules.closes import (
 )
 from analyzer.diagnosis.rules.dtls import (
     rule_dtls_cookie_unanswered,
+    rule_dtls_final_flight_unanswered,
     rule_dtls_flight_lost,
     rule_dtls_no_server_hello,
 )
@@ -79,6 +80,7 @@ RULES: tuple[Rule, ...] = (
     rule_dtls_cookie_unanswered,  # dtls
     rule_dtls_flight_lost,
     rule_dtls_no_server_hello,
+    rule_dtls_final_flight_unanswered,
     rule_quic_version,  # quic: Version Negotiation without a common version
     rule_proxy_status,  # proxy
     rule_client_not_tls,  # plaintext

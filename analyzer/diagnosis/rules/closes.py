@@ -8,6 +8,7 @@ from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.readings import captured_to_end
 from analyzer.diagnosis.rules.certificates import certificate_verdict
 from analyzer.diagnosis.verdict import Facts, Verdict
+from analyzer.diagnosis.warnings import EVERY_CLIENT_SEES
 from analyzer.diagnosis.wording import after_ch, ms, mtu_hole, mtu_probe, server
 from analyzer.record import HandshakeRecord
 
@@ -100,6 +101,31 @@ def rule_aborted(r: HandshakeRecord, f: Facts) -> Verdict | None:
                 "Allow ICMP 'fragmentation needed' on the path or clamp the MSS "
                 "(iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS "
                 f"--clamp-mss-to-pmtu); confirm: {mtu_probe(r)}"
+            ),
+        )
+    if (
+        sender == "client"
+        and r.client_cert_requested
+        and r.client_certificates is None
+        and f.cert_status not in EVERY_CLIENT_SEES
+    ):
+        # A browser asked for a client certificate it has none of (or must ask the user
+        # for) closes and tries again: the request, not the server's chain, ended it.
+        return Verdict(
+            outcome="failed",
+            failure="client_certificate_required",
+            side="client",
+            reason=(
+                f"{server(r)} asked for a client certificate (CertificateRequest) and the "
+                f"client closed {after_ch(r, r.ts_close).strip() or 'then'} without sending "
+                "one, with no alert: it has no certificate for this server (a browser asks "
+                "the user, or gives up)"
+            ),
+            remedy=(
+                "Give the client a certificate the server accepts (browsers: import it with "
+                "its key into the certificate store), or make client certificates optional "
+                "on the server (nginx ssl_verify_client optional); confirm: "
+                f"{rm.s_client(r, '-cert', 'client.pem', '-key', 'client.key')}"
             ),
         )
     if sender == "client" and r.cert_chain_sha256:

@@ -179,3 +179,39 @@ def rule_dtls_no_server_hello(r: HandshakeRecord, f: Facts) -> Verdict | None:
         f"Look at the server's logs for refused or failed handshakes; confirm: "
         f"{rm.dtls_probe(r, '-msg')}",
     )
+
+
+def rule_dtls_final_flight_unanswered(r: HandshakeRecord, f: Facts) -> Verdict | None:
+    """The client sent its last flight (Finished after ChangeCipherSpec) and resent it, and
+    the server never answered with its own: it gave up on the handshake without an alert
+    (GnuTLS does so when the client's certificate is missing or refused)."""
+    if not _unfinished(r) or r.version is None or not r.client_retransmits:
+        return None
+    if r.stage != "client_finished":
+        return None
+    resent = plural(r.client_retransmits, "time")
+    if r.client_cert_requested:
+        what = (
+            "an empty client Certificate" if r.client_certificates == 0
+            else "the client's certificate" if r.client_certificates
+            else "the client's flight"
+        )
+        return failed(
+            "client_certificate_required",
+            "server",
+            f"{server(r)} asked for a client certificate (CertificateRequest); after "
+            f"{what} and the client's Finished (resent {resent}) it never answered, with "
+            "no alert: it refused the handshake for want of an acceptable client "
+            "certificate (its log says why)",
+            "Give the client a certificate the server accepts (issued by a CA the server "
+            "trusts for clients, with extendedKeyUsage clientAuth); confirm: "
+            f"{rm.dtls_probe(r, '-cert', 'client.pem', '-key', 'client.key')}",
+        )
+    return failed(
+        "no_server_response",
+        "server",
+        f"the client sent its last handshake flight to {server(r)} (Finished, resent "
+        f"{resent}) and the server never answered it, with no alert: it dropped the "
+        "handshake (its log says why)",
+        f"Look at the server's logs for failed handshakes; confirm: {rm.dtls_probe(r, '-msg')}",
+    )
