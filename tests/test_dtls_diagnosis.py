@@ -87,3 +87,27 @@ def test_icmp_refused(by_kind: dict[str, HandshakeRecord]) -> None:
     r = by_kind["refused"]
     assert verdict(r) == ("failed", "udp_refused", "server")
     assert "ICMP port unreachable from the server's host (1 datagram sent)" in str(r.reason)
+
+
+def test_a_new_association_on_the_same_four_tuple_gets_its_own_record() -> None:
+    # The client's port is reused: after a whole association (epoch 1 reached), a new
+    # ClientHello of epoch 0 starts another one, as a new SYN does over TCP.
+    from analyzer.engine.engine import Engine
+    from analyzer.sources.base import Frame
+    from tests.dtls_capture import PORT, SERVER, conversation, frame
+
+    client, sport = "10.20.0.1", 40000
+    talk = conversation("established") + [
+        (10.0 + t, c, p) for t, c, p in conversation("established")
+    ]
+    engine = Engine("reuse.pcap")
+    records = []
+    for t, from_client, payload in talk:
+        src, sp, dst, dp = (client, sport, SERVER, PORT) if from_client else (
+            SERVER, PORT, client, sport)
+        buf = frame(src, sp, dst, dp, payload)
+        records += engine.feed(Frame(1_795_600_000.0 + t, 1, buf, len(buf)))
+    records += engine.finish()
+    assert len(records) == 2
+    assert [r.established for r in records] == [True, True]
+    assert records[1].ts - records[0].ts == pytest.approx(10.0)

@@ -14,6 +14,7 @@ Not decrypted: DTLS records are read as the wire shows them (key logs serve TLS 
 
 from __future__ import annotations
 
+from analyzer.dtls.demux import Opening, opening
 from analyzer.dtls.events import Retransmission
 from analyzer.dtls.parser import DTLSAssociation
 from analyzer.flows.connection import DatagramConnection
@@ -67,6 +68,15 @@ class DtlsConnection(DatagramConnection):
             if core.settled:
                 self.settle()
                 return
+
+    def starts_anew(self, from_client: bool, payload: bytes) -> bool:
+        """A ClientHello of epoch 0 after the client went on to epoch 1: a new association
+        on the same 4-tuple (the client's port reused)."""
+        return (
+            from_client
+            and self.parser.client_epoch >= 1
+            and opening(payload) is Opening.CLIENT_HELLO
+        )
 
     def relevant(self) -> bool:
         """A ClientHello, or DTLS records on a DTLS port (a capture that joined late)."""

@@ -172,8 +172,7 @@ class Engine:
         conn = table.get((dgram.src, dgram.sport, dgram.dst, dgram.dport))
         if conn is not None:
             from_client = dgram.src == conn.key[0] and dgram.sport == conn.key[1]
-            if isinstance(conn, QuicConnection) and conn.starts_anew(from_client,
-                                                                     dgram.payload):
+            if conn.starts_anew(from_client, dgram.payload):
                 # The client's port was reused for a new connection: the old one ends.
                 table.remove(conn)
                 self._report(conn, conn.close_reason(), out)

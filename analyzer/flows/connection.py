@@ -110,3 +110,8 @@ class DatagramConnection(Connection):
     def datagram(self, from_client: bool, payload: bytes, ts: float) -> None:
         """One datagram of the connection (its UDP payload); once settled, only counted."""
         raise NotImplementedError
+
+    def starts_anew(self, from_client: bool, payload: bytes) -> bool:
+        """Whether a datagram on this connection's 4-tuple starts a new connection (the
+        client's port reused), so this one ends."""
+        return False
