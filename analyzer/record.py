@@ -195,9 +195,6 @@ class HandshakeRecord:
     """Zeek's ``ssl_history`` letters."""
     stage: str = "tcp_syn"
     established: bool = False
-    client_data: bool = False
-    """The client sent application data after the handshake (TLS 1.3 without keys: a record
-    longer than an alert after its Finished): it accepted the server."""
     alerts: list[AlertInfo] = field(default_factory=list)
     last_alert: str | None = None
     cert_subject: str | None = None
@@ -257,6 +254,9 @@ class HandshakeRecord:
     client_certificates: int | None = None
     """Certificates in the client's Certificate message (0: it sent an empty one), or
     None when it sent none that was visible."""
+    client_data: bool = False
+    """The client sent application data after the handshake (TLS 1.3 without keys: a record
+    longer than an alert after its Finished): it accepted the server."""
     client_cert_requested: bool = False
     """The server asked for a client certificate (a CertificateRequest, in plaintext or
     decrypted with a key log)."""
