@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from analyzer.api import Run
+    from analyzer.report.figures import Image
 
 REPORT_FILE = "index.html"
 FIGURE_CAPTIONS = {
@@ -149,26 +149,9 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:.1f}%"
 
 
-def figure_svg(fig: Figure) -> bytes:
-    """A figure as SVG with its text as text (the browser sets it; no glyph is drawn here):
-    several times cheaper to make than a PNG and half the size. No date and fixed ids, so
-    the same figure gives the same bytes."""
-    from matplotlib import rc_context
-
-    buf = io.BytesIO()
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "tlsa"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    svg = buf.getvalue()
-    # Labels keep their spaces (SVG collapses runs of white space in text by default).
-    root = svg.index(b">", svg.index(b"<svg ")) + 1
-    return svg[:root] + b"<style>text{white-space:pre}</style>" + svg[root:]
-
-
-def _figure_html(name: str, fig: Figure) -> Html:
-    data = base64.b64encode(figure_svg(fig)).decode("ascii")
-    title = fig.texts[0].get_text() if fig.texts else ""
-    if not title and fig.axes:
-        title = fig.axes[0].get_title()
+def _figure_html(name: str, image: Image) -> Html:
+    title, svg = image
+    data = base64.b64encode(svg).decode("ascii")
     return tag(
         "figure",
         tag_void("img", src=f"data:image/svg+xml;base64,{data}", alt=title or name),
@@ -580,17 +563,21 @@ def render(
     """The report page for these records (sorted by ``(ts, uid)`` as collected).
 
     ``figures`` defaults to every figure of :mod:`analyzer.plots`."""
-    from analyzer import aggregate, plots
+    from analyzer import aggregate
     from analyzer.frame import to_dataframe
+    from analyzer.report import figures as images
 
     records = list(records)
     df = to_dataframe(records)
     quic = sum(s.udp_quic for s in run.stats.values()) if run is not None else 0
     captures = sorted(run.stats) if run is not None and run.stats else ()
     data = aggregate.summary(df, quic=quic, captures=captures)
-    if figures is None:
-        figures = plots.all_figures(df)
-    figure_html = join(_figure_html(name, fig) for name, fig in figures.items())
+    drawn = (
+        images.draw(df)
+        if figures is None
+        else {name: images.image(fig) for name, fig in figures.items()}
+    )
+    figure_html = join(_figure_html(name, im) for name, im in drawn.items())
     failed_all = [r for r in records if r.failure]
     failed = failed_all[:REPORT_MAX_FAILED]
     nav = tag(
