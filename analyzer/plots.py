@@ -215,6 +215,12 @@ def _place_one(fig: Figure, ytick_labels: Iterable[str] = (), *, right: float = 
     )
 
 
+def _counts() -> MaxNLocator:
+    """Ticks of a count axis: whole numbers, about six of them (each tick is several
+    artists to draw)."""
+    return MaxNLocator(nbins=6, integer=True)
+
+
 def _empty(ax: Axes, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#555")
     ax.set_xticks([])
@@ -418,7 +424,7 @@ def failures_over_time(df: pd.DataFrame, freq: str | None = None) -> Figure:
             b_ax.xaxis.set_major_locator(locator)
             b_ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
             for ax in (t_ax, b_ax):
-                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.yaxis.set_major_locator(_counts())
                 ax.grid(axis="y", alpha=0.3)
                 ax.set_axisbelow(True)
     if len(periods) > 1:
@@ -554,7 +560,7 @@ def top_failing_servers(df: pd.DataFrame, top: int = 10) -> Figure:
     ax.set_yticks(y, labels)
     ax.set_ylim(-0.6, len(worst) - 0.4)
     ax.set_xlim(0, float(worst["failed"].max()) * 1.4 + 1)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_counts())
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     _legend_right(ax, _category_patches(cats), "failure category")
@@ -592,7 +598,7 @@ def version_outcome_heatmap(df: pd.DataFrame) -> Figure:
             fontsize="medium",
         )
     bar = fig.colorbar(image, ax=ax, label="connections (count)", fraction=0.08, pad=0.03)
-    bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    bar.ax.yaxis.set_major_locator(_counts())
     return fig
 
 
@@ -709,7 +715,7 @@ def handshake_time_distribution(df: pd.DataFrame) -> Figure:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(_counts())
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     ax.legend(handles=handles, frameon=False, fontsize="small", loc="upper right")
@@ -745,7 +751,7 @@ def failure_categories(df: pd.DataFrame) -> Figure:
     ax.set_yticks(y, names)
     ax.set_ylim(-0.6, len(cats) - 0.4)
     ax.set_xlim(0, float(cats["count"].max()) * 1.3 + 1)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_counts())
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     _place_one(fig, names)
