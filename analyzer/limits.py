@@ -331,3 +331,20 @@ MAX_SOCKS4_STRING = 255
 """Bytes of a SOCKS4 user id or SOCKS4a host name before its NUL. SOCKS5 caps the same
 fields at 255 with one-byte lengths (RFC 1928 §5, RFC 1929 §2); a DNS name is at most 253
 bytes and real user ids are short, so a longer string without its NUL is not SOCKS."""
+
+# sorted output and cross-connection evidence at scale (floods of millions of connections)
+
+MERGE_FAN_IN = 64
+"""Sorted runs of ``MAX_RECORDS_IN_MEMORY`` records (:mod:`analyzer.sorted_records`) merged
+at once: when this many runs of one size wait on disk they become one. Reading a run
+takes a 64 KB buffer, so merging costs at most 4 MB of buffers, and a million records
+(200 runs) take two merge levels."""
+
+TUPLES_IN_MEMORY = 65_536
+"""Connections whose 4-tuple hash and start time (16 bytes) the repeated-tuple index
+(:mod:`analyzer.diagnosis.tuples`) keeps in memory (1 MB) before it writes them to disk in
+``TUPLE_PARTITIONS`` parts by hash; finding the repeats then reads one part at a time."""
+
+TUPLE_PARTITIONS = 64
+"""Parts of the on-disk repeated-tuple index: a capture of 64 million connections reads
+16 MB at a time."""

@@ -4,10 +4,12 @@ Plan: each input file is one task; a file of at least ``limits.SHARD_MIN_BYTES``
 into ``N`` shard tasks instead (each worker reads the whole file and analyzes only the
 connections of its shard, see :mod:`analyzer.scale.shard`). Tasks run in a pool of ``N``
 worker processes (``forkserver`` start method where there is one, else ``spawn``: never
-plain ``fork`` of a process that may hold threads), largest first. Their records are
-merged, cross-connection evidence is added over the merged records (SPEC §5), and the
-result is sorted by ``(ts, uid)``: the same records, ``uid``s included, as one process
-makes.
+plain ``fork`` of a process that may hold threads), largest first. Each worker sorts its
+records into a file of runs (:mod:`analyzer.sorted_records`) and builds the
+cross-connection evidence of its records; the parent merges the evidence (SPEC §5) and
+the files, in ``(ts, uid)`` order: the same records, ``uid``s included, as one process
+makes, with a bounded number of records in memory in every process whatever the number
+of connections.
 
 Why every worker re-reads the file, measured on the 1 GB benchmark capture (1.06 M frames,
 bench/scale.py, bench/RESULTS.md): one process takes 10.8 CPU seconds; each of two shards
@@ -24,7 +26,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -46,7 +50,7 @@ from analyzer.scale.work import (
     merge_parts,
     plan_parts,
 )
-from analyzer.sorted_records import SortedRecords
+from analyzer.sorted_records import SortedRecords, merge
 from analyzer.sources import expand_paths
 from analyzer.tls.keylog import KeyLog
 
@@ -76,10 +80,25 @@ def _size(path: Path) -> int:
         return 0
 
 
-def analyze_part_packed(part: Part) -> bytes:
+def analyze_part_packed(part: Part, runs_path: str | None = None) -> bytes:
     """:func:`analyze_part` in a worker: its result pickled the fast way
-    (:mod:`analyzer.scale.transport`)."""
-    return transport.dumps(analyze_part(part))
+    (:mod:`analyzer.scale.transport`). With ``runs_path``, the records are sorted into
+    that file (:class:`~analyzer.sorted_records.SortedRecords`) and the result carries
+    where they are and their cross-connection evidence instead: the worker and the
+    parent each hold a bounded number of records whatever the capture."""
+    if runs_path is None:
+        return transport.dumps(analyze_part(part))
+    store = SortedRecords(path=runs_path)
+    evidence = Evidence()
+
+    def sink(record: HandshakeRecord) -> None:
+        evidence.add(record)
+        store.add(record)
+
+    result = analyze_part(part, sink)
+    result.runs = store.hand_over()
+    result.evidence = evidence
+    return transport.dumps(result)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -121,11 +140,11 @@ def run_parts(
     parts: Sequence[Part],
     workers: int,
     progress: Progress | None = None,
-    take: Callable[[HandshakeRecord], None] | None = None,
+    spill_dir: str | None = None,
 ) -> list[PartResult]:
     """Run the parts in a pool of ``workers`` processes; a part whose worker fails gets
-    an error result. With ``take``, each record goes to it as its part finishes and the
-    results come back without their records (the parent holds one part at a time)."""
+    an error result. With ``spill_dir``, each part's records are left sorted in a file
+    there (``PartResult.runs``, with their ``evidence``) instead of coming back."""
     results: list[PartResult] = []
     done: dict[int, int] = {}
     report: Callable[[PartResult], None] = lambda r: None  # noqa: E731
@@ -145,7 +164,8 @@ def run_parts(
     with ProcessPoolExecutor(max_workers=size, mp_context=_context()) as pool:
         with _main_not_imported():  # the pool starts its processes on submit
             futures: dict[Future[bytes], Part] = {
-                pool.submit(analyze_part_packed, p): p for p in order
+                pool.submit(analyze_part_packed, p, _runs_path(spill_dir, p)): p
+                for p in order
             }
         for future in as_completed(futures):
             part = futures[future]
@@ -155,13 +175,15 @@ def run_parts(
                 result = failed_part(part, "its worker process died")
             except Exception as exc:  # a bug in the analysis: report it, keep the rest
                 result = failed_part(part, f"{type(exc).__name__}: {exc}")
-            if take is not None:
-                for record in result.records:
-                    take(record)
-                result.records = []
             results.append(result)
             report(result)
     return results
+
+
+def _runs_path(spill_dir: str | None, part: Part) -> str | None:
+    if spill_dir is None:
+        return None
+    return os.path.join(spill_dir, f"part-{part.index}-{part.shard}.runs")
 
 
 def collect_parallel(
@@ -194,23 +216,32 @@ def collect_parallel(
         keylog=keylog,
         shard_bytes=shard_bytes,
     )
-    evidence = Evidence()
-    records = SortedRecords()
-
-    def take(record: HandshakeRecord) -> None:
-        evidence.add(record)
-        records.add(record)
-
     if n == 1 or len(parts) < 2:
+        evidence = Evidence()
+        records = SortedRecords()
         found = analyze_files(
             files, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
         )
         for record in found:
-            take(record)
-    else:
-        merged: Merged = merge_parts(run_parts(parts, n, progress, take))
+            evidence.add(record)
+            records.add(record)
+        for record in records:
+            yield evidence.sharpen(record)
+        return
+    spill_dir = tempfile.mkdtemp(prefix="tlsa-runs-")
+    try:
+        results = run_parts(parts, n, progress, spill_dir)
+        merged: Merged = merge_parts(results)
         run.errors.extend(merged.errors)
         run.warnings.extend(merged.warnings)
         run.stats.update(merged.stats)
-    for record in records:
-        yield evidence.sharpen(record)
+        evidence = Evidence()
+        for result in results:
+            if result.evidence is not None:
+                evidence.merge(result.evidence)
+                result.evidence = None
+        handed = [r.runs for r in results if r.runs is not None]
+        for record in merge(handed):
+            yield evidence.sharpen(record)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
