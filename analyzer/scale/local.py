@@ -24,6 +24,7 @@ naming it; every other file's records still come out.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import shutil
@@ -63,13 +64,28 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def free_cores() -> int:
+    """Cores not busy with other work: this process's cores less the load average of the
+    last minute (processes running or waiting to run), at least one.
+
+    A second worker only pays when it gets a core of its own: on two cores with one busy
+    elsewhere, two workers take turns on the free one and lose to one worker (they also
+    re-read the file and their records go through the parent)."""
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # not available: assume the machine is ours
+        busy = 0.0
+    return max(1, min(cores(), math.floor(cores() - busy + 0.5)))
+
+
 def default_workers(files: Sequence[Path]) -> int:
-    """Every core when there is a large input, or several that are not all tiny; else 1."""
+    """The free cores (:func:`free_cores`) when there is a large input, or several that
+    are not all tiny; else 1."""
     sizes = [_size(f) for f in files]
     if any(size >= limits.SHARD_MIN_BYTES for size in sizes) or (
         len(files) > 1 and sum(sizes) >= limits.PARALLEL_MIN_BYTES
     ):
-        return cores()
+        return free_cores()
     return 1
 
 
