@@ -256,7 +256,10 @@ def collect_parallel(
             if result.evidence is not None:
                 evidence.merge(result.evidence)
                 result.evidence = None
-        handed = [r.runs for r in results if r.runs is not None]
+        # In input order: records with equal (ts, uid) (one connection in two inputs of
+        # the same name) come out in the order one process gives them.
+        done = sorted(results, key=lambda r: (r.part.index, r.part.shard))
+        handed = [r.runs for r in done if r.runs is not None]
         for record in merge(handed):
             yield evidence.sharpen(record)
     finally:
