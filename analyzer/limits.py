@@ -217,7 +217,8 @@ not narrated."""
 
 MAX_RECORDS_IN_MEMORY = 5_000
 """Finished records held as objects while a sorted file output is being prepared; beyond
-this they wait in a temporary file (about 2.5 KB each on disk, 40 bytes in memory)."""
+this they wait in a temporary file as sorted runs (about 2.5 KB each on disk, nothing in
+memory; see ``MERGE_FAN_IN``)."""
 
 # key logs and decryption
 
