@@ -107,9 +107,10 @@ class SortedRecords:
         self._write_run(self._memory, 0)
         self._memory = []
         # Like carrying in a counter: fan_in runs of one level become one of the next.
-        while len(self._runs) >= self.fan_in and len(
-            {level for level, _, _ in self._runs[-self.fan_in :]}
-        ) == 1:
+        while (
+            len(self._runs) >= self.fan_in
+            and len({level for level, _, _ in self._runs[-self.fan_in :]}) == 1
+        ):
             level = self._runs[-1][0]
             merging = self._runs[-self.fan_in :]
             del self._runs[-self.fan_in :]
@@ -153,22 +154,23 @@ class SortedRecords:
         self._count = 0
 
 
-def merge(
-    handed: Iterable[Runs], *also: Iterable[HandshakeRecord]
-) -> Iterator[HandshakeRecord]:
-    """The records of runs handed over by other processes, and of sorted iterables
-    ``also``, in ``(ts, uid)`` order. Each file is removed once read."""
+def merge(sources: Iterable[Runs | Iterable[HandshakeRecord]]) -> Iterator[HandshakeRecord]:
+    """The records of several sorted sources in ``(ts, uid)`` order: runs handed over by
+    other processes (each file removed once read) and sorted iterables (such as a
+    :class:`SortedRecords`). Records with equal keys come in the order of their sources."""
     files: list[int] = []
     paths: list[str] = []
-    sources: list[Iterator[HandshakeRecord]] = []
+    readers: list[Iterator[HandshakeRecord]] = []
     try:
-        for runs in handed:
-            fd = os.open(runs.path, os.O_RDONLY)
-            files.append(fd)
-            paths.append(runs.path)
-            sources.extend(_read_run(fd, start, end) for start, end in runs.ranges)
-        sources.extend(iter(a) for a in also)
-        yield from heapq.merge(*sources, key=sort_key)
+        for source in sources:
+            if isinstance(source, Runs):
+                fd = os.open(source.path, os.O_RDONLY)
+                files.append(fd)
+                paths.append(source.path)
+                readers.extend(_read_run(fd, start, end) for start, end in source.ranges)
+            else:
+                readers.append(iter(source))
+        yield from heapq.merge(*readers, key=sort_key)
     finally:
         for fd in files:
             os.close(fd)

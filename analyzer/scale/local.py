@@ -51,7 +51,7 @@ from analyzer.scale.work import (
     merge_parts,
     plan_parts,
 )
-from analyzer.sorted_records import SortedRecords, merge
+from analyzer.sorted_records import Runs, SortedRecords, merge
 from analyzer.sources import expand_paths
 from analyzer.tls.keylog import KeyLog
 
@@ -157,10 +157,14 @@ def run_parts(
     workers: int,
     progress: Progress | None = None,
     spill_dir: str | None = None,
+    here: Callable[[Part], PartResult] | None = None,
 ) -> list[PartResult]:
-    """Run the parts in a pool of ``workers`` processes; a part whose worker fails gets
-    an error result. With ``spill_dir``, each part's records are left sorted in a file
-    there (``PartResult.runs``, with their ``evidence``) instead of coming back."""
+    """Run the parts on ``workers`` processes; a part whose worker fails gets an error
+    result. With ``spill_dir``, each part's records are left sorted in a file there
+    (``PartResult.runs``, with their ``evidence``) instead of coming back. With ``here``,
+    this process is one of the workers: it runs the last part with ``here`` while a pool
+    of ``workers - 1`` runs the others (one process fewer to start, and that part's
+    records never leave this process)."""
     results: list[PartResult] = []
     done: dict[int, int] = {}
     report: Callable[[PartResult], None] = lambda r: None  # noqa: E731
@@ -176,13 +180,20 @@ def run_parts(
             progress(r.capture, (p.size or 0) if finished else done[p.index], p.size)
 
     order = sorted(parts, key=lambda p: -(p.size or 0) // p.shards)
-    size = max(1, min(workers, len(parts)))
+    mine = order.pop() if here is not None and len(order) > 1 and workers > 1 else None
+    size = max(1, min(workers - (mine is not None), len(order)))
     with ProcessPoolExecutor(max_workers=size, mp_context=_context()) as pool:
         with _main_not_imported():  # the pool starts its processes on submit
             futures: dict[Future[bytes], Part] = {
-                pool.submit(analyze_part_packed, p, _runs_path(spill_dir, p)): p
-                for p in order
+                pool.submit(analyze_part_packed, p, _runs_path(spill_dir, p)): p for p in order
             }
+        if mine is not None and here is not None:
+            try:
+                result = here(mine)
+            except Exception as exc:  # a bug in the analysis: report it, keep the rest
+                result = failed_part(mine, f"{type(exc).__name__}: {exc}")
+            results.append(result)
+            report(result)
         for future in as_completed(futures):
             part = futures[future]
             try:
@@ -245,8 +256,22 @@ def collect_parallel(
             yield evidence.sharpen(record)
         return
     spill_dir = tempfile.mkdtemp(prefix="tlsa-runs-")
+    kept = SortedRecords()  # the records of the part this process analyzes itself
+    kept_evidence = Evidence()
+    mine: list[Part] = []
+
+    def here(part: Part) -> PartResult:
+        def sink(record: HandshakeRecord) -> None:
+            kept_evidence.add(record)
+            kept.add(record)
+
+        mine.append(part)
+        result = analyze_part(part, sink)
+        result.evidence = kept_evidence
+        return result
+
     try:
-        results = run_parts(parts, n, progress, spill_dir)
+        results = run_parts(parts, n, progress, spill_dir, here)
         merged: Merged = merge_parts(results)
         run.errors.extend(merged.errors)
         run.warnings.extend(merged.warnings)
@@ -259,8 +284,13 @@ def collect_parallel(
         # In input order: records with equal (ts, uid) (one connection in two inputs of
         # the same name) come out in the order one process gives them.
         done = sorted(results, key=lambda r: (r.part.index, r.part.shard))
-        handed = [r.runs for r in done if r.runs is not None]
-        for record in merge(handed):
+        sources: list[Runs | SortedRecords] = [
+            r.runs if r.runs is not None else kept
+            for r in done
+            if r.runs is not None or r.part in mine
+        ]
+        for record in merge(sources):
             yield evidence.sharpen(record)
     finally:
+        kept.close()
         shutil.rmtree(spill_dir, ignore_errors=True)
