@@ -27,19 +27,21 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import to_hex
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
-from matplotlib.patches import Patch
 from matplotlib.textpath import text_to_path
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.transforms import Affine2D, Affine2DBase, ScaledTranslation
 
 from analyzer import aggregate as agg
 from analyzer.record import FAILURES
@@ -227,20 +229,81 @@ def _empty(ax: Axes, message: str) -> None:
     ax.set_yticks([])
 
 
-def _legend_right(ax: Axes, handles: Sequence[Patch], title: str) -> None:
-    ax.legend(
-        handles=list(handles),
-        title=title,
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        frameon=False,
-        fontsize="small",
-        title_fontsize="small",
-    )
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One legend entry: a label and its colour, shown as a box (a bar series) or a
+    dashed line (a marker line)."""
+
+    label: str
+    colour: str
+    dashed: bool = False
 
 
-def _category_patches(categories: Sequence[str]) -> list[Patch]:
-    return [Patch(facecolor=color(c), label=c) for c in categories]
+LEGEND_GID = "legend:"
+"""``gid`` prefix of a legend's label texts, followed by the entry's colour
+(:func:`legend_entries` reads them back)."""
+
+
+def _keys(categories: Sequence[str]) -> list[Key]:
+    return [Key(c, color(c)) for c in categories]
+
+
+def _legend(ax: Axes, keys: Sequence[Key], title: str | None, *, inside: bool = False) -> None:
+    """A legend at the right of the axes (or ``inside`` its upper right corner): a title,
+    a box or dashed line per entry, its label. Drawn as plain texts and two collections,
+    placed in points from the axes' corner: matplotlib's own legend packs every entry in
+    boxes of its own and costs several times more to draw than the bars it explains."""
+    fig = ax.get_figure()
+    assert isinstance(fig, Figure)
+    size = _points("small")
+    row = size * 1.5
+    handle = size * 2.0
+    gap = size * 0.8
+    width = handle + gap + _widest([k.label for k in keys], "small") * 72
+    x0 = size * 0.6 if not inside else -width - size * 0.6
+    corner = ax.transAxes
+    assert isinstance(corner, Affine2DBase)
+    points = Affine2D().scale(1 / 72.0) + fig.dpi_scale_trans + ScaledTranslation(1, 1, corner)
+    text: dict[str, Any] = {"transform": points, "fontsize": "small", "clip_on": False}
+    y = -size * 0.4
+    if title:
+        ax.text(x0 + width / 2, y, title, ha="center", va="top", gid=LEGEND_GID, **text)
+        y -= row
+    boxes, lines = [], []
+    for i, key in enumerate(keys):
+        mid = y - i * row - row / 2
+        if key.dashed:
+            lines.append([(x0, mid), (x0 + handle, mid)])
+        else:
+            lo, hi = mid - size * 0.35, mid + size * 0.35
+            boxes.append([(x0, lo), (x0, hi), (x0 + handle, hi), (x0 + handle, lo)])
+        label = ax.text(x0 + handle + gap, mid, key.label, va="center", **text)
+        label.set_gid(LEGEND_GID + to_hex(key.colour))
+    faces = [k.colour for k in keys if not k.dashed]
+    if boxes:
+        ax.add_collection(
+            PolyCollection(
+                boxes, facecolors=faces, linewidths=0.0, transform=points, gid=LEGEND_GID
+            ),
+            autolim=False,
+        ).set_clip_on(False)
+    if lines:
+        colours = [k.colour for k in keys if k.dashed]
+        ax.add_collection(
+            LineCollection(
+                lines, colors=colours, linestyles="--", transform=points, gid=LEGEND_GID
+            ),
+            autolim=False,
+        ).set_clip_on(False)
+
+
+def legend_entries(ax: Axes) -> dict[str, str]:
+    """The labels of the axes' legend (:func:`_legend`) and their colours (``#rrggbb``)."""
+    return {
+        t.get_text(): str(t.get_gid())[len(LEGEND_GID) :]
+        for t in ax.texts
+        if str(t.get_gid()).startswith(LEGEND_GID + "#")
+    }
 
 
 def _boxes(
@@ -378,7 +441,7 @@ def failures_over_time(df: pd.DataFrame, freq: str | None = None) -> Figure:
     bottom.set_ylabel(f"failures per {unit}")
     for ax in bottoms:
         ax.set_xlabel("time (UTC)" if ax is bottom else "")
-    handles: list[Patch] = []
+    handles: list[Key] = []
     cats: list[str] = []
     peak = [0.0, 0.0]
     if df.empty:
@@ -404,16 +467,16 @@ def failures_over_time(df: pd.DataFrame, freq: str | None = None) -> Figure:
             peak[0] = max(peak[0], _stack(t_ax, x0, days, outcomes))
             peak[1] = max(peak[1], _stack(b_ax, x0, days, by_category))
         handles = [
-            Patch(facecolor=colour, label=label)
+            Key(label, colour)
             for (label, colour), shown in zip(outcome_series, seen, strict=True)
             if shown
         ]
-        _legend_right(tops[-1], handles, "outcome")
+        _legend(tops[-1], handles, "outcome")
         if not cats:
             for ax in bottoms:
                 _empty(ax, "no failed handshakes")
         else:
-            _legend_right(bottoms[-1], _category_patches(cats), "failure category")
+            _legend(bottoms[-1], _keys(cats), "failure category")
         for (a, b), t_ax, b_ax, width in zip(edges, tops, bottoms, widths, strict=True):
             t_ax.set_xlim(float(_dates(a)), float(_dates(b)))
             t_ax.set_ylim(0, max(peak[0], 1.0) * 1.05)
@@ -435,7 +498,7 @@ def failures_over_time(df: pd.DataFrame, freq: str | None = None) -> Figure:
                 if column:
                     ax.tick_params(axis="y", left=False)
     legend = _legend_width(
-        [str(h.get_label()) for h in handles] + cats, "failure category" if cats else "outcome"
+        [h.label for h in handles] + cats, "failure category" if cats else "outcome"
     )
     _place(
         fig,
@@ -563,7 +626,7 @@ def top_failing_servers(df: pd.DataFrame, top: int = 10) -> Figure:
     ax.xaxis.set_major_locator(_counts())
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
-    _legend_right(ax, _category_patches(cats), "failure category")
+    _legend(ax, _keys(cats), "failure category")
     _place_one(fig, labels, right=_legend_width(cats, "failure category"))
     return fig
 
@@ -659,16 +722,13 @@ def handshake_funnel(df: pd.DataFrame) -> Figure:
     ax.set_xlim(0, total * 1.15)
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
-    handles = [Patch(facecolor=color("continued"), label="went further")]
-    handles += _category_patches(cats)
+    handles = [Key("went further", color("continued")), *_keys(cats)]
     if est.any():
-        handles.append(Patch(facecolor=color("established"), label="established"))
+        handles.append(Key("established", color("established")))
     if rest.any():
-        handles.append(Patch(facecolor=color("incomplete"), label="incomplete or not blamed"))
-    _legend_right(ax, handles, "at this stage")
-    _place_one(
-        fig, names, right=_legend_width([str(h.get_label()) for h in handles], "at this stage")
-    )
+        handles.append(Key("incomplete or not blamed", color("incomplete")))
+    _legend(ax, handles, "at this stage")
+    _place_one(fig, names, right=_legend_width([h.label for h in handles], "at this stage"))
     return fig
 
 
@@ -693,7 +753,7 @@ def handshake_time_distribution(df: pd.DataFrame) -> Figure:
     data = [times.loc[times["group"] == g, "handshake_ms"].to_numpy() for g in groups]
     # Side by side in each bin, as a grouped histogram draws them: 80 % of the bin.
     span = np.diff(bins)
-    handles: list[Any] = []
+    handles: list[Key] = []
     peak = 0.0
     for k, (g, d) in enumerate(zip(groups, data, strict=True)):
         counts, _ = np.histogram(d, bins=bins)
@@ -703,12 +763,13 @@ def handshake_time_distribution(df: pd.DataFrame) -> Figure:
         height = counts[shown].astype(float)
         verts = _boxes(start[shown], np.zeros(len(height)), height, width, horizontal=False)
         _bars(ax, [verts], [color(g)], label=f"{g} ({len(d)})")
-        handles.append(Patch(facecolor=color(g), label=f"{g} ({len(d)})"))
+        handles.append(Key(f"{g} ({len(d)})", color(g)))
         peak = max(peak, float(counts.max()))
     for g, d in zip(groups, data, strict=True):
         median = float(np.median(d))
         label = f"median {g}: {median:.1f} ms"
-        handles.append(ax.axvline(median, color=color(g), linestyle="--", label=label))
+        ax.axvline(median, color=color(g), linestyle="--", label=label)
+        handles.append(Key(label, color(g), dashed=True))
     ax.set_xscale("log")
     ax.set_xlim(bins[0], bins[-1])
     ax.set_ylim(0, peak * 1.05)
@@ -718,7 +779,7 @@ def handshake_time_distribution(df: pd.DataFrame) -> Figure:
     ax.yaxis.set_major_locator(_counts())
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.legend(handles=handles, frameon=False, fontsize="small", loc="upper right")
+    _legend(ax, handles, None, inside=True)
     _place_one(fig, _count_labels(peak))
     return fig
 

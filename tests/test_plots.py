@@ -93,13 +93,14 @@ def _check_labels(fig: Figure) -> list[Axes]:
 
 
 def _legend_colours(ax: Axes) -> dict[str, str]:
-    legend = ax.get_legend()
-    assert legend is not None
-    return {
-        t.get_text(): to_hex(h.get_facecolor())
-        for t, h in zip(legend.get_texts(), legend.legend_handles, strict=True)
-        if isinstance(h, Rectangle)
-    }
+    entries = plots.legend_entries(ax)
+    assert entries
+    return entries
+
+
+def _notes(ax: Axes) -> list[str]:
+    """The texts drawn on the axes, legend texts left out."""
+    return [t.get_text() for t in ax.texts if not str(t.get_gid()).startswith(plots.LEGEND_GID)]
 
 
 class Bar:
@@ -124,7 +125,7 @@ def _bars(ax: Axes) -> list[Bar]:
         if isinstance(p, Rectangle) and p.get_width() > 0 and p.get_height() > 0
     ]  # fmt: skip
     for coll in ax.collections:
-        if not isinstance(coll, PolyCollection):
+        if not isinstance(coll, PolyCollection) or coll.get_gid() == plots.LEGEND_GID:
             continue
         paths = coll.get_paths()
         faces = coll.get_facecolor()
@@ -203,7 +204,7 @@ def test_time_figure_gives_each_busy_period_its_panel() -> None:
         assert sum(b.get_height() for b in _bars(bottom)) == 10
     assert tops[0].get_ylabel() == "connections per 5 s"
     assert bottoms[0].get_xlabel() == "time (UTC)"
-    assert tops[-1].get_legend() is not None and bottoms[-1].get_legend() is not None
+    assert plots.legend_entries(tops[-1]) and plots.legend_entries(bottoms[-1])
 
 
 def test_busy_periods_split_only_long_empty_stretches() -> None:
@@ -233,7 +234,7 @@ def test_top_failing_servers(df: pd.DataFrame) -> None:
         (4, plots.color("certificate_expired")),
         (2, plots.color("version_mismatch")),
     }
-    notes = sorted(t.get_text().strip() for t in ax.texts)
+    notes = sorted(t.strip() for t in _notes(ax))
     assert notes == ["2 of 8 (25%)", "4 of 4 (100%)"]
     assert set(_legend_colours(ax).items()) <= set(plots.COLORS.items())
 
@@ -257,7 +258,7 @@ def test_handshake_funnel(df: pd.DataFrame) -> None:
     fig = plots.handshake_funnel(df)
     (ax,) = _check_labels(fig)
     assert len(ax.get_yticks()) == 9
-    notes = [t.get_text() for t in ax.texts]
+    notes = _notes(ax)
     assert notes[0] == "12 (100%)" and notes[2] == "12 (100%)"  # tcp_syn, client_hello
     assert notes[3] == "10 (83%)"  # server_hello
     assert notes[-1] == "6 (50%)"  # application_data
@@ -272,9 +273,7 @@ def test_handshake_time_distribution(df: pd.DataFrame) -> None:
     (ax,) = _check_labels(fig)
     assert ax.get_xscale() == "log"
     assert "ms" in ax.get_xlabel()
-    legend = ax.get_legend()
-    assert legend is not None
-    texts = [t.get_text() for t in legend.get_texts()]
+    texts = list(_legend_colours(ax))
     assert texts[:2] == ["established (6)", "failed (6)"]
     assert texts[2].startswith("median established: ")
     assert len(ax.lines) == 2  # the medians
@@ -297,9 +296,7 @@ def test_each_category_keeps_its_colour_across_figures(df: pd.DataFrame) -> None
     for name, make in plots.FIGURES.items():
         fig = make(df)
         for ax in fig.axes:
-            if ax.get_legend() is None:
-                continue
-            for label, colour in _legend_colours(ax).items():
+            for label, colour in plots.legend_entries(ax).items():
                 seen.setdefault(label, set()).add(colour)
         if name == "failure_categories":
             ax = fig.axes[0]
