@@ -3,12 +3,13 @@
 Each function takes the frame of :func:`analyzer.read_pcap` and returns a matplotlib
 :class:`~matplotlib.figure.Figure` built without pyplot: nothing is shown, no global state
 changes, any backend (Agg in tests and the report) works. Every figure has a title, axis
-labels with units, and a legend when it has more than one series. Colours come from one
-mapping, :data:`COLORS`: a failure category has the same colour in every figure.
+labels with units, and a legend when it has more than one series (:func:`legend_entries`
+reads one back). Colours come from one mapping, :data:`COLORS`: a failure category has the
+same colour in every figure.
 
 Labels taken from a capture (server names) are made inert for matplotlib's math text
-(``$`` is escaped) and shortened. The numbers come from :mod:`analyzer.aggregate`; this
-module only draws.
+(``$`` is escaped) and shortened. The numbers come from :mod:`analyzer.aggregate`, but for
+the time figure's bins, counted here per busy period; this module only draws.
 
 Time figures follow the capture's busy periods (:func:`busy_periods`): captures taken days
 apart, or traffic that stops for long stretches, get one panel per busy period on a
@@ -16,10 +17,11 @@ broken time axis, all at one bin, instead of one bar per period in a bin as wide
 whole span.
 
 Drawing is what the report spends most of its time on, so the figures are cheap to draw:
-the bars of one series (or of one chart) are one collection, not one patch each; the axes
-are placed with margins measured from their own labels (:func:`_place`) instead of a
-layout engine, which lays out every text of the figure twice more per draw; and no text
-needs math rendering (log-axis ticks are plain numbers).
+the bars of one series (or of one chart) are one collection, not one patch each; legends
+are a few texts and two collections, not matplotlib's packed legend; the axes are placed
+with margins measured from their own labels (:func:`_place`) instead of a layout engine,
+which lays out every text of the figure twice more per draw; count axes have about six
+ticks; and no text needs math rendering (log-axis ticks are plain numbers).
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ def _top_margin(title: str | float = "large") -> float:
 
 
 def _legend_width(labels: Iterable[str], title: str) -> float:
-    """Width of a legend of :func:`_legend_right` and the gap before it."""
+    """Width of a legend of :func:`_legend` and the gap before it."""
     points = _points("small")
     text = max(_widest(labels, "small"), _widest([title], "small"))
     return text + 4.6 * points * _PT + 0.15
