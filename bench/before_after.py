@@ -42,15 +42,16 @@ TSHARK_FIELDS = [
 TSHARK_FILTER = "tls.handshake.type == 1 || tls.handshake.type == 2 || tls.alert_message"
 
 
-def timed(command: list[str], pythonpath: Path | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one whole process."""
+def timed(command: list[str], pythonpath: Path | None = None) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one whole process
+    (CPU time is the steadier measure on a machine shared with other work)."""
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     with tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
         done = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", rss.name, *command],
+            ["/usr/bin/time", "-f", "%M %U %S", "-o", rss.name, *command],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -61,7 +62,8 @@ def timed(command: list[str], pythonpath: Path | None = None) -> tuple[float, fl
         wall = time.perf_counter() - start
         if done.returncode not in (0, 1):
             raise SystemExit(f"{' '.join(command)}: exit {done.returncode}\n{done.stderr}")
-        return wall, int(rss.read().split()[-1]) / 1024
+        peak, user, system = rss.read().split()[-3:]
+        return wall, int(peak) / 1024, float(user) + float(system)
 
 
 def tshark(capture: Path) -> list[str]:
@@ -69,9 +71,12 @@ def tshark(capture: Path) -> list[str]:
     return ["tshark", "-n", "-r", str(capture), "-Y", TSHARK_FILTER, "-T", "fields", *fields]
 
 
-def median_row(times: list[tuple[float, float]]) -> tuple[float, float, float, float]:
-    walls = [t for t, _ in times]
-    return statistics.median(walls), min(walls), max(walls), max(r for _, r in times)
+def median_row(
+    times: list[tuple[float, float, float]],
+) -> tuple[float, float, float, float, float]:
+    walls = [t for t, _, _ in times]
+    cpu = statistics.median(c for _, _, c in times)
+    return statistics.median(walls), min(walls), max(walls), max(r for _, r, _ in times), cpu
 
 
 def main() -> int:
@@ -118,27 +123,31 @@ def main() -> int:
              "--workers", "1"],
             True,
         )  # fmt: skip
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for r in range(args.rounds):
         for name, (command, per_tree) in commands.items():
             for tree, path in trees.items() if per_tree else [("", None)]:
                 t = timed(command, path)
                 results.setdefault((name, tree), []).append(t)
-                print(f"round {r + 1}: {name} {tree}: {t[0]:.2f} s, {t[1]:.0f} MiB",
+                print(f"round {r + 1}: {name} {tree}: {t[0]:.2f} s, {t[2]:.2f} s CPU, "
+                      f"{t[1]:.0f} MiB",
                       file=sys.stderr, flush=True)  # fmt: skip
     print(f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    print("| command | code | median s | min–max s | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|")
+    print("| command | code | median s | min–max s | median CPU s | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|")
     for (name, tree), times in results.items():
-        med, lo, hi, rss = median_row(times)
-        print(f"| {name} | {tree or '–'} | {med:.2f} | {lo:.2f}–{hi:.2f} | {rss:.0f} |")
+        med, lo, hi, rss, cpu = median_row(times)
+        print(f"| {name} | {tree or '–'} | {med:.2f} | {lo:.2f}–{hi:.2f} | {cpu:.2f} "
+              f"| {rss:.0f} |")  # fmt: skip
     for tree in trees:
         report = results.get(("report sample_pcaps/", tree))
         analyze = results.get(("analyze sample_pcaps/", tree))
         if report and analyze:
-            ratios = [a[0] / b[0] for a, b in zip(report, analyze, strict=True)]
+            walls = [a[0] / b[0] for a, b in zip(report, analyze, strict=True)]
+            cpus = [a[2] / b[2] for a, b in zip(report, analyze, strict=True)]
             print(f"\n- report ÷ analyze on sample_pcaps/, {tree}: median of the per-round "
-                  f"ratios {statistics.median(ratios):.2f}×")  # fmt: skip
+                  f"ratios {statistics.median(walls):.2f}× (wall), "
+                  f"{statistics.median(cpus):.2f}× (CPU)")  # fmt: skip
     return 0
 
 
