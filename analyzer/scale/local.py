@@ -2,9 +2,10 @@
 
 Plan: each input file is one task; a file of at least ``limits.SHARD_MIN_BYTES`` is split
 into ``N`` shard tasks instead (each worker reads the whole file and analyzes only the
-connections of its shard, see :mod:`analyzer.scale.shard`). Tasks run in a pool of ``N``
-worker processes (``forkserver`` start method where there is one, else ``spawn``: never
-plain ``fork`` of a process that may hold threads), largest first. Each worker sorts its
+connections of its shard, see :mod:`analyzer.scale.shard`). This process runs one task
+itself and a pool of ``N - 1`` worker processes the others (``forkserver`` start method
+where there is one, else ``spawn``: never plain ``fork`` of a process that may hold
+threads), largest first. Each worker sorts its
 records into a file of runs (:mod:`analyzer.sorted_records`) and builds the
 cross-connection evidence of its records; the parent merges the evidence (SPEC §5) and
 the files, in ``(ts, uid)`` order: the same records, ``uid``s included, as one process
@@ -265,9 +266,9 @@ def collect_parallel(
             kept_evidence.add(record)
             kept.add(record)
 
-        mine.append(part)
         result = analyze_part(part, sink)
         result.evidence = kept_evidence
+        mine.append(part)  # only once it finished: a part that raised gives no records
         return result
 
     try:
