@@ -66,8 +66,11 @@ def cores() -> int:
 
 
 def free_cores() -> int:
-    """Cores not busy with other work: this process's cores less the load average of the
-    last minute (processes running or waiting to run), at least one.
+    """Cores not busy with other work: this process's cores less the work of others, at
+    least one. The work of others is the load average of the last minute (processes
+    running or waiting to run), or the other processes runnable right now if fewer: a
+    script that runs ``tlsa`` again and again raises the load average by itself, and its
+    next run must still find the machine free.
 
     A second worker only pays when it gets a core of its own: on two cores with one busy
     elsewhere, two workers take turns on the free one and lose to one worker (they also
@@ -76,7 +79,20 @@ def free_cores() -> int:
         busy = os.getloadavg()[0]
     except OSError:  # not available: assume the machine is ours
         busy = 0.0
+    now = _runnable_others()
+    if now is not None:
+        busy = min(busy, now)
     return max(1, min(cores(), math.floor(cores() - busy + 0.5)))
+
+
+def _runnable_others() -> int | None:
+    """Other threads runnable right now (``/proc/loadavg``), or None where unknown."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0, running - 1)  # this process is one of them
 
 
 def default_workers(files: Sequence[Path]) -> int:
