@@ -7,14 +7,13 @@ ids are fixed, so the same figure gives the same bytes wherever it is drawn.
 
 Importing matplotlib and drawing the figures is about half of ``tlsa report``'s time, and
 importing pandas and building the page most of the rest. Where a core is free
-(:func:`analyzer.scale.local.free_cores`), :func:`start` forks a child that draws the
-costliest figures (:data:`FORKED`) from the records it inherited while the parent builds
-the page and then draws the others; the SVGs come back through a pipe. Only a process
-with a single thread is forked (forking a threaded one can leave the child waiting on a
-lock another thread held; pandas, pyarrow and matplotlib start threads once imported, so
-the fork comes before they are). On a busy machine, without ``os.fork``, or when the
-child fails, the figures are drawn in this process from the same frame: the page is the
-same.
+(:func:`analyzer.scale.local.free_cores`), :func:`start` forks a child that does the
+figures from the records it inherited while the parent builds the page; the SVGs come
+back through a pipe. Only a process with a single thread is forked (forking a threaded
+one can leave the child waiting on a lock another thread held; pandas, pyarrow and
+matplotlib start threads once imported, so the fork comes before they are). On a busy
+machine, without ``os.fork``, or when the child fails, the figures are drawn in this
+process from the same frame: the page is the same.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from analyzer.record import HandshakeRecord
@@ -58,20 +57,11 @@ def image(fig: Figure) -> Image:
     return title, figure_svg(fig)
 
 
-def draw(df: pd.DataFrame, names: Collection[str] | None = None) -> dict[str, Image]:
-    """Every figure of the report for one records frame (or those ``names``)."""
+def draw(df: pd.DataFrame) -> dict[str, Image]:
+    """Every figure of the report for one records frame."""
     from analyzer import plots
 
-    return {
-        name: image(make(df))
-        for name, make in plots.FIGURES.items()
-        if names is None or name in names
-    }
-
-
-FORKED = ("failures_over_time", "top_failing_servers", "handshake_funnel")
-"""The figures the child draws: about two thirds of the drawing, as the parent has the
-page to build first (and matplotlib to import too, for the others)."""
+    return {name: image(make(df)) for name, make in plots.FIGURES.items()}
 
 
 def _single_threaded() -> bool:
@@ -97,8 +87,7 @@ def start(records: Sequence[HandshakeRecord]) -> Callable[[pd.DataFrame], dict[s
             os.close(read_end)
             from analyzer.frame import to_dataframe
 
-            drawn = draw(to_dataframe(list(records)), FORKED)
-            blob = pickle.dumps(drawn, pickle.HIGHEST_PROTOCOL)
+            blob = pickle.dumps(draw(to_dataframe(list(records))), pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write_end, "wb") as out:
                 out.write(blob)
             code = 0
@@ -107,15 +96,12 @@ def start(records: Sequence[HandshakeRecord]) -> Callable[[pd.DataFrame], dict[s
     os.close(write_end)
 
     def wait(df: pd.DataFrame) -> dict[str, Image]:
-        from analyzer import plots
-
-        here = draw(df, [name for name in plots.FIGURES if name not in FORKED])
         with os.fdopen(read_end, "rb") as pipe:
             blob = pipe.read()
         _, status = os.waitpid(pid, 0)
-        if status != 0 or not blob:
-            return draw(df)  # the child failed: draw everything here
-        there: dict[str, Image] = pickle.loads(blob)
-        return {name: here[name] if name in here else there[name] for name in plots.FIGURES}
+        if status == 0 and blob:
+            images: dict[str, Image] = pickle.loads(blob)
+            return images
+        return draw(df)  # the child failed: draw here
 
     return wait
