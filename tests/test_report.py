@@ -280,41 +280,6 @@ def test_sample_report_is_self_contained(
     assert render(records, run=run) == page
 
 
-FORKED_REPORT = """
-import os, pickle, sys
-import analyzer.scale.local as local
-from analyzer.report import html
-
-local.free_cores = lambda: 2  # as on an idle machine: the figures go to a second process
-forks = []
-fork = os.fork
-os.fork = lambda: forks.append(1) or fork()
-records, run = pickle.loads(sys.stdin.buffer.read())
-html.write(records, sys.argv[1], run=run)
-print(len(forks))
-"""
-
-
-def test_figures_drawn_in_a_second_process_give_the_same_page(
-    tmp_path: Path, samples: tuple[list[HandshakeRecord], Run]
-) -> None:
-    """``write`` in a fresh (single-threaded) process with a free core draws the figures
-    in a forked child; the page is the one drawn in a single process."""
-    import pickle
-
-    records, run = samples
-    done = subprocess.run(
-        [sys.executable, "-c", FORKED_REPORT, str(tmp_path)],
-        input=pickle.dumps((records, run)),
-        capture_output=True,
-        timeout=300,
-        check=True,
-    )
-    assert done.stdout.decode().strip() == "1"  # the figures were drawn in a child
-    page = (tmp_path / "index.html").read_text(encoding="utf-8")
-    assert page == render(records, run=run)
-
-
 def test_report_lists_at_most_the_limit(
     monkeypatch: pytest.MonkeyPatch, samples: tuple[list[HandshakeRecord], Run]
 ) -> None:

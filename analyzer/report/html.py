@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,6 @@ from analyzer.record import FAILURE_SIDES, FAILURES, HandshakeRecord
 from analyzer.report.assets import CSS, JS, content_security_policy
 
 if TYPE_CHECKING:
-    import pandas as pd
     from matplotlib.figure import Figure
 
     from analyzer.api import Run
@@ -564,35 +563,21 @@ def render(
     """The report page for these records (sorted by ``(ts, uid)`` as collected).
 
     ``figures`` defaults to every figure of :mod:`analyzer.plots`."""
-    from analyzer.report import figures as images
-
-    if figures is None:
-        return _page(list(records), run=run, title=title, images=images.draw)
-    given = {name: images.image(fig) for name, fig in figures.items()}
-    return _page(list(records), run=run, title=title, images=lambda df: given)
-
-
-_FIGURES_HERE = Html("<!-- figures -->")
-"""Where the figures go in the page: they are the last part made."""
-
-
-def _page(
-    records: list[HandshakeRecord],
-    *,
-    run: Run | None,
-    title: str,
-    images: Callable[[pd.DataFrame], Mapping[str, Image]],
-) -> str:
-    """The page; ``images`` gives the figures for the records' frame once everything else
-    is built (they may be drawn meanwhile in another process, :func:`figures.start`)."""
     from analyzer import aggregate
     from analyzer.frame import to_dataframe
+    from analyzer.report import figures as images
 
+    records = list(records)
     df = to_dataframe(records)
     quic = sum(s.udp_quic for s in run.stats.values()) if run is not None else 0
     captures = sorted(run.stats) if run is not None and run.stats else ()
     data = aggregate.summary(df, quic=quic, captures=captures)
-    figure_html = _FIGURES_HERE
+    drawn = (
+        images.draw(df)
+        if figures is None
+        else {name: images.image(fig) for name, fig in figures.items()}
+    )
+    figure_html = join(_figure_html(name, im) for name, im in drawn.items())
     failed_all = [r for r in records if r.failure]
     failed = failed_all[:REPORT_MAX_FAILED]
     nav = tag(
@@ -639,9 +624,6 @@ def _page(
         tag("h2", "Connection details", id="details"),
         join(_details(r) for r in failed) if failed else tag("p", "–", class_="muted"),
     ]
-    sections[sections.index(_FIGURES_HERE)] = join(
-        _figure_html(name, im) for name, im in images(df).items()
-    )
     head = join(
         [
             Html('<meta charset="utf-8">'),
@@ -677,9 +659,5 @@ def write(
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / REPORT_FILE
-    from analyzer.report import figures
-
-    rows = list(records)
-    images = figures.start(rows)  # drawn meanwhile in a second process where one is free
-    path.write_text(_page(rows, run=run, title=title, images=images), encoding="utf-8")
+    path.write_text(render(records, run=run, title=title), encoding="utf-8")
     return path
