@@ -26,7 +26,7 @@ from rich.text import Text
 from analyzer.api import Progress, Run, collect_sorted
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.certs import load_ca_bundle
-from analyzer.display_filter import RepeatedTuples
+from analyzer.diagnosis.tuples import TupleStarts
 from analyzer.live import DEFAULT_BPF, LiveCaptureError, LiveSession
 from analyzer.record import HandshakeRecord
 from analyzer.text import printable
@@ -525,7 +525,7 @@ def analyze(
     run = Run()
     failed: list[HandshakeRecord] = []  # at most one: enough for --fail-on-failure
     selected: list[HandshakeRecord] = []  # for --extract
-    tuples = RepeatedTuples()  # for --extract: where each connection's packets end
+    tuples = TupleStarts()  # for --extract: where each connection's packets end
 
     def shown() -> Iterator[HandshakeRecord]:
         for r in stream_inputs(
@@ -556,7 +556,7 @@ def extract_to(
     path: Path,
     records: Sequence[HandshakeRecord],
     inputs: Sequence[str],
-    tuples: RepeatedTuples,
+    tuples: TupleStarts,
     secrets: KeyLog | None = None,
 ) -> None:
     """``--extract FILE``: the packets of ``records`` (read again from ``inputs``) as
@@ -760,7 +760,7 @@ def show(
 
     print_record(Console(highlight=False), match[0])
     if extract is not None:
-        tuples = RepeatedTuples()
+        tuples = TupleStarts()
         for r in records:
             tuples.add(r)
         extract_to(extract, match, paths, tuples, keys if embed_secrets else None)

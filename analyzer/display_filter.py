@@ -2,15 +2,14 @@
 function of its addresses, ports, transport and, where its 4-tuple repeats in the
 capture, its time span. The record builder fills the plain filter; the time bound is added
 with the cross-connection evidence (:class:`analyzer.diagnosis.cross.Evidence`), once every
-connection of the capture is known (:class:`RepeatedTuples`).
+connection of the capture is known (:class:`~analyzer.diagnosis.tuples.TupleStarts`).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-from dataclasses import dataclass, field, fields
-from typing import Any, cast
+from dataclasses import fields
+from typing import Any, Protocol, cast
 
 from analyzer.record import HandshakeRecord
 
@@ -58,14 +57,14 @@ def display_filter(
     return " && ".join(parts)
 
 
-def tuple_key(r: HandshakeRecord) -> tuple[str, str, str]:
-    """The capture and the 4-tuple in a fixed orientation."""
-    a, b = f"{r.client_ip} {r.client_port}", f"{r.server_ip} {r.server_port}"
-    proto = "udp" if r.transport in UDP_TRANSPORTS else "tcp"
-    return (r.capture, proto, f"{a} {b}" if a < b else f"{b} {a}")
+class Bounds(Protocol):
+    """Where a record's 4-tuple repeats in its capture
+    (:class:`analyzer.diagnosis.tuples.TupleStarts`)."""
+
+    def bound(self, r: HandshakeRecord) -> tuple[float, float | None] | None: ...
 
 
-def record_filter(r: HandshakeRecord, tuples: RepeatedTuples | None = None) -> str:
+def record_filter(r: HandshakeRecord, tuples: Bounds | None = None) -> str:
     """:func:`display_filter` of a record; ``tuples``: the run's 4-tuples, for a time bound
     where the record's repeats."""
     bound = tuples.bound(r) if tuples is not None else None
@@ -78,34 +77,6 @@ def record_filter(r: HandshakeRecord, tuples: RepeatedTuples | None = None) -> s
         since=bound[0] if bound else None,
         until=bound[1] if bound else None,
     )
-
-
-@dataclass(slots=True)
-class RepeatedTuples:
-    """Which 4-tuples occur more than once per capture, and when each of their connections
-    starts. Keyed by hash: 8 bytes and a float per connection; a collision only adds a
-    time bound that was not needed."""
-
-    first: dict[int, float] = field(default_factory=dict)
-    starts: dict[int, list[float]] = field(default_factory=dict)
-    """Sorted first-packet times of the 4-tuples seen more than once."""
-
-    def add(self, r: HandshakeRecord) -> None:
-        h = hash(tuple_key(r))
-        seen = self.first.get(h)
-        if seen is None:
-            self.first[h] = r.ts
-        else:
-            bisect.insort(self.starts.setdefault(h, [seen]), r.ts)
-
-    def bound(self, r: HandshakeRecord) -> tuple[float, float | None] | None:
-        """(this connection's start, the next one's start or None) when the record's
-        4-tuple repeats, else None."""
-        starts = self.starts.get(hash(tuple_key(r)))
-        if starts is None:
-            return None
-        i = bisect.bisect_right(starts, r.ts)
-        return r.ts, starts[i] if i < len(starts) else None
 
 
 _FILTER_AT = [f.name for f in fields(HandshakeRecord)].index("wireshark_filter")

@@ -217,7 +217,8 @@ not narrated."""
 
 MAX_RECORDS_IN_MEMORY = 5_000
 """Finished records held as objects while a sorted file output is being prepared; beyond
-this they wait in a temporary file (about 2.5 KB each on disk, 40 bytes in memory)."""
+this they wait in a temporary file as sorted runs (about 2.5 KB each on disk, nothing in
+memory; see ``MERGE_FAN_IN``)."""
 
 # key logs and decryption
 
@@ -364,3 +365,20 @@ QUIC_FALLBACK_WINDOW = 5.0
 a TCP connection from the same client to the same server is its fallback: browsers race
 TCP a few hundred milliseconds after QUIC or fall back as soon as QUIC gives up (Chromium,
 curl ``--http3``), never seconds later."""
+
+# sorted output and cross-connection evidence at scale (floods of millions of connections)
+
+MERGE_FAN_IN = 64
+"""Sorted runs of ``MAX_RECORDS_IN_MEMORY`` records (:mod:`analyzer.sorted_records`) merged
+at once: when this many runs of one size wait on disk they become one. Reading a run
+takes a 64 KB buffer, so merging costs at most 4 MB of buffers, and a million records
+(200 runs) take two merge levels."""
+
+TUPLES_IN_MEMORY = 65_536
+"""Connections whose 4-tuple hash and start time (16 bytes) the repeated-tuple index
+(:mod:`analyzer.diagnosis.tuples`) keeps in memory (1 MB) before it writes them to disk in
+``TUPLE_PARTITIONS`` parts by hash; finding the repeats then reads one part at a time."""
+
+TUPLE_PARTITIONS = 64
+"""Parts of the on-disk repeated-tuple index: a capture of 64 million connections reads
+16 MB at a time."""

@@ -26,7 +26,8 @@ from typer.testing import CliRunner
 
 from analyzer import cli
 from analyzer.api import Run, collect
-from analyzer.display_filter import RepeatedTuples, display_filter
+from analyzer.diagnosis.tuples import TupleStarts
+from analyzer.display_filter import display_filter
 from analyzer.export.pcapng_writer import PcapngWriter
 from analyzer.export.wireshark import extract_comment, write_extract
 from analyzer.record import HandshakeRecord
@@ -79,7 +80,7 @@ def records_of(path: Path) -> list[HandshakeRecord]:
 
 
 def extract(records: list[HandshakeRecord], path: Path, out: Path) -> dict[str, list[int]]:
-    tuples = RepeatedTuples()
+    tuples = TupleStarts()
     for r in records:
         tuples.add(r)
     with out.open("wb") as f:

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -92,17 +93,46 @@ def _check_labels(fig: Figure) -> list[Axes]:
 
 
 def _legend_colours(ax: Axes) -> dict[str, str]:
-    legend = ax.get_legend()
-    assert legend is not None
-    return {
-        t.get_text(): to_hex(h.get_facecolor())
-        for t, h in zip(legend.get_texts(), legend.legend_handles, strict=True)
-        if isinstance(h, Rectangle)
-    }
+    entries = plots.legend_entries(ax)
+    assert entries
+    return entries
 
 
-def _bars(ax: Axes) -> list[Rectangle]:
-    return [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0]
+def _notes(ax: Axes) -> list[str]:
+    """The texts drawn on the axes, legend texts left out."""
+    return [t.get_text() for t in ax.texts if not str(t.get_gid()).startswith(plots.LEGEND_GID)]
+
+
+class Bar:
+    """One drawn bar: its extent in data coordinates and its colour."""
+
+    def __init__(self, x0: float, x1: float, y0: float, y1: float, colour: str) -> None:
+        self.x0, self.x1, self.y0, self.y1, self.colour = x0, x1, y0, y1, colour
+
+    def get_width(self) -> float:
+        return self.x1 - self.x0
+
+    def get_height(self) -> float:
+        return self.y1 - self.y0
+
+
+def _bars(ax: Axes) -> list[Bar]:
+    """Every bar drawn on the axes, whether as a patch or as a rectangle of a collection."""
+    out = [
+        Bar(p.get_x(), p.get_x() + p.get_width(), p.get_y(), p.get_y() + p.get_height(),
+            to_hex(p.get_facecolor()))
+        for p in ax.patches
+        if isinstance(p, Rectangle) and p.get_width() > 0 and p.get_height() > 0
+    ]  # fmt: skip
+    for coll in ax.collections:
+        if not isinstance(coll, PolyCollection) or coll.get_gid() == plots.LEGEND_GID:
+            continue
+        paths = coll.get_paths()
+        faces = coll.get_facecolor()
+        for i, path in enumerate(paths):
+            (x0, y0), (x1, y1) = path.vertices.min(axis=0), path.vertices.max(axis=0)
+            out.append(Bar(x0, x1, y0, y1, to_hex(faces[i % len(faces)])))
+    return out
 
 
 def test_the_colour_mapping_is_complete_and_distinct() -> None:
@@ -126,10 +156,71 @@ def test_failures_over_time(df: pd.DataFrame) -> None:
     assert _legend_colours(bottom) == {
         c: plots.color(c) for c in ("version_mismatch", "certificate_expired")
     }
-    # 6 bins of 20 s, one bar per bin and series drawn.
-    assert len(top.patches) == 6 * 2
-    assert len(bottom.patches) == 6 * 2
-    assert sum(p.get_height() for p in bottom.patches) == 6
+    # 6 bins of 20 s, two connections in each: 3 bins established, then 3 failed.
+    bars = _bars(top)
+    assert len({b.x0 for b in bars}) == 6
+    assert all(b.get_width() == pytest.approx(20 / 86400) for b in bars)
+    assert [(b.colour, b.get_height()) for b in sorted(bars, key=lambda b: b.x0)] == [
+        (plots.color("established"), 2)
+    ] * 3 + [(plots.color("failed"), 2)] * 3
+    failures = _bars(bottom)
+    assert sum(b.get_height() for b in failures) == 6
+    assert {b.colour for b in failures} == {
+        plots.color("version_mismatch"),
+        plots.color("certificate_expired"),
+    }
+
+
+def test_time_figure_gives_each_busy_period_its_panel() -> None:
+    """Captures taken days apart: one panel per busy period, all at one bin fit for the
+    busy time (5 s here), not one bar per period in a bin as wide as the month."""
+    from analyzer import aggregate
+
+    days = [0, 2, 30]
+    records = []
+    for d in days:
+        for i in range(30):  # one connection every 2 s for a minute; every third fails
+            n = len(records)
+            ts = T0 + d * 86400 + i * 2.0
+            records.append(bad(n, "certificate_expired", ts=ts) if i % 3 == 0 else ok(n, ts=ts))
+    frame = to_dataframe(records)
+    assert aggregate.time_bin(frame) == "1D"  # one bin per day over the whole span
+    assert plots.busy_periods([r.ts for r in records]) == [
+        (T0 + d * 86400, T0 + d * 86400 + 58.0) for d in days
+    ]
+    fig = plots.failures_over_time(frame)
+    assert "bins of 5 s" in fig.texts[0].get_text()
+    axes = fig.axes
+    assert len(axes) == 6  # two rows, three periods
+    tops, bottoms = axes[:3], axes[3:]
+    for d, top, bottom in zip(days, tops, bottoms, strict=True):
+        lo, hi = top.get_xlim()
+        start = plots._dates(T0 + d * 86400)
+        assert lo <= start and plots._dates(T0 + d * 86400 + 58.0) < hi
+        assert hi - lo < 2 / 24  # minutes wide, not days
+        bars = _bars(top)
+        assert sum(b.get_height() for b in bars) == 30
+        assert len({b.x0 for b in bars}) == 12  # 60 s of traffic in bins of 5 s
+        assert sum(b.get_height() for b in _bars(bottom)) == 10
+    assert tops[0].get_ylabel() == "connections per 5 s"
+    assert bottoms[0].get_xlabel() == "time (UTC)"
+    assert plots.legend_entries(tops[-1]) and plots.legend_entries(bottoms[-1])
+
+
+def test_busy_periods_split_only_long_empty_stretches() -> None:
+    steady = [T0 + i * 60.0 for i in range(600)]  # ten hours, one connection a minute
+    assert plots.busy_periods(steady) == [(steady[0], steady[-1])]
+    paused = steady[:300] + [t + 3600 for t in steady[300:]]  # an hour's lunch: kept
+    assert len(plots.busy_periods(paused)) == 1
+    short = [T0, T0 + 1, T0 + 40, T0 + 41]  # 39 s apart: under the minimum
+    assert len(plots.busy_periods(short)) == 1
+    daily = [T0 + d * 86400 + s for d in range(5) for s in (0.0, 30.0)]
+    assert len(plots.busy_periods(daily)) == 5
+    weeks = [T0 + d * 86400 + s for d in range(20) for s in (0.0, 30.0)]
+    assert len(plots.busy_periods(weeks)) == 1  # more than six: one axis
+    uneven = [*weeks, T0 + 40 * 86400]  # ...unless a few stretches stand out
+    assert plots.busy_periods(uneven) == [(weeks[0], weeks[-1]), (uneven[-1], uneven[-1])]
+    assert plots.busy_periods([]) == []
 
 
 def test_top_failing_servers(df: pd.DataFrame) -> None:
@@ -139,11 +230,11 @@ def test_top_failing_servers(df: pd.DataFrame) -> None:
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["198.51.100.1:443  (www.example)", "198.51.100.2:443  (api.example)"][::-1]
     bars = _bars(ax)
-    assert {(b.get_width(), to_hex(b.get_facecolor())) for b in bars} == {
+    assert {(b.get_width(), b.colour) for b in bars} == {
         (4, plots.color("certificate_expired")),
         (2, plots.color("version_mismatch")),
     }
-    notes = sorted(t.get_text().strip() for t in ax.texts)
+    notes = sorted(t.strip() for t in _notes(ax))
     assert notes == ["2 of 8 (25%)", "4 of 4 (100%)"]
     assert set(_legend_colours(ax).items()) <= set(plots.COLORS.items())
 
@@ -167,7 +258,7 @@ def test_handshake_funnel(df: pd.DataFrame) -> None:
     fig = plots.handshake_funnel(df)
     (ax,) = _check_labels(fig)
     assert len(ax.get_yticks()) == 9
-    notes = [t.get_text() for t in ax.texts]
+    notes = _notes(ax)
     assert notes[0] == "12 (100%)" and notes[2] == "12 (100%)"  # tcp_syn, client_hello
     assert notes[3] == "10 (83%)"  # server_hello
     assert notes[-1] == "6 (50%)"  # application_data
@@ -182,13 +273,11 @@ def test_handshake_time_distribution(df: pd.DataFrame) -> None:
     (ax,) = _check_labels(fig)
     assert ax.get_xscale() == "log"
     assert "ms" in ax.get_xlabel()
-    legend = ax.get_legend()
-    assert legend is not None
-    texts = [t.get_text() for t in legend.get_texts()]
+    texts = list(_legend_colours(ax))
     assert texts[:2] == ["established (6)", "failed (6)"]
     assert texts[2].startswith("median established: ")
     assert len(ax.lines) == 2  # the medians
-    assert sum(p.get_height() for p in ax.patches) == 12
+    assert sum(b.get_height() for b in _bars(ax)) == 12
 
 
 def test_failure_categories(df: pd.DataFrame) -> None:
@@ -198,7 +287,7 @@ def test_failure_categories(df: pd.DataFrame) -> None:
     assert names == ["certificate_expired", "version_mismatch"]  # most frequent on top
     bars = _bars(ax)
     assert len(bars) == 2
-    by_width = {b.get_width(): to_hex(b.get_facecolor()) for b in bars}
+    by_width = {b.get_width(): b.colour for b in bars}
     assert by_width == {4: plots.color("certificate_expired"), 2: plots.color("version_mismatch")}
 
 
@@ -207,15 +296,14 @@ def test_each_category_keeps_its_colour_across_figures(df: pd.DataFrame) -> None
     for name, make in plots.FIGURES.items():
         fig = make(df)
         for ax in fig.axes:
-            if ax.get_legend() is None:
-                continue
-            for label, colour in _legend_colours(ax).items():
+            for label, colour in plots.legend_entries(ax).items():
                 seen.setdefault(label, set()).add(colour)
         if name == "failure_categories":
             ax = fig.axes[0]
             labels = [t.get_text() for t in ax.get_yticklabels()]
-            for label, bar in zip(labels, _bars(ax), strict=True):
-                seen.setdefault(label, set()).add(to_hex(bar.get_facecolor()))
+            bars = sorted(_bars(ax), key=lambda b: -b.y0)  # top to bottom, as the labels
+            for label, bar in zip(labels, bars, strict=True):
+                seen.setdefault(label, set()).add(bar.colour)
     for label in ("certificate_expired", "version_mismatch", "established"):
         assert seen[label] == {plots.color(label)}, label
 

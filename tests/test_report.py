@@ -273,7 +273,7 @@ def test_sample_report_is_self_contained(
     failed = [r for r in records if r.failure]
     assert page.count('<tr class="fail"') == len(failed)
     assert page.count('<details class="conn"') == len(failed)
-    assert page.count('<img src="data:image/png;base64,') == 6
+    assert page.count('<img src="data:image/svg+xml;base64,') == 6
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert "<link" not in page
     # Packet time only: the same input gives the same page.

@@ -13,8 +13,25 @@ analysed in a fresh subprocess through the streaming API (records written as JSO
 reported (the oldest by packet time go first), and run time linear in packets (two sizes
 compared).
 
-The big runs (a million connections) are ``@pytest.mark.slow`` (``make stress``); small
-versions of each (20,000 connections) run with the normal tests.
+``sample_pcaps/``) and connections that each leave a large out-of-order buffer. The
+floods have one shape: one SYN every 10 µs (with a ClientHello 1 µs after it), 60,000
+client ports per client address, one server port (443).
+
+Each capture is analysed in a fresh subprocess in two ways:
+
+- through the streaming API (records written as JSONL to ``/dev/null`` as they come),
+  which reports its peak RSS (``VmHWM`` of ``/proc/self/status``), run time, records and
+  the limits it hit: every limit hit recorded as an anomaly, every evicted connection
+  still reported (the oldest by packet time go first), run time linear in packets;
+- as a user runs it, ``tlsa analyze FILE --format jsonl -o /dev/null --workers 1``, and
+  the same with two workers sharing the file: sorted output and cross-connection
+  evidence over every record, in one process or in workers and their parent. Its peak
+  RSS is the largest of the process tree (``ru_maxrss`` of the waited-for children of a
+  wrapper process).
+
+Peak RSS stays under ``RSS_LIMIT_MIB`` in every run. The big runs (a million connections,
+the floods of ``make stress``) are ``@pytest.mark.slow``; small versions of each (30,000
+connections) run with the normal tests.
 """
 
 from __future__ import annotations
@@ -60,9 +77,16 @@ def client_hello_record() -> bytes:
     raise AssertionError("no ClientHello in the sample")
 
 
+CLIENT_PORTS = 60_000
+"""Client ports per client address in the floods: a flooding host walks through its
+ephemeral ports, then the next address takes over."""
+
+
 def _client(i: int) -> tuple[bytes, int]:
-    """A distinct (address, port) per connection number."""
-    return struct.pack("!BBBB", 10, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF), 1024 + i % 60000
+    """A distinct (address, port) per connection number: ``CLIENT_PORTS`` ports of one
+    address, then the next address."""
+    host = i // CLIENT_PORTS
+    return bytes([10, 1, (host >> 8) & 0xFF, host & 0xFF]), 1024 + i % CLIENT_PORTS
 
 
 class CaptureWriter:
@@ -267,6 +291,103 @@ def measure(path: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     return result
 
 
+TREE = r"""
+import json, os, resource, subprocess, sys, threading, time
+
+def parents():
+    out = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    out[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    return out
+
+def hwm_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+peaks = {}
+def watch(root, stop):
+    while not stop.is_set():
+        ppid = parents()
+        tree = {root}
+        for _ in range(4):
+            tree |= {p for p, q in ppid.items() if q in tree}
+        for pid in tree:
+            peaks[pid] = max(peaks.get(pid, 0), hwm_kib(pid))
+        stop.wait(0.05)
+
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+stop = threading.Event()
+watcher = threading.Thread(target=watch, args=(proc.pid, stop))
+watcher.start()
+_, err = proc.communicate()
+stop.set()
+watcher.join()
+waited = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({
+    "seconds": time.perf_counter() - start,
+    "maxrss_mib": max([waited, *peaks.values()]) / 1024,
+    "processes": len(peaks),
+    "sum_of_peaks_mib": sum(peaks.values()) / 1024,
+    "returncode": proc.returncode,
+    "stderr": err[-3000:],
+}))
+"""
+"""Runs a command and reports the largest peak RSS in its process tree: ``VmHWM`` of the
+command and of every process it starts (workers, and a fork server's children), read
+every 50 ms, and ``ru_maxrss`` of the waited-for children."""
+
+SPLIT = r"""
+import sys
+from analyzer.api import Run
+from analyzer.output import write_jsonl
+from analyzer.scale.local import collect_parallel
+
+run = Run()
+with open("/dev/null", "w") as sink:
+    write_jsonl(collect_parallel([sys.argv[1]], run, workers=int(sys.argv[2]), shard_bytes=0), sink)
+assert not run.errors, run.errors
+"""
+"""``tlsa analyze FILE --format jsonl -o /dev/null --workers N`` with the file split
+between the workers whatever its size."""
+
+
+def measure_sorted(path: Path, workers: int) -> dict[str, Any]:
+    """Sorted JSONL of every record with cross-connection evidence, as ``tlsa analyze
+    PATH --format jsonl -o /dev/null`` writes it: with one worker, that very command; with
+    more, the file split between them (:data:`SPLIT`). Reports the run time and the
+    largest peak RSS of the process tree."""
+    if workers == 1:
+        command = [sys.executable, "-m", "analyzer", "analyze", str(path)]
+        command += ["--format", "jsonl", "-o", "/dev/null", "--workers", "1"]
+    else:
+        command = [sys.executable, "-c", SPLIT, str(path), str(workers)]
+    done = subprocess.run(
+        [sys.executable, "-c", TREE, *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    assert result["returncode"] == 0, result["stderr"]
+    print(f"{path.name} sorted, {workers} worker(s)", json.dumps(result))
+    return result
+
+
 @pytest.fixture(scope="module")
 def scratch() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="tlsa-stress-") as d:
@@ -327,6 +448,15 @@ def small_hello(scratch: Path) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_floods_small_sorted(
+    scratch: Path, small_syn: dict[str, Any], small_hello: dict[str, Any], workers: int
+) -> None:
+    for name in ("syn.pcap", "hello.pcap"):
+        result = measure_sorted(scratch / name, workers)
+        assert result["maxrss_mib"] < RSS_LIMIT_MIB, result
+
+
 def test_syn_flood_small(small_syn: dict[str, Any]) -> None:
     check_flood(small_syn, SMALL)
     assert small_syn["closes"] == {
@@ -384,16 +514,26 @@ def test_quic_initial_flood_small(scratch: Path) -> None:
 # --- make stress ------------------------------------------------------------------------
 
 
+MILLION = 1_000_000
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("hello", [False, True], ids=["syn", "syn_hello"])
 def test_million_half_open_connections(scratch: Path, hello: bool) -> None:
-    n = 1_000_000
-    frames = write_flood(scratch / "flood.pcap", n, hello=hello)
-    result = measure(scratch / "flood.pcap")
-    (scratch / "flood.pcap").unlink()
-    check_bounded(result, frames)
-    check_flood(result, n)
-    check_evictions_reported(result, n)
+    """The floods of ``make stress``: a million connections, through the API (every record
+    checked) and sorted as ``tlsa analyze`` writes it, with one worker and with two."""
+    frames = write_flood(scratch / "flood.pcap", MILLION, hello=hello)
+    try:
+        result = measure(scratch / "flood.pcap")
+        check_bounded(result, frames)
+        check_flood(result, MILLION)
+        check_evictions_reported(result, MILLION)
+        for workers in (1, 2):
+            done = measure_sorted(scratch / "flood.pcap", workers)
+            print(f"{done['seconds'] / frames * 1e6:.1f} µs per packet")
+            assert done["maxrss_mib"] < RSS_LIMIT_MIB, done
+    finally:
+        (scratch / "flood.pcap").unlink()
 
 
 @pytest.mark.slow

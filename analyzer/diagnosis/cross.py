@@ -24,7 +24,7 @@ visible) and uses them to sharpen failures:
 from __future__ import annotations
 
 import bisect
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -37,8 +37,9 @@ from analyzer.diagnosis.rules.certificates import (
     weak_key_verdict,
 )
 from analyzer.diagnosis.rules.negotiation import cipher_verdict
+from analyzer.diagnosis.tuples import TupleStarts
 from analyzer.diagnosis.wording import ms
-from analyzer.display_filter import RepeatedTuples, record_filter, with_filter
+from analyzer.display_filter import display_filter, with_filter
 from analyzer.limits import QUIC_FALLBACK_WINDOW
 from analyzer.record import HandshakeRecord
 
@@ -76,7 +77,7 @@ class QuicFallbacks:
 
     Memory: the failed attempts (few), and per TCP connection offering h2 or http/1.1 one
     ``(ts, uid)`` entry under its server address and one under its server name (about 150
-    bytes each, as :class:`~analyzer.display_filter.RepeatedTuples` holds per connection)."""
+    bytes each, as :class:`~analyzer.diagnosis.tuples.TupleStarts` holds per connection)."""
 
     attempts: dict[_Pair, list[tuple[float, float, str, str]]] = field(default_factory=dict)
     """(ts, ts_end, uid, failure) of each failed QUIC attempt, sorted by ts."""
@@ -98,6 +99,13 @@ class QuicFallbacks:
         elif r.transport == "tcp" and FALLBACK_ALPN.intersection(r.alpn_offered):
             for pair in self.pairs(r):
                 bisect.insort(self.tcp.setdefault(pair, []), (r.ts, r.uid))
+
+    def merge(self, other: QuicFallbacks) -> None:
+        """Add what another instance saw (over other records of the same run)."""
+        for pair, attempts in other.attempts.items():
+            self.attempts[pair] = sorted([*self.attempts.get(pair, []), *attempts])
+        for pair, starts in other.tcp.items():
+            self.tcp[pair] = sorted([*self.tcp.get(pair, []), *starts])
 
     def fallback_of(self, r: HandshakeRecord) -> tuple[str, float] | None:
         """For a failed QUIC attempt: its first fallback TCP connection (uid, start)."""
@@ -155,44 +163,90 @@ def _with_warning(r: HandshakeRecord, note: str) -> HandshakeRecord:
 class Evidence:
     """Per-server summaries, built one record at a time (order does not matter: counts,
     and for certificates the connection that comes first in ``(ts, uid)`` order), and the
-    4-tuples a capture used more than once (their ``wireshark_filter`` gets a time bound)."""
+    4-tuples a capture used more than once (their ``wireshark_filter`` gets a time bound).
+
+    Memory: a server gets a summary only once one of its connections has something to
+    tell (a negotiated version, a completed name, a visible certificate), so a flood of
+    connections that never got that far costs none; the 4-tuples go to
+    :class:`~analyzer.diagnosis.tuples.TupleStarts` (16 bytes each, on disk past its
+    limit). Several processes may each build one over their records and :meth:`merge`
+    them: the result is the same as one built over all."""
 
     def __init__(self) -> None:
-        self._servers: dict[tuple[str, str, int], ServerSummary] = defaultdict(ServerSummary)
+        self._servers: dict[tuple[str, str, int], ServerSummary] = {}
         """By capture and server address: several input files are independent captures
         (SPEC §3 ``capture``), whose servers may share an address."""
-        self._tuples = RepeatedTuples()
+        self._tuples = TupleStarts()
         self._trusted: Counter[tuple[str, str]] = Counter()
         """Per capture and leaf certificate (SHA-256): connections whose client completed
         the handshake with it (and so trusted its chain)."""
         self._fallbacks = QuicFallbacks()
 
+    def _summary(self, r: HandshakeRecord) -> ServerSummary:
+        key = (r.capture, r.server_ip, r.server_port)
+        s = self._servers.get(key)
+        if s is None:
+            s = self._servers[key] = ServerSummary()
+        return s
+
     def add(self, r: HandshakeRecord) -> None:
         self._tuples.add(r)
         self._fallbacks.add(r)
-        s = self._servers[(r.capture, r.server_ip, r.server_port)]
         if r.established and r.version and r.cipher:
+            s = self._summary(r)
             s.versions[r.version] += 1
             s.ciphers[r.cipher] += 1
         if r.outcome == "established":
             if r.sni:
-                s.names[r.sni] += 1
+                self._summary(r).names[r.sni] += 1
             if r.cert_chain_sha256:
                 self._trusted[(r.capture, r.cert_chain_sha256[0])] += 1
         if r.cert_chain_sha256 and r.cert_status is not None:
-            seen = s.cert.get(r.sni)
-            if seen is None or (r.ts, r.uid) < (seen.ts, seen.uid):
-                s.cert[r.sni] = r
+            _first_cert(self._summary(r).cert, r)
+
+    def merge(self, other: Evidence) -> None:
+        """Add what another :class:`Evidence` saw (over other records of the same run)."""
+        self._tuples.merge(other._tuples)
+        self._trusted.update(other._trusted)
+        self._fallbacks.merge(other._fallbacks)
+        for key, theirs in other._servers.items():
+            s = self._servers.get(key)
+            if s is None:
+                self._servers[key] = theirs
+                continue
+            s.versions.update(theirs.versions)
+            s.ciphers.update(theirs.ciphers)
+            s.names.update(theirs.names)
+            for r in theirs.cert.values():
+                _first_cert(s.cert, r)
 
     def sharpen(self, r: HandshakeRecord) -> HandshakeRecord:
         """The record with what the other connections say about its failure (and about
         its 4-tuple)."""
-        if self._tuples.bound(r) is not None:
-            r = with_filter(r, record_filter(r, self._tuples))
+        bound = self._tuples.bound(r)
+        if bound is not None:
+            since, until = bound
+            text = display_filter(
+                client_ip=r.client_ip,
+                client_port=r.client_port,
+                server_ip=r.server_ip,
+                server_port=r.server_port,
+                transport=r.transport,
+                since=since,
+                until=until,
+            )
+            r = with_filter(r, text)
         s = self._servers.get((r.capture, r.server_ip, r.server_port))
         if s is not None and r.outcome == "failed":
             r = _others_trust(_sharpen(r, s), s, self._trusted)
         return self._fallbacks.sharpen(r)
+
+
+def _first_cert(certs: dict[str | None, HandshakeRecord], r: HandshakeRecord) -> None:
+    """Keep ``r`` as its SNI's certificate record if it comes first in ``(ts, uid)``."""
+    seen = certs.get(r.sni)
+    if seen is None or (r.ts, r.uid) < (seen.ts, seen.uid):
+        certs[r.sni] = r
 
 
 def _top(counter: Counter[str]) -> str:

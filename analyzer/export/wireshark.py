@@ -5,7 +5,7 @@ A connection's packets are those its ``wireshark_filter`` selects
 (:mod:`analyzer.display_filter`): both addresses and both ports, so either orientation
 matches, and so do ICMP errors quoting the connection's packets (Wireshark dissects the
 quoted IP and TCP headers under the same field names), from its first packet on, until the
-next connection on the same 4-tuple starts (:class:`RepeatedTuples`). That includes the
+next connection on the same 4-tuple starts (:class:`TupleStarts`). That includes the
 last ACK after a FIN exchange and ICMP errors, which come after ``ts_end``.
 
 :func:`write_extract` reads the captures again with the project's own readers and decoder
@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from analyzer.decode import Datagram, IcmpUnreachable, Segment, decode_frame
-from analyzer.display_filter import UDP_TRANSPORTS, RepeatedTuples
+from analyzer.diagnosis.tuples import TupleStarts
+from analyzer.display_filter import UDP_TRANSPORTS
 from analyzer.export.pcapng_writer import PcapngWriter
 from analyzer.export.secrets import insert_secrets, key_log_lines
 from analyzer.export.text import escape
@@ -107,7 +108,7 @@ class _Wanted:
 
 
 def _index(
-    chosen: Iterable[HandshakeRecord], tuples: RepeatedTuples | None
+    chosen: Iterable[HandshakeRecord], tuples: TupleStarts | None
 ) -> dict[_Key, list[_Wanted]]:
     index: dict[_Key, list[_Wanted]] = {}
     for r in chosen:
@@ -132,7 +133,7 @@ def write_extract(
     captures: Mapping[str, Path],
     out: BinaryIO,
     *,
-    tuples: RepeatedTuples | None = None,
+    tuples: TupleStarts | None = None,
     embed_secrets: KeyLog | None = None,
 ) -> Extracted:
     """Write the packets of ``records`` to ``out`` as pcapng.
@@ -159,7 +160,7 @@ def _write_packets(
     records: Sequence[HandshakeRecord],
     captures: Mapping[str, Path],
     out: BinaryIO,
-    tuples: RepeatedTuples | None,
+    tuples: TupleStarts | None,
     secrets: KeyLog | None,
 ) -> Extracted:
     done = Extracted(packets={r.uid: 0 for r in records}, frames={r.uid: [] for r in records})

@@ -1,6 +1,6 @@
 """The self-contained HTML report: summary, figures, failed handshakes, their details.
 
-One ``index.html`` that needs nothing else: figures are inlined as PNG data URIs, the style
+One ``index.html`` that needs nothing else: figures are inlined as SVG data URIs, the style
 sheet and the one script are inline, and a Content-Security-Policy forbids any network
 access. Every string that comes from a capture (SNI, certificate names, ALPN, HTTP lines,
 reasons quoting them) goes through :func:`esc` (``html.escape``); only :class:`Html`
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from analyzer.api import Run
+    from analyzer.report.figures import Image
 
 REPORT_FILE = "index.html"
 FIGURE_CAPTIONS = {
@@ -149,21 +149,12 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:.1f}%"
 
 
-def figure_png(fig: Figure, dpi: int = 100) -> bytes:
-    """A figure as PNG bytes (no timestamp metadata, so output is reproducible)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return buf.getvalue()
-
-
-def _figure_html(name: str, fig: Figure) -> Html:
-    data = base64.b64encode(figure_png(fig)).decode("ascii")
-    title = fig.texts[0].get_text() if fig.texts else ""
-    if not title and fig.axes:
-        title = fig.axes[0].get_title()
+def _figure_html(name: str, image: Image) -> Html:
+    title, svg = image
+    data = base64.b64encode(svg).decode("ascii")
     return tag(
         "figure",
-        tag_void("img", src=f"data:image/png;base64,{data}", alt=title or name),
+        tag_void("img", src=f"data:image/svg+xml;base64,{data}", alt=title or name),
         tag("figcaption", FIGURE_CAPTIONS.get(name, "")),
         id=f"fig-{name}",
     )
@@ -584,17 +575,21 @@ def render(
     """The report page for these records (sorted by ``(ts, uid)`` as collected).
 
     ``figures`` defaults to every figure of :mod:`analyzer.plots`."""
-    from analyzer import aggregate, plots
+    from analyzer import aggregate
     from analyzer.frame import to_dataframe
+    from analyzer.report import figures as images
 
     records = list(records)
     df = to_dataframe(records)
     quic = sum(s.udp_quic for s in run.stats.values()) if run is not None else 0
     captures = sorted(run.stats) if run is not None and run.stats else ()
     data = aggregate.summary(df, quic=quic, captures=captures)
-    if figures is None:
-        figures = plots.all_figures(df)
-    figure_html = join(_figure_html(name, fig) for name, fig in figures.items())
+    drawn = (
+        images.draw(df)
+        if figures is None
+        else {name: images.image(fig) for name, fig in figures.items()}
+    )
+    figure_html = join(_figure_html(name, im) for name, im in drawn.items())
     failed_all = [r for r in records if r.failure]
     failed = failed_all[:REPORT_MAX_FAILED]
     nav = tag(

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions, cross_connection
-from analyzer.display_filter import RepeatedTuples, record_filter, with_filter
+from analyzer.diagnosis.tuples import TupleStarts
+from analyzer.display_filter import record_filter, with_filter
 from analyzer.pipeline import PathArg, Run, as_list
 from analyzer.record import HandshakeRecord
 from analyzer.scale.work import (
@@ -200,7 +201,7 @@ def final_records(result: PartResult, changed: dict[str, HandshakeRecord]) -> li
     """The part's records with cross-connection evidence, sorted by ``(ts, uid)``. A
     4-tuple's connections are all in one part (shards split by 4-tuple), so the part
     knows where a repeated one's ``wireshark_filter`` needs a time bound."""
-    tuples = RepeatedTuples()
+    tuples = TupleStarts()
     for r in result.records:
         tuples.add(r)
     out = [changed.get(r.uid, r) for r in result.records]

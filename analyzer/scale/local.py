@@ -2,12 +2,15 @@
 
 Plan: each input file is one task; a file of at least ``limits.SHARD_MIN_BYTES`` is split
 into ``N`` shard tasks instead (each worker reads the whole file and analyzes only the
-connections of its shard, see :mod:`analyzer.scale.shard`). Tasks run in a pool of ``N``
-worker processes (``forkserver`` start method where there is one, else ``spawn``: never
-plain ``fork`` of a process that may hold threads), largest first. Their records are
-merged, cross-connection evidence is added over the merged records (SPEC §5), and the
-result is sorted by ``(ts, uid)``: the same records, ``uid``s included, as one process
-makes.
+connections of its shard, see :mod:`analyzer.scale.shard`). This process runs one task
+itself and a pool of ``N - 1`` worker processes the others (``forkserver`` start method
+where there is one, else ``spawn``: never plain ``fork`` of a process that may hold
+threads), largest first. Each worker sorts its
+records into a file of runs (:mod:`analyzer.sorted_records`) and builds the
+cross-connection evidence of its records; the parent merges the evidence (SPEC §5) and
+the files, in ``(ts, uid)`` order: the same records, ``uid``s included, as one process
+makes, with a bounded number of records in memory in every process whatever the number
+of connections.
 
 Why every worker re-reads the file, measured on the 1 GB benchmark capture (1.06 M frames,
 bench/scale.py, bench/RESULTS.md): one process takes 10.8 CPU seconds; each of two shards
@@ -22,9 +25,12 @@ naming it; every other file's records still come out.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -46,7 +52,7 @@ from analyzer.scale.work import (
     merge_parts,
     plan_parts,
 )
-from analyzer.sorted_records import SortedRecords
+from analyzer.sorted_records import Runs, SortedRecords, merge
 from analyzer.sources import expand_paths
 from analyzer.tls.keylog import KeyLog
 
@@ -59,13 +65,44 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def free_cores() -> int:
+    """Cores not busy with other work: this process's cores less the work of others, at
+    least one. The work of others is the load average of the last minute (processes
+    running or waiting to run), or the other processes runnable right now if fewer: a
+    script that runs ``tlsa`` again and again raises the load average by itself, and its
+    next run must still find the machine free.
+
+    A second worker only pays when it gets a core of its own: on two cores with one busy
+    elsewhere, two workers take turns on the free one and lose to one worker (they also
+    re-read the file and their records go through the parent)."""
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # not available: assume the machine is ours
+        busy = 0.0
+    now = _runnable_others()
+    if now is not None:
+        busy = min(busy, now)
+    return max(1, min(cores(), math.floor(cores() - busy + 0.5)))
+
+
+def _runnable_others() -> int | None:
+    """Other threads runnable right now (``/proc/loadavg``), or None where unknown."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0, running - 1)  # this process is one of them
+
+
 def default_workers(files: Sequence[Path]) -> int:
-    """Every core when there is a large input, or several that are not all tiny; else 1."""
+    """The free cores (:func:`free_cores`) when there is a large input, or several that
+    are not all tiny; else 1."""
     sizes = [_size(f) for f in files]
     if any(size >= limits.SHARD_MIN_BYTES for size in sizes) or (
         len(files) > 1 and sum(sizes) >= limits.PARALLEL_MIN_BYTES
     ):
-        return cores()
+        return free_cores()
     return 1
 
 
@@ -76,10 +113,25 @@ def _size(path: Path) -> int:
         return 0
 
 
-def analyze_part_packed(part: Part) -> bytes:
+def analyze_part_packed(part: Part, runs_path: str | None = None) -> bytes:
     """:func:`analyze_part` in a worker: its result pickled the fast way
-    (:mod:`analyzer.scale.transport`)."""
-    return transport.dumps(analyze_part(part))
+    (:mod:`analyzer.scale.transport`). With ``runs_path``, the records are sorted into
+    that file (:class:`~analyzer.sorted_records.SortedRecords`) and the result carries
+    where they are and their cross-connection evidence instead: the worker and the
+    parent each hold a bounded number of records whatever the capture."""
+    if runs_path is None:
+        return transport.dumps(analyze_part(part))
+    store = SortedRecords(path=runs_path)
+    evidence = Evidence()
+
+    def sink(record: HandshakeRecord) -> None:
+        evidence.add(record)
+        store.add(record)
+
+    result = analyze_part(part, sink)
+    result.runs = store.hand_over()
+    result.evidence = evidence
+    return transport.dumps(result)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -121,11 +173,15 @@ def run_parts(
     parts: Sequence[Part],
     workers: int,
     progress: Progress | None = None,
-    take: Callable[[HandshakeRecord], None] | None = None,
+    spill_dir: str | None = None,
+    here: Callable[[Part], PartResult] | None = None,
 ) -> list[PartResult]:
-    """Run the parts in a pool of ``workers`` processes; a part whose worker fails gets
-    an error result. With ``take``, each record goes to it as its part finishes and the
-    results come back without their records (the parent holds one part at a time)."""
+    """Run the parts on ``workers`` processes; a part whose worker fails gets an error
+    result. With ``spill_dir``, each part's records are left sorted in a file there
+    (``PartResult.runs``, with their ``evidence``) instead of coming back. With ``here``,
+    this process is one of the workers: it runs the last part with ``here`` while a pool
+    of ``workers - 1`` runs the others (one process fewer to start, and that part's
+    records never leave this process)."""
     results: list[PartResult] = []
     done: dict[int, int] = {}
     report: Callable[[PartResult], None] = lambda r: None  # noqa: E731
@@ -141,12 +197,20 @@ def run_parts(
             progress(r.capture, (p.size or 0) if finished else done[p.index], p.size)
 
     order = sorted(parts, key=lambda p: -(p.size or 0) // p.shards)
-    size = max(1, min(workers, len(parts)))
+    mine = order.pop() if here is not None and len(order) > 1 and workers > 1 else None
+    size = max(1, min(workers - (mine is not None), len(order)))
     with ProcessPoolExecutor(max_workers=size, mp_context=_context()) as pool:
         with _main_not_imported():  # the pool starts its processes on submit
             futures: dict[Future[bytes], Part] = {
-                pool.submit(analyze_part_packed, p): p for p in order
+                pool.submit(analyze_part_packed, p, _runs_path(spill_dir, p)): p for p in order
             }
+        if mine is not None and here is not None:
+            try:
+                result = here(mine)
+            except Exception as exc:  # a bug in the analysis: report it, keep the rest
+                result = failed_part(mine, f"{type(exc).__name__}: {exc}")
+            results.append(result)
+            report(result)
         for future in as_completed(futures):
             part = futures[future]
             try:
@@ -155,13 +219,15 @@ def run_parts(
                 result = failed_part(part, "its worker process died")
             except Exception as exc:  # a bug in the analysis: report it, keep the rest
                 result = failed_part(part, f"{type(exc).__name__}: {exc}")
-            if take is not None:
-                for record in result.records:
-                    take(record)
-                result.records = []
             results.append(result)
             report(result)
     return results
+
+
+def _runs_path(spill_dir: str | None, part: Part) -> str | None:
+    if spill_dir is None:
+        return None
+    return os.path.join(spill_dir, f"part-{part.index}-{part.shard}.runs")
 
 
 def collect_parallel(
@@ -194,23 +260,54 @@ def collect_parallel(
         keylog=keylog,
         shard_bytes=shard_bytes,
     )
-    evidence = Evidence()
-    records = SortedRecords()
-
-    def take(record: HandshakeRecord) -> None:
-        evidence.add(record)
-        records.add(record)
-
     if n == 1 or len(parts) < 2:
+        evidence = Evidence()
+        records = SortedRecords()
         found = analyze_files(
             files, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
         )
         for record in found:
-            take(record)
-    else:
-        merged: Merged = merge_parts(run_parts(parts, n, progress, take))
+            evidence.add(record)
+            records.add(record)
+        for record in records:
+            yield evidence.sharpen(record)
+        return
+    spill_dir = tempfile.mkdtemp(prefix="tlsa-runs-")
+    kept = SortedRecords()  # the records of the part this process analyzes itself
+    kept_evidence = Evidence()
+    mine: list[Part] = []
+
+    def here(part: Part) -> PartResult:
+        def sink(record: HandshakeRecord) -> None:
+            kept_evidence.add(record)
+            kept.add(record)
+
+        result = analyze_part(part, sink)
+        result.evidence = kept_evidence
+        mine.append(part)  # only once it finished: a part that raised gives no records
+        return result
+
+    try:
+        results = run_parts(parts, n, progress, spill_dir, here)
+        merged: Merged = merge_parts(results)
         run.errors.extend(merged.errors)
         run.warnings.extend(merged.warnings)
         run.stats.update(merged.stats)
-    for record in records:
-        yield evidence.sharpen(record)
+        evidence = Evidence()
+        for result in results:
+            if result.evidence is not None:
+                evidence.merge(result.evidence)
+                result.evidence = None
+        # In input order: records with equal (ts, uid) (one connection in two inputs of
+        # the same name) come out in the order one process gives them.
+        done = sorted(results, key=lambda r: (r.part.index, r.part.shard))
+        sources: list[Runs | SortedRecords] = [
+            r.runs if r.runs is not None else kept
+            for r in done
+            if r.runs is not None or r.part in mine
+        ]
+        for record in merge(sources):
+            yield evidence.sharpen(record)
+    finally:
+        kept.close()
+        shutil.rmtree(spill_dir, ignore_errors=True)

@@ -26,9 +26,11 @@ from typing import Any, BinaryIO
 
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions, diagnose
+from analyzer.diagnosis.cross import Evidence
 from analyzer.engine.engine import CaptureStats, Engine
 from analyzer.record import HandshakeRecord
 from analyzer.scale.shard import ShardEngine
+from analyzer.sorted_records import Runs
 from analyzer.sources import CaptureReader
 from analyzer.tls.keylog import KeyLog
 
@@ -66,6 +68,10 @@ class PartResult:
     warnings: list[str] = field(default_factory=list)
     cpu_seconds: float = 0.0
     """CPU time the part took in its worker (for benchmarks)."""
+    runs: Runs | None = None
+    """Where a local worker left the part's records, sorted (instead of ``records``)."""
+    evidence: Evidence | None = None
+    """The cross-connection evidence of those records, to merge with the other parts'."""
 
 
 def has_scheme(path: str) -> bool:
@@ -117,13 +123,16 @@ def open_capture(path: str, secrets: KeyLog | None = None) -> CaptureReader:
     return CaptureReader(path, secrets=secrets)
 
 
-def analyze_part(part: Part) -> PartResult:
-    """Analyze one part; never raises for bad input (the result carries the error)."""
+def analyze_part(
+    part: Part, sink: Callable[[HandshakeRecord], None] | None = None
+) -> PartResult:
+    """Analyze one part; never raises for bad input (the result carries the error).
+    With ``sink``, each diagnosed record goes to it as it is made and the result carries
+    none (memory stays bounded whatever the number of connections)."""
     started = time.process_time()
     keylog = part.keylog if part.keylog is not None else KeyLog()
     reader = open_capture(part.path, keylog)
     name = capture_name(part.path)
-    records: list[HandshakeRecord] = []
     if part.shards == 1:
         engine = Engine(name, tls_ports=part.tls_ports, keylog=keylog)
         found: Iterable[HandshakeRecord] = engine.run(reader)
@@ -131,7 +140,10 @@ def analyze_part(part: Part) -> PartResult:
         engine = ShardEngine(name, tls_ports=part.tls_ports, keylog=keylog)
         found = engine.run_shard(reader, part.shard, part.shards)
     opts = part.options
-    records = [diagnose(r, opts) for r in found]
+    records: list[HandshakeRecord] = []
+    keep = records.append if sink is None else sink
+    for r in found:
+        keep(diagnose(r, opts))
     label = part.label or part.path
     warnings: list[str] = []
     if part.shard == 0:  # every shard reads the whole file: one of them reports on it
