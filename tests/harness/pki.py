@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-    from cryptography.x509 import Certificate
+    from cryptography.x509 import Certificate, GeneralName
 
 
 class LeafKind(Enum):
@@ -52,8 +52,69 @@ class CertFiles:
     kind: LeafKind
 
 
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def subject_alt_names(names: tuple[str, ...]) -> list[GeneralName]:
+    """subjectAltName entries for DNS names and IP addresses."""
+    from cryptography import x509
+
+    sans: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    return sans
+
+
+def ca_certificate(
+    cn: str,
+    org: str,
+    key: RSAPrivateKey,
+    issuer: Certificate | None,
+    issuer_key: RSAPrivateKey | None,
+    now: dt.datetime,
+    *,
+    path_len: int,
+) -> Certificate:
+    """A CA certificate valid ten years either side of ``now``; self-signed without issuer."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer is not None else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=3650))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_encipherment=False, content_commitment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+    return builder.sign(issuer_key if issuer_key is not None else key, hashes.SHA256())
 
 
 class TestPKI:
@@ -73,16 +134,18 @@ class TestPKI:
         self._org = org
         self._lock = threading.Lock()
         self._leaves: dict[tuple[tuple[str, ...], LeafKind, bool], CertFiles] = {}
-        now = _now()
+        now = utc_now()
         self._root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._root = self._ca(f"{org} Root CA", self._root_key, None, None, now, path_len=1)
+        self._root = ca_certificate(f"{org} Root CA", org, self._root_key, None, None, now,
+                                    path_len=1)
         self._int_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._int = self._ca(
-            f"{org} Intermediate CA", self._int_key, self._root, self._root_key, now, path_len=0
+        self._int = ca_certificate(
+            f"{org} Intermediate CA", org, self._int_key, self._root, self._root_key, now,
+            path_len=0,
         )
         self._insp_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._insp = self._ca(
-            "Corporate TLS Inspection CA", self._insp_key, None, None, now, path_len=0
+        self._insp = ca_certificate(
+            "Corporate TLS Inspection CA", org, self._insp_key, None, None, now, path_len=0
         )
         self._leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.root = self._write("root-ca.pem", [self._root])
@@ -117,7 +180,7 @@ class TestPKI:
         from cryptography.hazmat.primitives import hashes
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-        now = _now()
+        now = utc_now()
         not_before, not_after = now - dt.timedelta(days=30), now + dt.timedelta(days=365)
         if kind is LeafKind.EXPIRED:
             not_before, not_after = now - dt.timedelta(days=400), now - dt.timedelta(days=35)
@@ -137,12 +200,7 @@ class TestPKI:
                 x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
             ]
         )
-        sans: list[x509.GeneralName] = []
-        for name in names:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-            except ValueError:
-                sans.append(x509.DNSName(name))
+        sans = subject_alt_names(names)
         eku = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
         builder = (
             x509.CertificateBuilder()
@@ -183,52 +241,6 @@ class TestPKI:
             names=names,
             kind=kind,
         )
-
-    def _ca(
-        self,
-        cn: str,
-        key: RSAPrivateKey,
-        issuer: Certificate | None,
-        issuer_key: RSAPrivateKey | None,
-        now: dt.datetime,
-        *,
-        path_len: int,
-    ) -> Certificate:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.x509.oid import NameOID
-
-        name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, self._org),
-                x509.NameAttribute(NameOID.COMMON_NAME, cn),
-            ]
-        )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(issuer.subject if issuer is not None else name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=3650))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, key_encipherment=False, content_commitment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        )
-        if issuer is not None:
-            builder = builder.add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
-                critical=False,
-            )
-        return builder.sign(issuer_key if issuer_key is not None else key, hashes.SHA256())
 
     def _write(self, name: str, certs: list[Certificate]) -> Path:
         from cryptography.hazmat.primitives import serialization

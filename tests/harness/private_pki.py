@@ -14,14 +14,11 @@ those). RFC 5280 profile as in ``tests/harness/pki.py``.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import threading
 from pathlib import Path
 from typing import Any
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+from tests.harness.pki import ca_certificate, subject_alt_names, utc_now
 
 
 def _pem_key(key: Any) -> bytes:
@@ -46,13 +43,8 @@ def issue_leaf(ca_cert: Any, ca_key: Any, names: tuple[str, ...], key: Any, *,
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = _now()
-    sans: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            sans.append(x509.DNSName(name))
+    now = utc_now()
+    sans = subject_alt_names(names)
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
                          x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     rsa = not hasattr(key.public_key(), "curve")  # key_encipherment is for RSA keys only
@@ -87,40 +79,16 @@ class PrivatePKI:
     __test__ = False
 
     def __init__(self, directory: Path, *, org: str = "Example Corp Internal PKI") -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import rsa
-        from cryptography.x509.oid import NameOID
 
         self.dir, self.org = directory, org
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._leaves: dict[tuple[str, ...], tuple[Path, Path]] = {}
-        now = _now()
+        now = utc_now()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-                          x509.NameAttribute(NameOID.COMMON_NAME, f"{org} Root CA")])
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=3650))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, key_encipherment=False, content_commitment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()),
-                           critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
+        self._cert = ca_certificate(f"{org} Root CA", org, self._key, None, None, now,
+                                    path_len=0)
         self.root = self._write("private-root-ca.pem", _pem_cert(self._cert))
         self.bump_ca = self._write("private-bump-ca.pem",
                                    _pem_cert(self._cert) + _pem_key(self._key))
