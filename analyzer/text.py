@@ -3,6 +3,7 @@
 Plaintext seen where TLS was expected (an HTTP status line, an SMTP greeting, a proxy's
 answer) is quoted in records and reasons; these helpers turn such bytes into printable
 text with everything else escaped, so no terminal, log or report can be driven by it.
+:func:`os_error` says in a few words why a file (a capture, a key log) could not be read.
 """
 
 from __future__ import annotations
@@ -27,3 +28,14 @@ def last_line(data: bytes, limit: int = 120) -> str:
     if lines:
         return printable(lines[-1][:limit])
     return "" if b"\n" in data else printable(data.strip()[:limit])
+
+
+def os_error(exc: OSError) -> str:
+    """Why a file could not be read, in a few words (for one-line errors)."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    return f"cannot read ({exc.strerror or type(exc).__name__})"

@@ -29,6 +29,7 @@ from analyzer.sources.base import Frame
 from analyzer.sources.pcap import PCAP_MAGICS, open_pcap
 from analyzer.sources.pcapng import SHB_MAGIC, SecretsSink, open_pcapng
 from analyzer.sources.stream import GZIP_MAGIC, ByteWindow
+from analyzer.text import os_error
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz")
 """Files picked from directories (``.gz`` covers ``.pcap.gz`` and ``.pcapng.gz``)."""
@@ -105,16 +106,6 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
         else:
             errors.append(f"{text}: no such file or directory")
     return result, errors
-
-
-def _describe_os_error(exc: OSError) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory"
-    return f"cannot read ({exc.strerror or exc})"
 
 
 class CaptureReader:
@@ -198,13 +189,13 @@ class CaptureReader:
         try:
             raw = self._open_raw()
         except OSError as exc:
-            return f"{self.name}: {_describe_os_error(exc)}"
+            return f"{self.name}: {os_error(exc)}"
         try:
             head = raw.read(4)
             raw.seek(0)
         except OSError as exc:
             raw.close()
-            return f"{self.name}: {_describe_os_error(exc)}"
+            return f"{self.name}: {os_error(exc)}"
         compressed = head[:2] == GZIP_MAGIC
         window = ByteWindow(raw, self.note, compressed=compressed)
         if compressed:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_KEYLOG_ENTRIES, MAX_KEYLOG_LINE, MAX_KEYLOG_WARNINGS
+from analyzer.text import os_error
 
 CLIENT_RANDOM_LENGTH = 32
 MASTER_SECRET_LENGTH = 48
@@ -220,7 +221,7 @@ class KeyLog:
         except OSError as exc:
             if not followed.missing_reported:
                 followed.missing_reported = True
-                self._warn(Anomaly.KEYLOG_UNREADABLE, f"{name}: {_why(exc)}")
+                self._warn(Anomaly.KEYLOG_UNREADABLE, f"{name}: {os_error(exc)}")
             return 0
         identity = (st.st_dev, st.st_ino)
         regular = stat.S_ISREG(st.st_mode)
@@ -238,7 +239,7 @@ class KeyLog:
                     followed.offset += len(chunk)
                     count += self._chunk(followed, chunk)
         except OSError as exc:
-            self._warn(Anomaly.KEYLOG_UNREADABLE, f"{name}: {_why(exc)}")
+            self._warn(Anomaly.KEYLOG_UNREADABLE, f"{name}: {os_error(exc)}")
         followed.missing_reported = False
         return count
 
@@ -310,13 +311,3 @@ def _restore(max_entries: int, entries: list[tuple[bytes, Secrets]]) -> KeyLog:
     keylog = KeyLog(max_entries=max_entries)
     keylog._entries.update(entries)
     return keylog
-
-
-def _why(exc: OSError) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory"
-    return f"cannot read ({exc.strerror or type(exc).__name__})"
