@@ -38,13 +38,13 @@ from analyzer.diagnosis import DiagnosisOptions
 from analyzer.record import HandshakeRecord
 from analyzer.tls.names import alert_name, cipher_name, version_name
 from tests.harness import Capture, Lab, LeafKind, TestPKI, missing_requirements
-from tests.harness.dtls import udp_server
+from tests.harness.dtls import DTLS_PORT as PORT
+from tests.harness.dtls import DTLS_SNI as SNI
+from tests.harness.dtls import s_client, s_server, udp_server
 from tests.harness.netns import Run as Ran
 
 pytestmark = pytest.mark.root
 
-PORT = 4433
-SNI = "dtls.example.com"
 LOW = "DEFAULT@SECLEVEL=0"  # DTLS 1.0 needs SHA-1 signatures, refused at the default level
 OPENSSL_HISTORY = "CvCsxknGIti"
 """Zeek's ssl_history of a full OpenSSL DTLS handshake with its cookie exchange."""
@@ -122,22 +122,6 @@ def scenario(
         server_pcap=spcap if server_capture else None,
         server_records=analyze(spcap, pki) if server_capture else None,
     )
-
-
-def s_server(pki: TestPKI, *args: str, kind: LeafKind = LeafKind.GOOD) -> list[str]:
-    cert = pki.server(SNI, kind=kind)
-    return [
-        "openssl", "s_server", "-accept", str(PORT), "-naccept", "1",
-        "-cert", str(cert.cert), "-cert_chain", str(pki.intermediate), "-key", str(cert.key),
-        *args,
-    ]  # fmt: skip
-
-
-def s_client(pki: TestPKI, *args: str) -> list[str]:
-    return [
-        "openssl", "s_client", "-connect", f"10.99.0.1:{PORT}", "-servername", SNI,
-        "-CAfile", str(pki.root), "-verify_return_error", *args,
-    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------- tshark's reading

@@ -22,13 +22,20 @@ from analyzer.tls.events import Alert, HandshakeMsg
 from analyzer.tls.messages import ClientHello, ServerHello
 from analyzer.tls.names import version_name
 from tests.harness import Capture, Lab, LeafKind, TestPKI, missing_requirements
-from tests.harness.dtls import Association, associations, tshark_dtls, udp_server
+from tests.harness.dtls import DTLS_PORT as PORT
+from tests.harness.dtls import DTLS_SNI as SNI
+from tests.harness.dtls import (
+    Association,
+    associations,
+    s_client,
+    s_server,
+    tshark_dtls,
+    udp_server,
+)
 from tests.harness.netns import Run
 
 pytestmark = pytest.mark.root
 
-PORT = 4433
-SNI = "dtls.example.com"
 LOW = "DEFAULT@SECLEVEL=0"  # DTLS 1.0 needs SHA-1 signatures, refused at the default level
 
 _missing = missing_requirements(("ip", "tcpdump", "tshark", "openssl"))
@@ -207,22 +214,6 @@ def _first_client_hellos(out: Outcome) -> list[dict[str, list[str]]]:
             seen.update(new)
             rows.append(row)
     return rows
-
-
-def s_server(pki: TestPKI, *args: str, kind: LeafKind = LeafKind.GOOD) -> list[str]:
-    cert = pki.server(SNI, kind=kind)
-    return [
-        "openssl", "s_server", "-accept", str(PORT), "-naccept", "1",
-        "-cert", str(cert.cert), "-cert_chain", str(pki.intermediate), "-key", str(cert.key),
-        *args,
-    ]  # fmt: skip
-
-
-def s_client(pki: TestPKI, *args: str) -> list[str]:
-    return [
-        "openssl", "s_client", "-connect", f"10.99.0.1:{PORT}", "-servername", SNI,
-        "-CAfile", str(pki.root), "-verify_return_error", *args,
-    ]  # fmt: skip
 
 
 def test_dtls12_with_cookie_exchange(tmp_path: Path, pki: TestPKI) -> None:

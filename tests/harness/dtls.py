@@ -7,6 +7,8 @@ of a capture grouped by association, and tshark's reading of the same capture.
   marked with whether the given client address sent it (the scenario says who the client
   is, never our parser).
 - :func:`tshark_dtls` lists tshark's DTLS fields per frame: the second opinion on facts.
+- :func:`s_server` and :func:`s_client` are the OpenSSL DTLS peers' command lines
+  (``DTLS_PORT``, ``DTLS_SNI``, the test PKI's chain and root).
 """
 
 from __future__ import annotations
@@ -22,9 +24,30 @@ import dpkt
 
 from tests.harness.capture import packets
 from tests.harness.netns import Netns
+from tests.harness.pki import LeafKind, TestPKI
 from tests.harness.servers import Server, ServerError
 
 START_TIMEOUT = 10.0
+DTLS_PORT = 4433
+DTLS_SNI = "dtls.example.com"
+
+
+def s_server(pki: TestPKI, *args: str, kind: LeafKind = LeafKind.GOOD) -> list[str]:
+    """``openssl s_server`` for one DTLS association on ``DTLS_PORT``."""
+    cert = pki.server(DTLS_SNI, kind=kind)
+    return [
+        "openssl", "s_server", "-accept", str(DTLS_PORT), "-naccept", "1",
+        "-cert", str(cert.cert), "-cert_chain", str(pki.intermediate), "-key", str(cert.key),
+        *args,
+    ]  # fmt: skip
+
+
+def s_client(pki: TestPKI, *args: str) -> list[str]:
+    """``openssl s_client`` to the server at 10.99.0.1, verifying against the test root."""
+    return [
+        "openssl", "s_client", "-connect", f"10.99.0.1:{DTLS_PORT}", "-servername", DTLS_SNI,
+        "-CAfile", str(pki.root), "-verify_return_error", *args,
+    ]  # fmt: skip
 
 
 def udp_ports(pid: int) -> set[int]:
