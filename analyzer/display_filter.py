@@ -8,10 +8,9 @@ connection of the capture is known (:class:`~analyzer.diagnosis.tuples.TupleStar
 from __future__ import annotations
 
 import math
-from dataclasses import fields
-from typing import Any, Protocol, cast
+from typing import Protocol
 
-from analyzer.record import HandshakeRecord
+from analyzer.record import HandshakeRecord, evolve
 
 UDP_TRANSPORTS = frozenset({"quic", "dtls"})
 
@@ -79,15 +78,6 @@ def record_filter(r: HandshakeRecord, tuples: Bounds | None = None) -> str:
     )
 
 
-_FILTER_AT = [f.name for f in fields(HandshakeRecord)].index("wireshark_filter")
-"""Where the field is in the record's pickling state (every field, in declaration order)."""
-
-
 def with_filter(r: HandshakeRecord, text: str) -> HandshakeRecord:
-    """``r`` with ``wireshark_filter`` set: :func:`dataclasses.replace` without its per-field
-    checks, through the record's own pickling state (a tuple of every field's value)."""
-    state: list[Any] = list(cast("tuple[Any, ...]", r.__getstate__()))
-    state[_FILTER_AT] = text
-    out = HandshakeRecord.__new__(HandshakeRecord)
-    out.__setstate__(tuple(state))  # type: ignore[attr-defined]
-    return out
+    """``r`` with ``wireshark_filter`` set."""
+    return evolve(r, wireshark_filter=text)

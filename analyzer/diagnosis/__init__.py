@@ -10,14 +10,14 @@ work was split (SPEC §5).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from analyzer.diagnosis.certs import cert_problems, cert_status
 from analyzer.diagnosis.cross import cross_connection
 from analyzer.diagnosis.rules import RULES
 from analyzer.diagnosis.verdict import Facts, Verdict
 from analyzer.diagnosis.warnings import TRUST_PROBLEMS, warnings_for
-from analyzer.record import AlertInfo, HandshakeRecord
+from analyzer.record import AlertInfo, HandshakeRecord, evolve
 
 __all__ = ["DiagnosisOptions", "cross_connection", "diagnose"]
 
@@ -107,7 +107,7 @@ def diagnose(record: HandshakeRecord, options: DiagnosisOptions | None = None) -
     facts = Facts(cert_status=status, cert_problems=problems, alert=deciding_alert(record))
     v = verdict_for(record, facts)
     failed = v.outcome in ("failed", "not_tls")
-    return replace(
+    return evolve(
         record,
         outcome=v.outcome,
         failure=v.failure if failed else None,

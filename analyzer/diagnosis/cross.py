@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from analyzer.diagnosis import remedies as rm
@@ -41,7 +41,7 @@ from analyzer.diagnosis.tuples import TupleStarts
 from analyzer.diagnosis.wording import ms
 from analyzer.display_filter import display_filter, with_filter
 from analyzer.limits import QUIC_FALLBACK_WINDOW
-from analyzer.record import HandshakeRecord
+from analyzer.record import HandshakeRecord, evolve
 
 if TYPE_CHECKING:
     from analyzer.diagnosis import DiagnosisOptions
@@ -157,7 +157,7 @@ class QuicFallbacks:
 def _with_warning(r: HandshakeRecord, note: str) -> HandshakeRecord:
     warnings = r.warnings if "quic_fallback" in r.warnings else [*r.warnings, "quic_fallback"]
     reason = f"{r.reason}; {note}" if r.reason else note[0].upper() + note[1:]
-    return replace(r, reason=reason, warnings=warnings)
+    return evolve(r, reason=reason, warnings=warnings)
 
 
 class Evidence:
@@ -272,7 +272,7 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
         refusal = next((a for a in r.alerts if a.sender == "server" and not a.encrypted), None)
         if accepted and refusal is not None:
             v = cipher_verdict(r, refusal)
-            r = replace(
+            r = evolve(
                 r,
                 failure=v.failure,
                 failure_side=v.side,
@@ -283,7 +283,7 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
     if r.failure == "version_mismatch" and s.versions:
         missing = [v for v in s.versions if v not in r.offered_versions]
         if missing:
-            return replace(
+            return evolve(
                 r,
                 reason=f"{r.reason}; the same server negotiated {_top(s.versions)} with "
                 "other clients in this capture",
@@ -293,7 +293,7 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
     if r.failure == "cipher_mismatch" and s.ciphers:
         not_offered = [c for c in s.ciphers if c not in r.offered_ciphers]
         if not_offered:
-            return replace(
+            return evolve(
                 r,
                 reason=f"{r.reason}; the same server chose {_top(s.ciphers)} for other "
                 "clients, which this client did not offer",
@@ -319,14 +319,14 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
         )
         if weak is not None:
             # bad_certificate names the host name, the dates or a weak key, never trust.
-            return replace(r, failure=weak.failure, failure_side=weak.side,
+            return evolve(r, failure=weak.failure, failure_side=weak.side,
                            reason=f"{r.reason}; {weak.reason}", remedy=weak.remedy)
         if seen is not None and seen.cert_status not in (None, "ok"):
             # The problem the client's alert names, among those the visible copy shows.
             status = status_for_alert(alert, seen.cert_problems) or seen.cert_status
             exact = certificate_verdict(seen, status, inferred=True)
             if exact is not None and exact.reason:
-                return replace(
+                return evolve(
                     r,
                     failure=exact.failure,
                     failure_side=exact.side,
@@ -335,7 +335,7 @@ def _sharpen(r: HandshakeRecord, s: ServerSummary) -> HandshakeRecord:
                     remedy=exact.remedy,
                 )
     if r.failure == "sni_mismatch" and r.sni and s.names and r.sni not in s.names:
-        return replace(
+        return evolve(
             r,
             reason=f"{r.reason}; other clients of this capture completed handshakes with "
             f"this server as {_top(s.names)}",
@@ -371,7 +371,7 @@ def _others_trust(
         if proxy
         else f"Install the CA that issued this chain ({issuer}) in this client's trust store"
     )
-    return replace(
+    return evolve(
         r,
         cert_trust="clients",
         reason=f"{r.reason}; {others} other connection(s) of this capture completed their "
