@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from installed import as_installed
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TLSA = Path(sys.executable).with_name("tlsa")
@@ -93,6 +95,7 @@ def main() -> int:
     )
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     trees = {"before": old, "after": ROOT}
+    as_installed(old / "analyzer", ROOT / "analyzer")
     samples = ROOT / "sample_pcaps"
     small = sorted((HERE / "corpus").glob("small-g*/capture.pcap"))
     commands: dict[str, tuple[list[str], bool]] = {

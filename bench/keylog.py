@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from installed import as_installed  # noqa: E402
 
 from tests.harness import Netns, TestPKI  # noqa: E402
 from tests.harness.capture import Capture, port_filter  # noqa: E402
@@ -114,6 +115,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
+    as_installed()
     with tempfile.TemporaryDirectory(prefix="tlsa-keylog-bench-") as tmp:
         work = Path(tmp)
         capture, keys = make_corpus(work, args.connections)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from installed import as_installed  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 TLSA = ROOT / ".venv" / "bin" / "tlsa"
@@ -208,6 +209,7 @@ def main() -> None:
     parser.add_argument("--cafile")
     parser.add_argument("--no-results", action="store_true", help="print only")
     args = parser.parse_args()
+    as_installed()
     if args.role == "client":
         ssl.create_default_context()  # fail early if ssl is broken
         asyncio.run(_clients(args))

@@ -51,6 +51,7 @@ for _p in (str(ROOT), str(HERE)):
         sys.path.insert(0, _p)
 
 import corpus as corpora  # noqa: E402
+from installed import as_installed  # noqa: E402
 
 PY = sys.executable
 TLSA = str(Path(PY).with_name("tlsa"))
@@ -473,7 +474,7 @@ def report(results: list[CorpusResult], start: dict[str, float], prof: tuple[str
         f"Made by `make bench` (`python bench/run.py`) on {time.strftime('%Y-%m-%d %H:%M %Z')}"
         f" in {elapsed / 60:.1f} min. Whole processes, interleaved, median of {runs} runs "
         "(fewer when the time budget ran short: see each corpus); ratios are medians of the "
-        "per-round ratios; "
+        "per-round ratios; tlsa runs from compiled bytecode, as installed (`bench/installed.py`); "
         + ("peak RSS from GNU time (`%M`). " if RSS_EXACT else "peak RSS from `wait4` "
            "(GNU time missing: the figures include the runner's memory before `exec`). ")
         + "tlsa command: "
@@ -554,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--corpus-dir", type=Path, help="where corpora are cached")
     ap.add_argument("--force-corpus", action="store_true", help="regenerate the corpora")
     args = ap.parse_args(argv)
+    as_installed()
     t0 = time.monotonic()
     load_before = _load()
     sizes = args.sizes or (["quick"] if args.quick else ["small", "large"])

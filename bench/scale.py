@@ -41,6 +41,7 @@ SECTION = "## Scale-out"
 TLSA = Path(sys.executable).with_name("tlsa")
 
 sys.path.insert(0, str(ROOT))
+from installed import as_installed  # noqa: E402
 
 
 def find_corpus() -> Path | None:
@@ -283,6 +284,7 @@ def main() -> int:
                     help="size of the replicated capture when the corpus is absent")
     ap.add_argument("--no-results", action="store_true", help="do not touch RESULTS.md")
     args = ap.parse_args()
+    as_installed()
 
     tmp = Path(tempfile.mkdtemp(prefix="tlsa-scale-"))
     try:
