@@ -280,8 +280,8 @@ def test_ja3s_without_extensions() -> None:
     assert ja3s(server_hello(0x0301, 0x0035, ()))[0] == "769,53,"
 
 
-JA4_FORMAT = re.compile(
-    r"^t(13|12|11|10|s3|s2|00)[di]\d{4}[0-9A-Za-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}$"
+JA4_FORMAT = re.compile(  # DTLS versions (d1, d2, d3) may stand in a TLS ClientHello too
+    r"^t(13|12|11|10|s3|s2|d1|d2|d3|00)[di]\d{4}[0-9A-Za-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}$"
 )
 
 
