@@ -307,27 +307,32 @@ def test_fallback_from_quic_to_tcp(tmp_path: Path, pki: TestPKI) -> None:
 
 
 def _live_quic(server_ip: str, cafile: str) -> list[tuple[str, str, str | None, str]]:
-    """In the client namespace: ``analyzer.live`` with its default filter while an aioquic
-    client offers an ALPN the server refuses."""
+    """In the client namespace: a live session with its default filter (what
+    ``analyzer.live`` runs) while an aioquic client offers an ALPN the server refuses; the
+    client starts once dumpcap captures (``start`` returns then), however loaded the
+    machine."""
     import subprocess
     import sys
     import threading
 
-    import analyzer
+    from analyzer.live import LiveSession
 
     def connect() -> None:
-        time.sleep(1.5)  # dumpcap is capturing by then
         subprocess.run([sys.executable, "-m", "tests.harness.quic", "client", "--host",
                         server_ip, "--sni", HOST, "--cafile", cafile, "--alpn", "hq-interop"],
                        capture_output=True, timeout=30, check=False)
 
+    session = LiveSession("eth0")
     client = threading.Thread(target=connect)
-    client.start()
     try:
+        session.start()
+        client.start()
         return [(r.transport, r.outcome, r.failure, r.close)
-                for r in analyzer.live("eth0", count=1, duration=20)]
+                for r in session.records(count=1, duration=20)]
     finally:
-        client.join()
+        session.close()
+        if client.ident is not None:  # started
+            client.join()
 
 
 @pytest.mark.skipif(shutil.which("dumpcap") is None, reason="dumpcap is not installed")
