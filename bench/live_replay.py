@@ -35,6 +35,7 @@ import platform
 import re
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,23 @@ def same(a: dict[str, Any], b: dict[str, Any], differing: Counter[str] | None = 
 
 def equal_count(live: Records, other: Records, differing: Counter[str] | None = None) -> int:
     return sum(1 for k, r in live.items() if k in other and same(r, other[k], differing))
+
+
+def span(pcap: Path) -> float:
+    """Seconds from the first to the last packet of a classic pcap file."""
+    with pcap.open("rb") as f:
+        head = f.read(24)
+        order = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
+                 b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}[head[:4]]
+        scale = 1e-9 if head[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
+        first = last = None
+        while len(rec := f.read(16)) == 16:
+            sec, frac, caplen, _ = struct.unpack(order + "IIII", rec)
+            last = sec + frac * scale
+            if first is None:
+                first = last
+            f.seek(caplen, 1)
+    return (last or 0.0) - (first or 0.0)
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -274,9 +292,10 @@ def analyze_offline(pcap: Path, out: Path) -> float:
 # -- the whole run ----------------------------------------------------------------------------
 
 
-def show(t: Trial) -> str:
+def show(t: Trial, real: float) -> str:
     text = (f"round {t.round} {t.multiplier:g}x {t.tool:7} replayed {t.replay.packets} in "
-            f"{t.replay.seconds:.2f} s ({t.replay.pps:.0f}/s)  captured {t.captured}  "
+            f"{t.replay.seconds:.2f} s ({t.replay.pps:.0f}/s, "
+            f"{real / t.replay.seconds:.2f}x real time)  captured {t.captured}  "
             f"dropped {t.dropped}  cpu {t.cpu:.2f} s")
     if t.tool == "tlsa":
         text += (f"  records {t.records}  = offline {t.equal_offline}  = 1x {t.equal_first}"
@@ -298,13 +317,15 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     multipliers = [float(m) for m in args.multipliers.split(",")]
     pcap = ensure("small").directory / "capture.pcap"
+    real = span(pcap)
     load_before = os.getloadavg()
     trials: list[Trial] = []
     with tempfile.TemporaryDirectory(prefix="live_replay") as tmp, Netns() as ns:
         offline_path = Path(tmp) / "offline.jsonl"
         offline_cpu = analyze_offline(pcap, offline_path)
         offline = load(offline_path)
-        print(f"offline: {len(offline)} records, {offline_cpu:.2f} s CPU", flush=True)
+        print(f"offline: {len(offline)} records, {offline_cpu:.2f} s CPU; the capture spans "
+              f"{real:.2f} s", flush=True)
         for rnd in range(1, args.rounds + 1):
             first: Records | None = None
             for m in multipliers:
@@ -317,13 +338,13 @@ def main() -> None:
                     first = t.live
                 t.equal_first = equal_count(t.live, first)
                 trials.append(t)
-                print(show(t), flush=True)
+                print(show(t, real), flush=True)
                 if not args.no_control:
                     c = run_dumpcap(ns, pcap, m, rnd)
                     trials.append(c)
-                    print(show(c), flush=True)
+                    print(show(c, real), flush=True)
     load_after = os.getloadavg()
-    report = render(trials, len(offline), offline_cpu, pcap, load_before, load_after,
+    report = render(trials, len(offline), offline_cpu, pcap, real, load_before, load_after,
                     args.title)
     print(report)
     if not args.no_write:
@@ -339,7 +360,7 @@ def _each(values: list[int | None]) -> str:
     return "/".join("?" if v is None else str(v) for v in values)
 
 
-def render(trials: list[Trial], offline: int, offline_cpu: float, pcap: Path,
+def render(trials: list[Trial], offline: int, offline_cpu: float, pcap: Path, real: float,
            load_before: tuple[float, float, float], load_after: tuple[float, float, float],
            title: str) -> str:
     meta = json.loads((pcap.parent / "meta.json").read_text())
@@ -352,7 +373,8 @@ def render(trials: list[Trial], offline: int, offline_cpu: float, pcap: Path,
         f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
         f"{platform.python_version()}, {dumpcap.splitlines()[0].rstrip('.')}. "
         f"Corpus: {pcap.parent.name} ({meta.get('connections')} connections, "
-        f"{meta.get('packets')} packets), replayed with `tcpreplay -i lo --multiplier=N` in a "
+        f"{meta.get('packets')} packets over {real:.2f} s), replayed with "
+        f"`tcpreplay -i lo --multiplier=N` in a "
         f"private namespace while `tlsa live -i lo --format jsonl` (default filter) captured, "
         f"then the same replay with `dumpcap -i lo -f FILTER -w -` alone (output to "
         f"/dev/null). Medians of {rounds} interleaved rounds; 'per round' lists every round. "
@@ -365,15 +387,18 @@ def render(trials: list[Trial], offline: int, offline_cpu: float, pcap: Path,
         f"{', '.join(sorted(IGNORED))}. '= offline': live records equal to the offline "
         "record of the same 4-tuple; '= 1×': equal to the live record of the same round at 1×. "
         "'captured': packets tlsa read from dumpcap, or dumpcap's received count; 'missing': "
-        "replayed − captured; 'dropped': the count dumpcap reports (kernel and dumpcap drops; "
+        "replayed − captured; '× asked': tcpreplay's --multiplier; '× real time': the "
+        "capture's span / the replay's seconds (tcpreplay falls short of the rate asked on a "
+        "busy machine); 'dropped': the count dumpcap reports (kernel and dumpcap drops; "
         "on `lo` the kernel sees every packet twice, as sent and as received, and a full ring "
         "drops and counts both copies, so it comes out about twice 'missing'). CPU: the tool's "
         "processes from the start of the replay to their exit.",
         "",
-        "| tool | × | replay s | packets replayed | replayed /s | captured | missing | dropped "
+        "| tool | × asked | replay s | × real time | packets replayed | replayed /s | captured "
+        "| missing | dropped "
         "| dropped per round | records live | records offline | = offline | = 1× "
         "| CPU s | captured /s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     groups: dict[tuple[str, float], list[Trial]] = {}
     for t in trials:
@@ -382,7 +407,8 @@ def render(trials: list[Trial], offline: int, offline_cpu: float, pcap: Path,
         secs = _median([t.replay.seconds for t in ts])
         captured = _median([t.captured for t in ts if t.captured is not None])
         cells = [
-            tool, f"{m:g}", f"{secs:.2f}", f"{_median([t.replay.packets for t in ts]):.0f}",
+            tool, f"{m:g}", f"{secs:.2f}", f"{real / secs if secs else 0:.2f}",
+            f"{_median([t.replay.packets for t in ts]):.0f}",
             f"{_median([t.replay.pps for t in ts]):.0f}", f"{captured:.0f}",
             f"{_median([t.replay.packets - t.captured for t in ts if t.captured is not None]):.0f}",
             f"{_median([t.dropped for t in ts if t.dropped is not None]):.0f}",
