@@ -347,6 +347,16 @@ def test_dumpcap_messages_become_one_line() -> None:
     assert explain_dumpcap_error([], "lo", None) == "dumpcap exited before capturing anything"
 
 
+@pytest.mark.skipif(shutil.which("dumpcap") is None, reason="dumpcap is not installed")
+def test_dumpcap_gets_a_larger_kernel_buffer_for_every_interface() -> None:
+    pytest.importorskip("pyshark")
+    from analyzer.sources.live import LIVE_KERNEL_BUFFER_MIB, dumpcap_command
+
+    argv = dumpcap_command("lo", "tcp")
+    assert argv[argv.index("-B") + 1] == str(LIVE_KERNEL_BUFFER_MIB)
+    assert argv.index("-B") < argv.index("-i")  # before -i: the default of every interface
+
+
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
 def test_default_filter_keeps_tcp_and_icmp_unreachable_errors(tmp_path: Path) -> None:
     """libpcap (tcpdump reading a file) compiles the default filter, which keeps TCP and

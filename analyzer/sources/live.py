@@ -33,7 +33,10 @@ its own session, so a Ctrl-C in the terminal reaches only us and we stop it in o
 
 Memory is bounded by ``LIVE_QUEUE_BATCHES`` batches of at most one pipe read each; when
 the consumer falls behind, the reader blocks, dumpcap blocks on the pipe, and the kernel
-drops packets, which dumpcap counts (:attr:`LiveSource.dropped`).
+drops packets, which dumpcap counts (:attr:`LiveSource.dropped`). Between the kernel and
+dumpcap, the capture buffer is ``LIVE_KERNEL_BUFFER_MIB`` (dumpcap's ``-B``), not
+dumpcap's default 2 MiB: the reader thread shares the interpreter with the engine, so in
+a burst the pipe may go unread for some milliseconds while dumpcap waits on it.
 
 Not here: decoding, the engine, diagnosis, output (see :mod:`analyzer.live`). This is the
 only module that imports pyshark, and only when a capture starts.
@@ -69,6 +72,14 @@ from analyzer.sources.stream import ByteWindow
 
 TSHARK_PACKAGE = "tshark"
 """The Debian package that brings tshark and dumpcap."""
+
+LIVE_KERNEL_BUFFER_MIB = 16
+"""Kernel capture buffer of dumpcap (``-B``), in MiB. dumpcap's default, 2 MiB, holds about
+1,300 full-size frames (half as many on ``lo``, where each packet is seen twice): a few
+milliseconds of a burst, less than the reader thread may wait for its turn while the
+engine runs. With the default, ``bench/live_replay.py`` lost packets replaying the small
+corpus even at its real rate; with 8 MiB it lost none up to 6× in a trial run, and 16 MiB
+leaves room for a busier machine. It is kernel memory, held while the capture runs."""
 
 _EOF = object()
 """Queue item after the last batch: the pipe ended."""
@@ -116,7 +127,8 @@ def explain_dumpcap_error(
 def dumpcap_command(
     interface: str, bpf: str | None, *, tshark_path: str | None = None
 ) -> list[str]:
-    """The dumpcap command line that writes pcapng to stdout, as pyshark builds it.
+    """The dumpcap command line that writes pcapng to stdout, as pyshark builds it, with
+    a kernel buffer of ``LIVE_KERNEL_BUFFER_MIB``.
 
     Raises :class:`LiveCaptureError` when pyshark, tshark or dumpcap is missing.
     """
@@ -146,7 +158,8 @@ def dumpcap_command(
         raise LiveCaptureError(f"tshark does not work here: {_one_line(str(e))}") from e
     finally:
         loop.close()
-    return [dumpcap, *params]
+    # -B before any -i: the buffer of every interface.
+    return [dumpcap, "-B", str(LIVE_KERNEL_BUFFER_MIB), *params]
 
 
 class _Notes:
