@@ -103,7 +103,13 @@ def choose() -> bool:
         return False
     if not os.environ.get("TLSA_PURE") and built():
         return True
-    sys.meta_path.insert(0, SourceOnly())
+    # Just before the path finder, which would find the compiled modules: finders that
+    # wrap others (atheris' instrumenting one) still come first and see the sources.
+    finders = sys.meta_path
+    where = next(
+        (i for i, f in enumerate(finders) if f is importlib.machinery.PathFinder), len(finders)
+    )
+    finders.insert(where, SourceOnly())
     return False
 
 
