@@ -37,7 +37,7 @@ def _constants() -> dict[str, object]:
 
 
 def _can_compile() -> bool:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     include = sysconfig.get_paths().get("include", "")
     return shutil.which(cc) is not None and os.path.exists(os.path.join(include, "Python.h"))
 
