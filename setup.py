@@ -66,12 +66,13 @@ class BuildExt(build_ext):
     compiled, which the package checks before it uses the compiled modules."""
 
     def run(self) -> None:
-        stamp = os.path.join("analyzer" if self.inplace else self.build_lib, "_native.json")
+        if not self.extensions:  # a pure build (e.g. pip's own) leaves a compiled one be
+            super().run()
+            return
+        stamp = os.path.join(HERE, "analyzer", "_native.json")
         if self.inplace and os.path.exists(stamp):
             os.remove(stamp)  # a build that fails half-way leaves the package pure
         super().run()
-        if not self.extensions:
-            return
         import hashlib
         import json
 
@@ -82,7 +83,7 @@ class BuildExt(build_ext):
         for module in modules:
             with open(os.path.join(HERE, *module.split(".")) + ".py", "rb") as f:
                 hashes[module] = hashlib.sha256(f.read()).hexdigest()
-        where = "analyzer" if self.inplace else os.path.join(self.build_lib, "analyzer")
+        where = os.path.join(HERE if self.inplace else self.build_lib, "analyzer")
         os.makedirs(where, exist_ok=True)
         with open(os.path.join(where, "_native.json"), "w", encoding="utf-8") as f:
             json.dump(hashes, f, indent=1, sort_keys=True)
