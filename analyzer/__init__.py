@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from analyzer import _build  # first: compiled or pure hot path (see analyzer._build)
 from analyzer.api import CaptureError, analyze
 from analyzer.live import live, live_dataframe
 from analyzer.record import AlertInfo, HandshakeRecord
@@ -22,7 +23,11 @@ from analyzer.record import AlertInfo, HandshakeRecord
 if TYPE_CHECKING:
     import pandas as pd
 
+COMPILED = _build.COMPILED
+"""The compiled hot path is in use."""
+
 __all__ = [
+    "COMPILED",
     "AlertInfo",
     "CaptureError",
     "HandshakeRecord",

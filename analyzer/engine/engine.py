@@ -26,6 +26,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from analyzer import limits
 from analyzer.anomalies import Anomaly
 from analyzer.decode import decode_frame, tcp_count_view
@@ -66,6 +68,7 @@ class CaptureStats:
     anomalies: Counter[str] = field(default_factory=Counter)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Engine:
     """Stateful, I/O-free analysis of one capture."""
 

@@ -9,6 +9,8 @@ never looks inside the transport.
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
+
 from analyzer.anomalies import Anomaly
 from analyzer.decode.icmp import describe_unreachable, error_name
 from analyzer.decode.types import IcmpUnreachable
@@ -18,6 +20,7 @@ from analyzer.handshake.core import HandshakeCore
 from analyzer.record import HandshakeRecord
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Connection:
     """One connection of any transport, feeding its handshake core."""
 
@@ -102,6 +105,7 @@ class Connection:
         )
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class DatagramConnection(Connection):
     """A connection over UDP (QUIC, DTLS): the engine hands it whole datagrams."""
 

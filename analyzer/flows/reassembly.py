@@ -153,9 +153,13 @@ class Reassembler:
         self._kept_bytes = 0
         self._plain = False  # started, nothing buffered, no FIN, no gap: the fast path
 
-    def __del__(self, ooo: Budget = OOO_BUDGET, unacked: Budget = UNACKED_BUDGET) -> None:
-        # A reassembler dropped while holding bytes gives them back to the shared budgets
-        # (bound as defaults: they outlive the module's globals at interpreter exit).
+    def __del__(self) -> None:
+        # A reassembler dropped while holding bytes gives them back to the shared budgets.
+        self._release()
+
+    def _release(self, ooo: Budget = OOO_BUDGET, unacked: Budget = UNACKED_BUDGET) -> None:
+        # The budgets are bound as defaults: they outlive the module's globals at
+        # interpreter exit.
         if self._ooo_bytes:
             ooo.used -= self._ooo_bytes
         if self._kept_bytes:

@@ -179,7 +179,7 @@ def total(
     try:
         with cur:
             return read(cur)
-    except Leftover as exc:
-        return ParseAnomaly(anomaly=Anomaly.TRAILING_BYTES, detail=str(exc))
+    except Leftover as left:  # (its own name: one name, one type, once compiled)
+        return ParseAnomaly(anomaly=Anomaly.TRAILING_BYTES, detail=str(left))
     except Malformed as exc:
         return ParseAnomaly(anomaly=malformed, detail=str(exc))

@@ -211,6 +211,8 @@ def main() -> int:
     shutil.rmtree(work / "seeds", ignore_errors=True)
     seed_dirs = seed_corpus.write(work / "seeds")
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    # The pure-Python build: atheris and coverage.py see Python lines, not compiled code.
+    os.environ["TLSA_PURE"] = "1"
     runs = [fuzz_target(t, seconds / len(targets), work, seed_dirs[t]) for t in targets]
     cov = None if args.no_coverage else measure_coverage(work, seed_dirs)
     print_report(runs, cov, "--no-coverage" if args.no_coverage else "pip install coverage")
