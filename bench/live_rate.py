@@ -194,7 +194,7 @@ http {{
 # -- one run of one tool ----------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """CPU time of ``pid`` and its children (still running) so far."""
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
@@ -256,13 +256,13 @@ def run_tool(ns: Netns, tool: str, rate: int, seconds: float, processes: int) ->
     err: list[str] = []
     out = Reader(proc.stdout)
     _wait_for(proc.stderr, marker, err)
-    cpu_before = _cpu_seconds(proc.pid)
+    cpu_before = cpu_seconds(proc.pid)
     result = run_clients(ns, rate, seconds, processes)
     deadline = time.time() + DRAIN + seconds
     while time.time() < deadline and len(out.lines) < result["ok"]:
         time.sleep(0.1)
     time.sleep(0.5)
-    cpu = _cpu_seconds(proc.pid) - cpu_before
+    cpu = cpu_seconds(proc.pid) - cpu_before
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(30)

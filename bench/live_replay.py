@@ -53,6 +53,7 @@ for _p in (str(ROOT), str(HERE)):
         sys.path.insert(0, _p)
 
 from corpus import ensure  # noqa: E402
+from live_rate import cpu_seconds  # noqa: E402
 
 from analyzer.live import DEFAULT_BPF  # noqa: E402
 from tests.harness import Netns  # noqa: E402
@@ -154,22 +155,6 @@ def span(pcap: Path) -> float:
 # -- processes --------------------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` and its running children so far."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
 def _reap(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> float:
     """Wait for ``proc``; its CPU seconds with its waited-for children (wait4)."""
     deadline = time.monotonic() + timeout
@@ -238,14 +223,14 @@ def run_tlsa(ns: Netns, pcap: Path, multiplier: float, rnd: int, out: Path) -> T
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc, err, reader = _start(ns, argv, "capturing on", cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL)
-    cpu_before = _cpu_seconds(proc.pid)
+    cpu_before = cpu_seconds(proc.pid)
     rep = replay(ns, pcap, multiplier)
     # Drained: no CPU spent and no new record for QUIET seconds.
     deadline = time.monotonic() + DRAIN_LIMIT
-    cpu, lines, still = _cpu_seconds(proc.pid), _lines(out), time.monotonic()
+    cpu, lines, still = cpu_seconds(proc.pid), _lines(out), time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.25)
-        now_cpu, now_lines = _cpu_seconds(proc.pid), _lines(out)
+        now_cpu, now_lines = cpu_seconds(proc.pid), _lines(out)
         if now_cpu - cpu > 0.02 or now_lines != lines:
             cpu, lines, still = now_cpu, now_lines, time.monotonic()
         elif time.monotonic() - still >= QUIET:
@@ -266,7 +251,7 @@ def run_tlsa(ns: Netns, pcap: Path, multiplier: float, rnd: int, out: Path) -> T
 def run_dumpcap(ns: Netns, pcap: Path, multiplier: float, rnd: int) -> Trial:
     argv = ["dumpcap", "-i", "lo", "-f", DEFAULT_BPF, "-w", "-"]
     proc, err, reader = _start(ns, argv, "Capturing on", stdout=subprocess.DEVNULL)
-    cpu_before = _cpu_seconds(proc.pid)
+    cpu_before = cpu_seconds(proc.pid)
     rep = replay(ns, pcap, multiplier)
     time.sleep(QUIET)
     proc.send_signal(signal.SIGINT)
