@@ -650,13 +650,15 @@ def _capture_main(pcap: str, cert: str, key: str) -> None:
 
 def _feed_pcap(pcap: str) -> tuple[dict[int, Reassembler], dict[int, int], int]:
     """Both directions of the one connection through Reassemblers, keyed by source port.
-    Returns them, the reassembled lengths, and how many data segments start before the
-    highest byte already seen in their direction (the capture's own retransmission count)."""
+    Returns them, the reassembled lengths, and how many data segments repeat a byte already
+    seen in their direction (the capture's own retransmission count: on a busy machine the
+    capture may record segments out of order, which fill holes and repeat nothing)."""
     import dpkt  # test-only: the project's pcap source is tested elsewhere
 
     rs: dict[int, Reassembler] = {}
     lengths: dict[int, int] = {}
-    highest: dict[int, int] = {}
+    seen: dict[int, list[tuple[int, int]]] = {}  # byte ranges, from the first data seq
+    first: dict[int, int] = {}
     repeats = 0
     with open(pcap, "rb") as f:
         reader = dpkt.pcap.Reader(f)
@@ -671,11 +673,12 @@ def _feed_pcap(pcap: str) -> tuple[dict[int, Reassembler], dict[int, int], int]:
                 r.syn(tcp.seq)
             if tcp.data:
                 lengths[src] = lengths.get(src, 0) + len(r.data(tcp.seq, bytes(tcp.data)))
-                end = (tcp.seq + len(tcp.data)) & SEQ_MASK
-                if src in highest and seq_diff(tcp.seq, highest[src]) < 0:
+                start = seq_diff(tcp.seq, first.setdefault(src, tcp.seq))
+                end = start + len(tcp.data)
+                ranges = seen.setdefault(src, [])
+                if any(lo < end and start < hi for lo, hi in ranges):
                     repeats += 1
-                if src not in highest or seq_diff(end, highest[src]) > 0:
-                    highest[src] = end
+                ranges.append((start, end))
             if tcp.flags & dpkt.tcp.TH_FIN:
                 r.fin(tcp.seq, len(tcp.data))
             if tcp.flags & dpkt.tcp.TH_ACK:
