@@ -9,12 +9,14 @@ fell back to, whatever the order the records come in.
 
 from __future__ import annotations
 
+import pickle
 import random
 from typing import Any
 
 import pytest
 
 from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
+from analyzer.diagnosis.fallbacks import QuicFallbacks
 from analyzer.limits import QUIC_FALLBACK_WINDOW
 from analyzer.quic.errors import TransportError, error_name
 from analyzer.record import AlertInfo, HandshakeRecord
@@ -193,3 +195,51 @@ def test_an_established_quic_connection_has_no_fallback() -> None:
     ok = judged(quic(established=True, version="TLSv1.3", stage="application_data"))
     out = cross_connection([ok, judged(tcp())], OPTS)
     assert all("quic_fallback" not in r.warnings for r in out)
+
+
+def _fallbacks_seen(f: QuicFallbacks, records: list[HandshakeRecord]) -> list[HandshakeRecord]:
+    return [f.sharpen(r) for r in records]
+
+
+def _spread(n: int) -> list[HandshakeRecord]:
+    """``n`` attempts from different clients, each followed by its fallback, among
+    connections of clients that never tried QUIC (some with uids longer than an entry)."""
+    out: list[HandshakeRecord] = []
+    for i in range(n):
+        client = f"10.1.{i // 250}.{i % 250}"
+        out.append(_attempt(uid=f"Cq{i}", client_ip=client, ts=T0 + i, ts_end=T0 + i + 0.2))
+        out.append(judged(tcp(uid=f"Ct{i}", client_ip=client, ts=T0 + i + 0.3)))
+        out.append(judged(tcp(uid=f"Cx{i}" + "x" * (i % 3) * 20, client_ip=f"10.2.0.{i % 250}",
+                              ts=T0 + i + 0.5)))
+    return out
+
+
+@pytest.mark.parametrize("in_memory", [1, 7, 10_000])
+def test_fallback_candidates_on_disk_give_the_same_pairs(in_memory: int) -> None:
+    records = _spread(40)
+    expected = cross_connection(records, OPTS)
+    f = QuicFallbacks(in_memory=in_memory)
+    for r in records:
+        f.add(r)
+    assert _fallbacks_seen(f, records) == expected
+    assert sum("quic_fallback" in r.warnings for r in expected) == 80
+
+
+def test_fallback_candidates_survive_pickling_and_merging() -> None:
+    records = _spread(30)
+    expected = cross_connection(records, OPTS)
+    merged = QuicFallbacks(in_memory=5)
+    for share in (records[0::2], records[1::2]):
+        worker = QuicFallbacks(in_memory=3)
+        for r in share:
+            worker.add(r)
+        merged.merge(pickle.loads(pickle.dumps(worker)))
+    assert _fallbacks_seen(merged, records) == expected
+
+
+def test_without_a_failed_attempt_no_candidate_is_kept() -> None:
+    f = QuicFallbacks(in_memory=4)
+    for i in range(20):
+        f.add(judged(tcp(uid=f"Ct{i}", client_port=50000 + i)))
+    f.freeze()
+    assert f.kept() == 0

@@ -15,15 +15,12 @@ visible) and uses them to sharpen failures:
   (``cert_trust`` ``clients``), and the remedy goes to the client;
 - likewise for versions, ciphers and names: when other clients succeeded with the same
   server, the failing client is where the remedy goes, and the reason says so.
-- a QUIC attempt that failed or got no answer, followed within ``QUIC_FALLBACK_WINDOW``
-  seconds of its last packet by a TCP connection from the same client to the same server
-  (address, or server name) in the same capture, is a fallback: both records get the
-  ``quic_fallback`` warning and a reason naming the other (:class:`QuicFallbacks`).
+- a QUIC attempt that failed or got no answer and the TCP connection the client fell back
+  to name each other (:mod:`analyzer.diagnosis.fallbacks`).
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.certs import INTERCEPTION_HINTS
+from analyzer.diagnosis.fallbacks import QuicFallbacks
 from analyzer.diagnosis.rules.certificates import (
     certificate_verdict,
     status_for_alert,
@@ -38,9 +36,7 @@ from analyzer.diagnosis.rules.certificates import (
 )
 from analyzer.diagnosis.rules.negotiation import cipher_verdict
 from analyzer.diagnosis.tuples import TupleStarts
-from analyzer.diagnosis.wording import ms
 from analyzer.display_filter import display_filter, with_filter
-from analyzer.limits import QUIC_FALLBACK_WINDOW
 from analyzer.record import HandshakeRecord, evolve
 
 if TYPE_CHECKING:
@@ -59,107 +55,6 @@ class ServerSummary:
     """SNIs of the handshakes the server completed."""
 
 
-FALLBACK_ALPN = frozenset({"h2", "http/1.1"})
-"""A TCP connection can be an HTTP/3 client's fallback only if it offers HTTP over TLS."""
-
-_Pair = tuple[str, str, str]
-"""(capture, client address, ``ip:ADDRESS`` or ``name:SNI``): one client and one server."""
-
-
-@dataclass(slots=True)
-class QuicFallbacks:
-    """QUIC attempts that failed or got no answer, and the HTTP-over-TCP connections that
-    may be their fallbacks, by client and server. Each attempt is paired with the first
-    TCP connection (in ``(ts, uid)`` order) that started between the attempt's first packet
-    and ``QUIC_FALLBACK_WINDOW`` seconds after its last; each such TCP connection names the
-    latest attempt it follows. Pairs depend only on the records, not on the order they are
-    added in.
-
-    Memory: the failed attempts (few), and per TCP connection offering h2 or http/1.1 one
-    ``(ts, uid)`` entry under its server address and one under its server name (about 150
-    bytes each, as :class:`~analyzer.diagnosis.tuples.TupleStarts` holds per connection)."""
-
-    attempts: dict[_Pair, list[tuple[float, float, str, str]]] = field(default_factory=dict)
-    """(ts, ts_end, uid, failure) of each failed QUIC attempt, sorted by ts."""
-    tcp: dict[_Pair, list[tuple[float, str]]] = field(default_factory=dict)
-    """(ts, uid) of each candidate TCP connection, sorted."""
-
-    @staticmethod
-    def pairs(r: HandshakeRecord) -> list[_Pair]:
-        out = [(r.capture, r.client_ip, f"ip:{r.server_ip}")]
-        if r.sni:
-            out.append((r.capture, r.client_ip, f"name:{r.sni}"))
-        return out
-
-    def add(self, r: HandshakeRecord) -> None:
-        if r.transport == "quic" and r.outcome == "failed" and r.failure:
-            for pair in self.pairs(r):
-                bisect.insort(self.attempts.setdefault(pair, []),
-                              (r.ts, r.ts_end, r.uid, r.failure))
-        elif r.transport == "tcp" and FALLBACK_ALPN.intersection(r.alpn_offered):
-            for pair in self.pairs(r):
-                bisect.insort(self.tcp.setdefault(pair, []), (r.ts, r.uid))
-
-    def merge(self, other: QuicFallbacks) -> None:
-        """Add what another instance saw (over other records of the same run)."""
-        for pair, attempts in other.attempts.items():
-            self.attempts[pair] = sorted([*self.attempts.get(pair, []), *attempts])
-        for pair, starts in other.tcp.items():
-            self.tcp[pair] = sorted([*self.tcp.get(pair, []), *starts])
-
-    def fallback_of(self, r: HandshakeRecord) -> tuple[str, float] | None:
-        """For a failed QUIC attempt: its first fallback TCP connection (uid, start)."""
-        if not (r.transport == "quic" and r.outcome == "failed" and self.tcp):
-            return None
-        found: tuple[float, str] | None = None
-        for pair in self.pairs(r):
-            starts = self.tcp.get(pair, [])
-            i = bisect.bisect_left(starts, (r.ts, ""))
-            if i < len(starts) and starts[i][0] <= r.ts_end + QUIC_FALLBACK_WINDOW:
-                found = starts[i] if found is None else min(found, starts[i])
-        return None if found is None else (found[1], found[0])
-
-    def attempt_before(self, r: HandshakeRecord) -> tuple[str, float, str] | None:
-        """For a TCP connection: the latest failed QUIC attempt it falls back from (uid,
-        last packet, failure)."""
-        if not (r.transport == "tcp" and self.attempts and FALLBACK_ALPN.intersection(
-                r.alpn_offered)):
-            return None
-        found: tuple[float, float, str, str] | None = None
-        for pair in self.pairs(r):
-            for attempt in self.attempts.get(pair, ()):
-                ts, ts_end, _, _ = attempt
-                if ts <= r.ts <= ts_end + QUIC_FALLBACK_WINDOW and (
-                    found is None or attempt > found
-                ):
-                    found = attempt
-        return None if found is None else (found[2], found[1], found[3])
-
-    def sharpen(self, r: HandshakeRecord) -> HandshakeRecord:
-        """The record with its fallback partner named, when it has one."""
-        fallback = self.fallback_of(r)
-        if fallback is not None:
-            uid, start = fallback
-            note = (f"the client then fell back to TCP: connection {uid} to the same server "
-                    f"started {ms(start - r.ts)} after this QUIC attempt")
-            return _with_warning(r, note)
-        attempt = self.attempt_before(r)
-        if attempt is not None:
-            uid, end, failure = attempt
-            when = (f"{ms(r.ts - end)} after its last packet" if r.ts >= end
-                    else "while it was still trying")
-            note = (f"the client fell back to TCP: its QUIC attempt {uid} to the same server "
-                    f"failed ({failure}), and this connection started {when}")
-            return _with_warning(r, note)
-        return r
-
-
-def _with_warning(r: HandshakeRecord, note: str) -> HandshakeRecord:
-    warnings = r.warnings if "quic_fallback" in r.warnings else [*r.warnings, "quic_fallback"]
-    reason = f"{r.reason}; {note}" if r.reason else note[0].upper() + note[1:]
-    return evolve(r, reason=reason, warnings=warnings)
-
-
 class Evidence:
     """Per-server summaries, built one record at a time (order does not matter: counts,
     and for certificates the connection that comes first in ``(ts, uid)`` order), and the
@@ -169,8 +64,9 @@ class Evidence:
     tell (a negotiated version, a completed name, a visible certificate), so a flood of
     connections that never got that far costs none; the 4-tuples go to
     :class:`~analyzer.diagnosis.tuples.TupleStarts` (16 bytes each, on disk past its
-    limit). Several processes may each build one over their records and :meth:`merge`
-    them: the result is the same as one built over all."""
+    limit), the possible QUIC fallbacks to :class:`~analyzer.diagnosis.fallbacks.QuicFallbacks`
+    (40 bytes each, on disk past its limit). Several processes may each build one over
+    their records and :meth:`merge` them: the result is the same as one built over all."""
 
     def __init__(self) -> None:
         self._servers: dict[tuple[str, str, int], ServerSummary] = {}
