@@ -900,8 +900,26 @@ def live_writer(fmt: LiveFormat, stream: TextIO) -> Callable[[HandshakeRecord], 
     return write_line
 
 
-def _sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def stop_on_signals(session: LiveSession) -> Callable[[], None]:
+    """Ctrl-C (SIGINT) or SIGTERM stops the capture in order: dumpcap is asked to stop,
+    what it captured is analyzed, then the connections still open are reported. A second
+    one stops at once (KeyboardInterrupt). Nothing is raised at an arbitrary point of the
+    first: an exception thrown into the wait for the reader thread's queue could leave the
+    queue's lock held. Returns the function that puts the previous handlers back."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        if session.stopping:
+            raise KeyboardInterrupt
+        session.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 @app.command()
@@ -958,7 +976,6 @@ def live(
     ] = False,
 ) -> None:
     """Capture on an interface; print each handshake as soon as it settles (Ctrl-C stops)."""
-    import signal
     import time
 
     if not interface:
@@ -988,13 +1005,14 @@ def live(
     )
     warned = len(keys.warnings) if keys is not None else 0
     metrics = start_metrics(session, metrics_port, metrics_addr)
-    previous = signal.signal(signal.SIGTERM, _sigterm)  # stop like Ctrl-C, flushing
+    restore = None
     began = time.monotonic()
     try:
         try:
             session.start()
         except LiveCaptureError as e:
             raise Stop(str(e)) from None
+        restore = stop_on_signals(session)
         err.print(
             Text(f"tlsa: capturing on {interface} (filter: {bpf}); Ctrl-C to stop"),
             soft_wrap=True,
@@ -1029,7 +1047,8 @@ def live(
         session.close()
         if metrics is not None:
             metrics.close()
-        signal.signal(signal.SIGTERM, previous)
+        if restore is not None:
+            restore()
         if output:
             stream.close()
     err.print(Text(live_summary(session, time.monotonic() - began)), soft_wrap=True)

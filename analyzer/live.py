@@ -181,6 +181,17 @@ class LiveSession:
         self.engine.tick(self.source.packet_time())
         yield from self._diagnosed(self.engine.finish())
 
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called (or ``duration``/``count`` ended the capture)."""
+        return self.source.stopping
+
+    def stop(self) -> None:
+        """Ask the capture to stop, without waiting (safe in a signal handler):
+        :meth:`records` then gives the records of what was captured, then those of the
+        connections still open, and ends."""
+        self.source.stop()
+
     def flush(self) -> list[HandshakeRecord]:
         """Stop capturing and return the records not given yet: those of frames still
         queued, then of every connection still open (``close: capture_end``)."""

@@ -424,6 +424,11 @@ class LiveSource:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called."""
+        return self._stopping
+
     def stop(self) -> None:
         """Ask dumpcap to stop (SIGINT: it flushes and reports); do not wait."""
         self._stopping = True
