@@ -226,18 +226,21 @@ class Reader:
         self._thread.join(10)
 
 
+def collect_lines(stream: IO[bytes], sink: list[str], ready: threading.Event, marker: str) -> None:
+    """Append every line of ``stream`` to ``sink``; set ``ready`` at the line holding
+    ``marker`` or at the end (run on a thread: a tool's stderr must be read while it runs)."""
+    for raw in stream:
+        line = raw.decode(errors="replace")
+        sink.append(line)
+        if marker in line:
+            ready.set()
+    ready.set()
+
+
 def _wait_for(stream: IO[bytes], marker: str, sink: list[str], timeout: float = 20) -> None:
     ready = threading.Event()
-
-    def read() -> None:
-        for raw in stream:
-            line = raw.decode(errors="replace")
-            sink.append(line)
-            if marker in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    threading.Thread(target=collect_lines, args=(stream, sink, ready, marker),
+                     daemon=True).start()
     if not ready.wait(timeout):
         raise RuntimeError(f"{marker!r} not seen: {''.join(sink)}")
 

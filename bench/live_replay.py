@@ -44,7 +44,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -53,7 +53,7 @@ for _p in (str(ROOT), str(HERE)):
         sys.path.insert(0, _p)
 
 from corpus import ensure  # noqa: E402
-from live_rate import cpu_seconds  # noqa: E402
+from live_rate import collect_lines, cpu_seconds  # noqa: E402
 
 from analyzer.live import DEFAULT_BPF  # noqa: E402
 from tests.harness import Netns  # noqa: E402
@@ -170,22 +170,13 @@ def _reap(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> float:
         time.sleep(0.05)
 
 
-def _collect(stream: IO[bytes], sink: list[str], ready: threading.Event, marker: str) -> None:
-    for raw in stream:
-        line = raw.decode(errors="replace")
-        sink.append(line)
-        if marker in line:
-            ready.set()
-    ready.set()
-
-
 def _start(ns: Netns, argv: list[str], marker: str, **kwargs: Any) -> tuple[
         subprocess.Popen[bytes], list[str], threading.Thread]:
     proc: subprocess.Popen[bytes] = ns.popen(argv, stderr=subprocess.PIPE, **kwargs)
     assert proc.stderr is not None
     err: list[str] = []
     ready = threading.Event()
-    reader = threading.Thread(target=_collect, args=(proc.stderr, err, ready, marker),
+    reader = threading.Thread(target=collect_lines, args=(proc.stderr, err, ready, marker),
                               daemon=True)
     reader.start()
     if not ready.wait(START_TIMEOUT) or marker not in "".join(err):
