@@ -176,6 +176,12 @@ LIVE_START_TIMEOUT = 10.0
 LIVE_STOP_TIMEOUT = 3.0
 """Wall seconds dumpcap gets to exit after SIGINT before it is killed."""
 
+LIVE_EVIDENCE_SERVERS = 4096
+"""Servers (and, separately, leaf certificates) whose summary a live capture's
+cross-connection evidence keeps, the least recently seen forgotten first: a few KB each
+at most (counts of versions, ciphers and names, and one record with the certificate per
+server name), so a capture running for weeks stays within a few tens of MB."""
+
 # report: the HTML page
 
 REPORT_MAX_FAILED = 2000

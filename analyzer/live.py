@@ -4,8 +4,12 @@
 pipe → our pcapng reader, plus ticks on a quiet interface) to the same engine the files
 go through, in live mode (``report_at_settle``: a record comes out as soon as its
 handshake is settled, established or failed, with ``close: open``), and each record
-through :func:`analyzer.diagnosis.diagnose`. Connections still open when the capture ends
-are reported then (``close: capture_end``), like at the end of a file.
+through :func:`analyzer.diagnosis.diagnose`, then through the cross-connection evidence of
+the records given before it (:class:`~analyzer.diagnosis.cross.Evidence` in live mode: what
+the same server negotiated or showed to other clients, bounded to the servers seen last).
+Connections still open when the capture ends are reported then (``close: capture_end``),
+like at the end of a file. A file's analysis also uses the records that come later, so a
+live record can say less than the same connection's record from the written capture.
 
 :func:`live` is the generator for scripts and notebooks; :func:`live_dataframe` collects
 for a given time into a DataFrame. Both run the capture on threads of their own (no event
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analyzer.diagnosis import DiagnosisOptions, diagnose
+from analyzer.diagnosis.cross import Evidence
 from analyzer.engine.engine import Engine
 from analyzer.engine.udp import DTLS_PORTS, QUIC_PORTS
 from analyzer.limits import MAX_KEYLOG_ENTRIES
@@ -109,6 +114,7 @@ class LiveSession:
         self.secrets_problem: str | None = None
         """Why the secrets could not be embedded, if so."""
         self.options = options or DiagnosisOptions()
+        self._evidence = Evidence(live=True)
         self.outcomes: Counter[str] = Counter()
         """Records given so far, per outcome."""
         self.failures: Counter[str] = Counter()
@@ -140,6 +146,8 @@ class LiveSession:
             if self.embed_secrets:
                 self._keep_secrets(record)
             r = diagnose(record, self.options)
+            self._evidence.add(r)
+            r = self._evidence.sharpen(r)
             self.outcomes[r.outcome] += 1
             if r.failure:
                 self.failures[r.failure] += 1

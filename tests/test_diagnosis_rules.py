@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from analyzer.diagnosis import DiagnosisOptions, cross_connection, diagnose
+from analyzer.diagnosis import DiagnosisOptions, cross, cross_connection, diagnose
+from analyzer.diagnosis.cross import Evidence
 from analyzer.diagnosis.rules.inference import rule_established
 from analyzer.diagnosis.verdict import Facts, Verdict
 from analyzer.record import AlertInfo, HandshakeRecord, TimelineEntry
@@ -629,3 +630,47 @@ def test_a_dtls_final_flight_never_answered_after_a_certificate_request() -> Non
     assert judge(r) == ("failed", "client_certificate_required", "server")
     assert judge(replace(r, client_cert_requested=False)) == (
         "failed", "no_server_response", "server")
+
+
+def _chose_and_refused() -> tuple[HandshakeRecord, HandshakeRecord]:
+    ok = diagnose(rec(uid="Cok", **hello(
+        version="TLSv1.2", cipher="TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", established=True)),
+        OPTS)
+    bad = diagnose(rec(uid="Cbad", ts=T0 + 1, client_port=40001, **hello(
+        offered_ciphers=["TLS_RSA_WITH_3DES_EDE_CBC_SHA"],
+        alerts=[alert("server", "handshake_failure", 40)])), OPTS)
+    return ok, bad
+
+
+def _live(records: list[HandshakeRecord]) -> list[HandshakeRecord]:
+    evidence = Evidence(live=True)
+    out = []
+    for r in records:
+        evidence.add(r)
+        out.append(evidence.sharpen(r))
+    return out
+
+
+def test_live_evidence_uses_the_records_given_before() -> None:
+    ok, bad = _chose_and_refused()
+    assert _live([ok, bad]) == cross_connection([ok, bad])
+    assert _live([bad, ok])[0] == bad  # nothing was known yet when it was given
+
+
+def test_live_evidence_forgets_the_servers_seen_least_recently(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cross, "LIVE_EVIDENCE_SERVERS", 3)
+    ok, bad = _chose_and_refused()
+    others = [diagnose(rec(uid=f"Co{i}", server_ip=f"10.0.1.{i}", **hello(
+        version="TLSv1.2", cipher="TLS_AES_128_GCM_SHA256", established=True)), OPTS)
+        for i in range(3)]
+    assert _live([ok, *others, bad])[-1] == bad  # its server was forgotten
+    assert _live([*others, ok, bad])[-1] != bad
+
+
+def test_live_evidence_keeps_no_four_tuples() -> None:
+    ok, _ = _chose_and_refused()
+    again = replace(ok, uid="Cagain", ts=T0 + 5)  # the same 4-tuple reused
+    assert "frame.time" in (cross_connection([ok, again])[0].wireshark_filter or "")
+    assert _live([ok, again]) == [ok, again]

@@ -37,6 +37,7 @@ from analyzer.diagnosis.rules.certificates import (
 from analyzer.diagnosis.rules.negotiation import cipher_verdict
 from analyzer.diagnosis.tuples import TupleStarts
 from analyzer.display_filter import display_filter, with_filter
+from analyzer.limits import LIVE_EVIDENCE_SERVERS
 from analyzer.record import HandshakeRecord, evolve
 
 if TYPE_CHECKING:
@@ -66,9 +67,15 @@ class Evidence:
     :class:`~analyzer.diagnosis.tuples.TupleStarts` (16 bytes each, on disk past its
     limit), the possible QUIC fallbacks to :class:`~analyzer.diagnosis.fallbacks.QuicFallbacks`
     (40 bytes each, on disk past its limit). Several processes may each build one over
-    their records and :meth:`merge` them: the result is the same as one built over all."""
+    their records and :meth:`merge` them: the result is the same as one built over all.
 
-    def __init__(self) -> None:
+    ``live``: the evidence of a live capture, sharpening each record with the records
+    that came before it. It keeps the per-server summaries and the trust learnt, for the
+    ``limits.LIVE_EVIDENCE_SERVERS`` servers and certificates seen last, and neither the
+    4-tuples nor the QUIC fallbacks (both need records that come later)."""
+
+    def __init__(self, *, live: bool = False) -> None:
+        self._live = live
         self._servers: dict[tuple[str, str, int], ServerSummary] = {}
         """By capture and server address: several input files are independent captures
         (SPEC §3 ``capture``), whose servers may share an address."""
@@ -83,11 +90,18 @@ class Evidence:
         s = self._servers.get(key)
         if s is None:
             s = self._servers[key] = ServerSummary()
+            if self._live and len(self._servers) > LIVE_EVIDENCE_SERVERS:
+                del self._servers[next(iter(self._servers))]
+        elif self._live:  # the least recently seen go first
+            self._servers[key] = self._servers.pop(key)
         return s
 
     def add(self, r: HandshakeRecord) -> None:
-        self._tuples.add(r)
-        self._fallbacks.add(r)
+        if self._live:
+            self._trusted_bounded()
+        else:
+            self._tuples.add(r)
+            self._fallbacks.add(r)
         if r.established and r.version and r.cipher:
             s = self._summary(r)
             s.versions[r.version] += 1
@@ -99,6 +113,10 @@ class Evidence:
                 self._trusted[(r.capture, r.cert_chain_sha256[0])] += 1
         if r.cert_chain_sha256 and r.cert_status is not None:
             _first_cert(self._summary(r).cert, r)
+
+    def _trusted_bounded(self) -> None:
+        while len(self._trusted) >= LIVE_EVIDENCE_SERVERS:
+            del self._trusted[next(iter(self._trusted))]
 
     def merge(self, other: Evidence) -> None:
         """Add what another :class:`Evidence` saw (over other records of the same run)."""
@@ -119,7 +137,7 @@ class Evidence:
     def sharpen(self, r: HandshakeRecord) -> HandshakeRecord:
         """The record with what the other connections say about its failure (and about
         its 4-tuple)."""
-        bound = self._tuples.bound(r)
+        bound = None if self._live else self._tuples.bound(r)
         if bound is not None:
             since, until = bound
             text = display_filter(
@@ -135,7 +153,7 @@ class Evidence:
         s = self._servers.get((r.capture, r.server_ip, r.server_port))
         if s is not None and r.outcome == "failed":
             r = _others_trust(_sharpen(r, s), s, self._trusted)
-        return self._fallbacks.sharpen(r)
+        return r if self._live else self._fallbacks.sharpen(r)
 
 
 def _first_cert(certs: dict[str | None, HandshakeRecord], r: HandshakeRecord) -> None:
