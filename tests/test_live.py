@@ -283,6 +283,52 @@ def test_duration_table_prints_one_line_per_record(ns: Any, tmp_path: Path) -> N
     assert "failed 1 (tcp_refused 1)" in summary
 
 
+HELD = 8443
+"""Server port of the connection held open while ``tlsa live`` is stopped."""
+
+_HOLD_OPEN = f"""
+import socket, ssl, sys, time
+server = socket.socket(); server.bind(("127.0.0.1", {HELD})); server.listen()
+client = socket.create_connection(("127.0.0.1", {HELD}))
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ssl.create_default_context().wrap_bio(incoming, outgoing,
+                                              server_hostname="www.example.com")
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+client.sendall(outgoing.read())  # a ClientHello the server never answers
+print(client.getsockname()[1], flush=True)
+time.sleep(60)
+"""
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_in_order_and_reports_what_is_open(ns: Any, sig: int) -> None:
+    tlsa = Tlsa(ns, "-i", "lo", "--format", "jsonl")
+    holder = None
+    try:
+        tlsa.wait_ready()
+        holder = ns.popen([sys.executable, "-c", _HOLD_OPEN], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None
+        client_port = int(holder.stdout.readline())
+        time.sleep(1.0)  # the hello is captured and read
+        code = tlsa.finish(sig=sig, timeout=10)
+    finally:
+        tlsa.finish()
+        if holder is not None:
+            os.killpg(holder.pid, signal.SIGKILL)
+            holder.wait()
+    assert code == 0, "".join(tlsa.err)
+    records = [json.loads(line) for _, line in tlsa.lines]
+    assert [(r["client_port"], r["server_port"], r["close"], r["stage"]) for r in records] == [
+        (client_port, HELD, "capture_end", "client_hello")
+    ]
+    assert "tlsa: 1 TLS connection in " in tlsa.err[-1], tlsa.err
+    assert _ns_pids(ns) == []
+
+
 # -- errors: one line, exit 2 -----------------------------------------------------------
 
 
