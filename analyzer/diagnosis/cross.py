@@ -160,6 +160,23 @@ def _with_warning(r: HandshakeRecord, note: str) -> HandshakeRecord:
     return evolve(r, reason=reason, warnings=warnings)
 
 
+FAILED = 1
+"""A mark (:func:`sharpen_marks`): the record's outcome is ``failed``."""
+FALLBACK_TCP = 2
+"""A mark: a TCP connection offering HTTP over TLS (a possible QUIC fallback)."""
+
+
+def sharpen_marks(r: HandshakeRecord) -> int:
+    """What :meth:`Evidence.sharpen` needs to know of a record, beyond its 4-tuple
+    (:func:`~analyzer.diagnosis.tuples.tuple_hash`), to tell that it leaves the record
+    unchanged (:meth:`Evidence.unchanged`): whether it failed, and whether it may be a
+    QUIC attempt's fallback."""
+    marks = FAILED if r.outcome == "failed" else 0
+    if r.transport == "tcp" and FALLBACK_ALPN.intersection(r.alpn_offered):
+        marks |= FALLBACK_TCP
+    return marks
+
+
 class Evidence:
     """Per-server summaries, built one record at a time (order does not matter: counts,
     and for certificates the connection that comes first in ``(ts, uid)`` order), and the
@@ -220,9 +237,20 @@ class Evidence:
             for r in theirs.cert.values():
                 _first_cert(s.cert, r)
 
+    def unchanged(self, tuple_hash: int, marks: int) -> bool:
+        """True when :meth:`sharpen` returns a record of this 4-tuple hash and these
+        :func:`sharpen_marks` as it is, whatever its other fields: its 4-tuple does not
+        repeat, it did not fail (what other connections say about a server, and a QUIC
+        attempt's fallback, sharpen only failures), and it is not a TCP connection that
+        may follow a failed QUIC attempt. False means it may change."""
+        if marks & FAILED or (marks & FALLBACK_TCP and self._fallbacks.attempts):
+            return False
+        return not self._tuples.repeats(tuple_hash)
+
     def sharpen(self, r: HandshakeRecord) -> HandshakeRecord:
         """The record with what the other connections say about its failure (and about
-        its 4-tuple)."""
+        its 4-tuple); the very same object when they say nothing. Whatever changes here
+        must keep :meth:`unchanged` true to it."""
         bound = self._tuples.bound(r)
         if bound is not None:
             since, until = bound
