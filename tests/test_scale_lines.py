@@ -5,9 +5,10 @@ Checked on the records of sample_pcaps/ (failures whose server other clients rea
 constructed ones (a 4-tuple used twice, a failed QUIC attempt and its TCP fallback, a TCP
 connection offering h2 that follows no attempt): :meth:`Evidence.unchanged` is true only
 of records that :meth:`Evidence.sharpen` returns as they are, and the lines that come out
-of the workers' sorted runs are those of the sharpened records, byte for byte. End to end,
-the same capture given twice (one ``capture`` name, so every 4-tuple repeats across
-parts) gives the same JSONL with ``--workers 2`` as with one.
+of the workers' sorted runs are those of the sharpened records, byte for byte (a record
+that did not fail, its 4-tuple repeated, gets the time bound spliced into its line). End
+to end, the same capture given twice (one ``capture`` name, so every 4-tuple repeats
+across parts) gives the same JSONL with ``--workers 2`` as with one.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def test_lines_from_the_runs_are_the_sharpened_records(
     here = SortedLines(limit=7)
     for n, r in enumerate(records):
         [*stores, here][n % 3].add(line_entry(r))
+    # A record with no marks travels as its line, its endpoints and its filter's place.
+    assert all(line_entry(r)[7] for r in records if not sharpen_marks(r))
     sources = [s.hand_over() for s in stores]
     got = list(final_lines(merge_lines([*sources, here]), evidence))
     want = [rendered(evidence.sharpen(r)) for r in sorted(records, key=sort_key)]

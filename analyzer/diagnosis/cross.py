@@ -37,7 +37,7 @@ from analyzer.diagnosis.rules.certificates import (
     weak_key_verdict,
 )
 from analyzer.diagnosis.rules.negotiation import cipher_verdict
-from analyzer.diagnosis.tuples import TupleStarts
+from analyzer.diagnosis.tuples import TupleStarts, tuple_hash
 from analyzer.diagnosis.wording import ms
 from analyzer.display_filter import display_filter, with_filter
 from analyzer.limits import QUIC_FALLBACK_WINDOW
@@ -177,6 +177,15 @@ def sharpen_marks(r: HandshakeRecord) -> int:
     return marks
 
 
+Endpoints = tuple[str, int, str, int, str]
+"""A record's client address and port, server address and port, and transport: what its
+``wireshark_filter`` names."""
+
+
+def endpoints(r: HandshakeRecord) -> Endpoints:
+    return r.client_ip, r.client_port, r.server_ip, r.server_port, r.transport
+
+
 class Evidence:
     """Per-server summaries, built one record at a time (order does not matter: counts,
     and for certificates the connection that comes first in ``(ts, uid)`` order), and the
@@ -247,22 +256,29 @@ class Evidence:
             return False
         return not self._tuples.repeats(tuple_hash)
 
+    def bounded_filter(self, h: int, ts: float, where: Endpoints) -> str | None:
+        """The ``wireshark_filter`` with a time bound of a record whose 4-tuple (hash
+        ``h``) repeats, starting at ``ts``; None when it does not repeat."""
+        bound = self._tuples.bound_of(h, ts)
+        if bound is None:
+            return None
+        client_ip, client_port, server_ip, server_port, transport = where
+        return display_filter(
+            client_ip=client_ip,
+            client_port=client_port,
+            server_ip=server_ip,
+            server_port=server_port,
+            transport=transport,
+            since=bound[0],
+            until=bound[1],
+        )
+
     def sharpen(self, r: HandshakeRecord) -> HandshakeRecord:
         """The record with what the other connections say about its failure (and about
         its 4-tuple); the very same object when they say nothing. Whatever changes here
         must keep :meth:`unchanged` true to it."""
-        bound = self._tuples.bound(r)
-        if bound is not None:
-            since, until = bound
-            text = display_filter(
-                client_ip=r.client_ip,
-                client_port=r.client_port,
-                server_ip=r.server_ip,
-                server_port=r.server_port,
-                transport=r.transport,
-                since=since,
-                until=until,
-            )
+        text = self.bounded_filter(tuple_hash(r), r.ts, endpoints(r))
+        if text is not None:
             r = with_filter(r, text)
         s = self._servers.get((r.capture, r.server_ip, r.server_port))
         if s is not None and r.outcome == "failed":

@@ -183,10 +183,14 @@ class TupleStarts:
         self.freeze()
         if not self._repeated:
             return None
-        h = tuple_hash(r)
+        return self.bound_of(tuple_hash(r), r.ts)
+
+    def bound_of(self, h: int, ts: float) -> tuple[float, float | None] | None:
+        """:meth:`bound` of a record whose 4-tuple hash is ``h`` and start time ``ts``."""
+        self.freeze()
         lo = bisect.bisect_left(self._repeated, h)
         if lo == len(self._repeated) or self._repeated[lo] != h:
             return None
         hi = bisect.bisect_right(self._repeated, h, lo)
-        i = bisect.bisect_right(self._repeated_starts, r.ts, lo, hi)
-        return r.ts, self._repeated_starts[i] if i < hi else None
+        i = bisect.bisect_right(self._repeated_starts, ts, lo, hi)
+        return ts, self._repeated_starts[i] if i < hi else None
