@@ -9,7 +9,8 @@ records into a file of runs (:mod:`analyzer.sorted_records`) and builds the
 cross-connection evidence of its records; the parent merges the evidence (SPEC §5) and
 the files, in ``(ts, uid)`` order: the same records, ``uid``s included, as one process
 makes, with a bounded number of records in memory in every process whatever the number
-of connections.
+of connections. For a JSONL output the workers render the lines too, and the parent writes
+most of them as they come (:func:`collect_jsonl_parallel`, :mod:`analyzer.scale.lines`).
 
 Why every worker re-reads the file, measured on the 1 GB benchmark capture (1.06 M frames,
 bench/scale.py, bench/RESULTS.md): one process takes 10.8 CPU seconds; each of two shards
