@@ -8,6 +8,7 @@ reaches the user (set ``TLSA_DEBUG=1`` to see one).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from analyzer.metrics import LiveMetrics
+    from analyzer.scale.lines import Rendered
 
 app = typer.Typer(
     name="tlsa",
@@ -259,6 +261,37 @@ def stream_inputs(
         tally.report()
 
 
+def stream_jsonl(
+    paths: Sequence[str],
+    run: Run,
+    *,
+    tls_ports: Sequence[int] | None,
+    ca_bundle: Path | None,
+    no_verify: bool,
+    workers: int | None = None,
+) -> Iterator[Rendered]:
+    """The JSONL lines of :func:`stream_inputs`'s records (each with whether its record
+    failed); with several workers, the workers render them
+    (:func:`analyzer.scale.local.collect_jsonl_parallel`)."""
+    from analyzer.scale.lines import rendered
+
+    options = options_for(ca_bundle, no_verify)
+    with progress_bar(True) as bar:
+        if workers == 1:
+            for r in collect_sorted(
+                paths, run, tls_ports=tls_ports or (), options=options, progress=bar,
+                workers=1,
+            ):
+                yield rendered(r)
+            return
+        from analyzer.scale.local import collect_jsonl_parallel
+
+        yield from collect_jsonl_parallel(
+            paths, run, tls_ports=tls_ports or (), options=options, progress=bar,
+            workers=workers,
+        )
+
+
 def run_inputs(
     paths: Sequence[str],
     *,
@@ -425,7 +458,7 @@ def write_records(
         out.write_parquet(list(records), str(output))
         return
     stream: TextIO
-    with open(output, "w", encoding="utf-8", newline="") if output else _stdout() as stream:
+    with _output(output) as stream:
         if fmt is Format.jsonl:
             out.write_jsonl(records, stream)
         elif fmt is Format.csv:
@@ -446,6 +479,11 @@ def write_records(
             # A terminal sets its own width; a file or pipe gets room for the reasons.
             width = None if stream.isatty() else 200
             Console(file=stream, highlight=False, width=width).print(records_table(rows))
+
+
+def _output(output: Path | None) -> contextlib.AbstractContextManager[TextIO]:
+    """The file ``output`` (UTF-8, newlines as written) or standard output."""
+    return open(output, "w", encoding="utf-8", newline="") if output else _stdout()
 
 
 @contextmanager
@@ -524,6 +562,22 @@ def analyze(
     if embed_secrets and keys is None:
         keys = KeyLog()  # for the secrets blocks of the inputs
     run = Run()
+    if fmt is Format.jsonl and not (
+        only_failed or sni or server or uid or extract or transport or keys is not None
+    ):
+        # Every record, as lines: with several workers, the workers render them.
+        any_failed = False
+        with _output(output) as stream:
+            for line, line_failed in stream_jsonl(
+                paths, run, tls_ports=tls_port, ca_bundle=ca_bundle, no_verify=no_verify,
+                workers=workers,
+            ):
+                stream.write(line)
+                any_failed = any_failed or line_failed
+        finish(run, [], False)
+        if fail_on_failure and any_failed:
+            raise typer.Exit(1)
+        return
     failed: list[HandshakeRecord] = []  # at most one: enough for --fail-on-failure
     selected: list[HandshakeRecord] = []  # for --extract
     tuples = TupleStarts()  # for --extract: where each connection's packets end

@@ -14,6 +14,10 @@ connections (disk does, about one pickled record per connection per merge level)
 A process can hand its runs to another one (:meth:`SortedRecords.hand_over`, then
 :func:`merge`): the scale-out workers sort their records this way and the parent merges
 the files.
+
+:class:`SortedItems` is the same sort over other items with a ``(ts, uid)`` key and their
+own encoding (the parallel JSONL path sorts rendered lines, :mod:`analyzer.scale.lines`);
+:func:`merge_items` merges their runs.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Generic, TypeVar
 
 from analyzer import limits
 from analyzer.record import HandshakeRecord
@@ -36,8 +40,21 @@ _READ_SIZE = 64 << 10
 """Bytes read from a run at a time (more when one record is larger)."""
 
 
-def sort_key(r: HandshakeRecord) -> tuple[float, str]:
+Key = tuple[float, str]
+"""``(ts, uid)``: the order of every sorted output."""
+
+T = TypeVar("T")
+
+
+def sort_key(r: HandshakeRecord) -> Key:
     return r.ts, r.uid
+
+
+def _dumps_record(r: HandshakeRecord) -> bytes:
+    return pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_loads_record: Callable[[bytes], HandshakeRecord] = pickle.loads
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +65,29 @@ class Runs:
     ranges: tuple[tuple[int, int], ...]
 
 
-class SortedRecords:
-    """Collects records; iterating yields them sorted by ``(ts, uid)`` (once).
+class SortedItems(Generic[T]):
+    """Collects items; iterating yields them sorted by ``key`` (once). ``dumps`` and
+    ``loads`` turn one item into the bytes of a run and back.
 
     ``path``: write the runs to this file (to be handed to another process), not to an
     anonymous temporary file."""
 
     def __init__(
         self,
+        key: Callable[[T], Key],
+        dumps: Callable[[T], bytes],
+        loads: Callable[[bytes], T],
         limit: int = limits.MAX_RECORDS_IN_MEMORY,
         *,
         path: str | None = None,
         fan_in: int = limits.MERGE_FAN_IN,
     ) -> None:
+        self.key = key
+        self.dumps = dumps
+        self.loads = loads
         self.limit = max(1, limit)
         self.fan_in = max(2, fan_in)
-        self._memory: list[HandshakeRecord] = []
+        self._memory: list[T] = []
         self._runs: list[tuple[int, int, int]] = []
         """(level, start, end) of each run in the file, oldest first; a run of level
         ``n`` merged ``fan_in ** n`` first runs."""
@@ -75,8 +99,8 @@ class SortedRecords:
     def __len__(self) -> int:
         return self._count
 
-    def add(self, record: HandshakeRecord) -> None:
-        self._memory.append(record)
+    def add(self, item: T) -> None:
+        self._memory.append(item)
         self._count += 1
         if len(self._memory) >= self.limit:
             self._spill()
@@ -89,13 +113,13 @@ class SortedRecords:
                 self._file = tempfile.TemporaryFile(prefix="tlsa-records-")  # noqa: SIM115
         return self._file
 
-    def _write_run(self, records: Iterable[HandshakeRecord], level: int) -> None:
+    def _write_run(self, items: Iterable[T], level: int) -> None:
         f = self._open()
         f.seek(self._end)
         start = self._end
-        dumps, pack = pickle.dumps, _LENGTH.pack
-        for r in records:
-            blob = dumps(r, protocol=pickle.HIGHEST_PROTOCOL)
+        dumps, pack = self.dumps, _LENGTH.pack
+        for item in items:
+            blob = dumps(item)
             f.write(pack(len(blob)))
             f.write(blob)
         f.flush()
@@ -103,7 +127,7 @@ class SortedRecords:
         self._runs.append((level, start, self._end))
 
     def _spill(self) -> None:
-        self._memory.sort(key=sort_key)
+        self._memory.sort(key=self.key)
         self._write_run(self._memory, 0)
         self._memory = []
         # Like carrying in a counter: fan_in runs of one level become one of the next.
@@ -116,8 +140,8 @@ class SortedRecords:
             del self._runs[-self.fan_in :]
             assert self._file is not None
             fd = self._file.fileno()
-            sources = [_read_run(fd, start, end) for _, start, end in merging]
-            self._write_run(heapq.merge(*sources, key=sort_key), level + 1)
+            sources = [_read_run(fd, start, end, self.loads) for _, start, end in merging]
+            self._write_run(heapq.merge(*sources, key=self.key), level + 1)
 
     def hand_over(self) -> Runs:
         """Write every record to the file (``path`` given) and close it: its runs, for
@@ -130,18 +154,18 @@ class SortedRecords:
         self.close()
         return Runs(self._path, ranges)
 
-    def __iter__(self) -> Iterator[HandshakeRecord]:
-        self._memory.sort(key=sort_key)
+    def __iter__(self) -> Iterator[T]:
+        self._memory.sort(key=self.key)
         try:
             if self._file is None:
                 yield from self._memory
                 return
             fd = self._file.fileno()
-            sources: list[Iterator[HandshakeRecord]] = [
-                _read_run(fd, start, end) for _, start, end in self._runs
+            sources: list[Iterator[T]] = [
+                _read_run(fd, start, end, self.loads) for _, start, end in self._runs
             ]
             sources.append(iter(self._memory))
-            yield from heapq.merge(*sources, key=sort_key)
+            yield from heapq.merge(*sources, key=self.key)
         finally:
             self.close()
 
@@ -154,23 +178,51 @@ class SortedRecords:
         self._count = 0
 
 
+class SortedRecords(SortedItems[HandshakeRecord]):
+    """Collects records; iterating yields them sorted by ``(ts, uid)`` (once).
+
+    ``path``: write the runs to this file (to be handed to another process), not to an
+    anonymous temporary file."""
+
+    def __init__(
+        self,
+        limit: int = limits.MAX_RECORDS_IN_MEMORY,
+        *,
+        path: str | None = None,
+        fan_in: int = limits.MERGE_FAN_IN,
+    ) -> None:
+        super().__init__(
+            sort_key, _dumps_record, _loads_record, limit, path=path, fan_in=fan_in
+        )
+
+
 def merge(sources: Iterable[Runs | Iterable[HandshakeRecord]]) -> Iterator[HandshakeRecord]:
     """The records of several sorted sources in ``(ts, uid)`` order: runs handed over by
     other processes (each file removed once read) and sorted iterables (such as a
     :class:`SortedRecords`). Records with equal keys come in the order of their sources."""
+    return merge_items(sources, sort_key, _loads_record)
+
+
+def merge_items(
+    sources: Iterable[Runs | Iterable[T]],
+    key: Callable[[T], Key],
+    loads: Callable[[bytes], T],
+) -> Iterator[T]:
+    """:func:`merge` for the items of :class:`SortedItems` (``key`` and ``loads`` as
+    theirs)."""
     files: list[int] = []
     paths: list[str] = []
-    readers: list[Iterator[HandshakeRecord]] = []
+    readers: list[Iterator[T]] = []
     try:
         for source in sources:
             if isinstance(source, Runs):
                 fd = os.open(source.path, os.O_RDONLY)
                 files.append(fd)
                 paths.append(source.path)
-                readers.extend(_read_run(fd, start, end) for start, end in source.ranges)
+                readers.extend(_read_run(fd, start, end, loads) for start, end in source.ranges)
             else:
                 readers.append(iter(source))
-        yield from heapq.merge(*readers, key=sort_key)
+        yield from heapq.merge(*readers, key=key)
     finally:
         for fd in files:
             os.close(fd)
@@ -184,12 +236,9 @@ def _unlink(path: str) -> None:
 
 
 def _read_run(
-    fd: int,
-    start: int,
-    end: int,
-    loads: Callable[[bytes], HandshakeRecord] = pickle.loads,
-) -> Iterator[HandshakeRecord]:
-    """The records of one run, read ``_READ_SIZE`` bytes at a time."""
+    fd: int, start: int, end: int, loads: Callable[[bytes], T]
+) -> Iterator[T]:
+    """The items of one run, read ``_READ_SIZE`` bytes at a time."""
     buf = b""
     at = 0
     pos = start

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,18 +295,33 @@ def test_a_failing_task_is_reported_and_the_rest_kept() -> None:
 
 def test_unguarded_main_module_is_not_rerun(tmp_path: Path) -> None:
     """A script without ``if __name__ == "__main__"`` (and ``python -m analyzer``) works:
-    the workers do not import the caller's main module."""
+    the workers do not import the caller's main module, and what it printed before (still
+    in the buffer of a pipe) comes out once."""
     script = tmp_path / "plain.py"
     script.write_text(
         "from analyzer.api import Run, collect\n"
+        "print('before')\n"
         f"records = collect({str(SAMPLES)!r}, Run(), workers=2)\n"
         "print(len(records))\n"
     )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     out = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
     )
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) > 250
+    before, n = out.stdout.split()
+    assert before == "before" and int(n) > 250
+
+
+def test_workers_are_not_forked_from_a_process_with_threads() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert local._context().get_start_method() != "fork"
+    finally:
+        stop.set()
+        thread.join()
 
 
 # ---------------------------------------------------------------------- Dask

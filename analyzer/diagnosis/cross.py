@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING
 
 from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.certs import INTERCEPTION_HINTS
-from analyzer.diagnosis.fallbacks import QuicFallbacks
+from analyzer.diagnosis.fallbacks import FALLBACK_ALPN, QuicFallbacks
 from analyzer.diagnosis.rules.certificates import (
     certificate_verdict,
     status_for_alert,
     weak_key_verdict,
 )
 from analyzer.diagnosis.rules.negotiation import cipher_verdict
-from analyzer.diagnosis.tuples import TupleStarts
+from analyzer.diagnosis.tuples import TupleStarts, tuple_hash
 from analyzer.display_filter import display_filter, with_filter
 from analyzer.limits import LIVE_EVIDENCE_SERVERS
 from analyzer.record import HandshakeRecord, evolve
@@ -54,6 +54,32 @@ class ServerSummary:
     """A record with the certificate visible, by SNI (first seen)."""
     names: Counter[str] = field(default_factory=Counter)
     """SNIs of the handshakes the server completed."""
+
+
+FAILED = 1
+"""A mark (:func:`sharpen_marks`): the record's outcome is ``failed``."""
+FALLBACK_TCP = 2
+"""A mark: a TCP connection offering HTTP over TLS (a possible QUIC fallback)."""
+
+
+def sharpen_marks(r: HandshakeRecord) -> int:
+    """What :meth:`Evidence.sharpen` needs to know of a record, beyond its 4-tuple
+    (:func:`~analyzer.diagnosis.tuples.tuple_hash`), to tell that it leaves the record
+    unchanged (:meth:`Evidence.unchanged`): whether it failed, and whether it may be a
+    QUIC attempt's fallback."""
+    marks = FAILED if r.outcome == "failed" else 0
+    if r.transport == "tcp" and FALLBACK_ALPN.intersection(r.alpn_offered):
+        marks |= FALLBACK_TCP
+    return marks
+
+
+Endpoints = tuple[str, int, str, int, str]
+"""A record's client address and port, server address and port, and transport: what its
+``wireshark_filter`` names."""
+
+
+def endpoints(r: HandshakeRecord) -> Endpoints:
+    return r.client_ip, r.client_port, r.server_ip, r.server_port, r.transport
 
 
 class Evidence:
@@ -134,21 +160,39 @@ class Evidence:
             for r in theirs.cert.values():
                 _first_cert(s.cert, r)
 
+    def unchanged(self, tuple_hash: int, marks: int) -> bool:
+        """True when :meth:`sharpen` returns a record of this 4-tuple hash and these
+        :func:`sharpen_marks` as it is, whatever its other fields: its 4-tuple does not
+        repeat, it did not fail (what other connections say about a server, and a QUIC
+        attempt's fallback, sharpen only failures), and it is not a TCP connection that
+        may follow a failed QUIC attempt. False means it may change."""
+        if marks & FAILED or (marks & FALLBACK_TCP and self._fallbacks.attempts):
+            return False
+        return not self._tuples.repeats(tuple_hash)
+
+    def bounded_filter(self, h: int, ts: float, where: Endpoints) -> str | None:
+        """The ``wireshark_filter`` with a time bound of a record whose 4-tuple (hash
+        ``h``) repeats, starting at ``ts``; None when it does not repeat."""
+        bound = self._tuples.bound_of(h, ts)
+        if bound is None:
+            return None
+        client_ip, client_port, server_ip, server_port, transport = where
+        return display_filter(
+            client_ip=client_ip,
+            client_port=client_port,
+            server_ip=server_ip,
+            server_port=server_port,
+            transport=transport,
+            since=bound[0],
+            until=bound[1],
+        )
+
     def sharpen(self, r: HandshakeRecord) -> HandshakeRecord:
         """The record with what the other connections say about its failure (and about
-        its 4-tuple)."""
-        bound = None if self._live else self._tuples.bound(r)
-        if bound is not None:
-            since, until = bound
-            text = display_filter(
-                client_ip=r.client_ip,
-                client_port=r.client_port,
-                server_ip=r.server_ip,
-                server_port=r.server_port,
-                transport=r.transport,
-                since=since,
-                until=until,
-            )
+        its 4-tuple); the very same object when they say nothing. Whatever changes here
+        must keep :meth:`unchanged` true to it."""
+        text = None if self._live else self.bounded_filter(tuple_hash(r), r.ts, endpoints(r))
+        if text is not None:
             r = with_filter(r, text)
         s = self._servers.get((r.capture, r.server_ip, r.server_port))
         if s is not None and r.outcome == "failed":

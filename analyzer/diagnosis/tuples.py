@@ -170,16 +170,27 @@ class TupleStarts:
                     self._repeated_starts.append(ts)
             i = j
 
+    def repeats(self, h: int) -> bool:
+        """Whether the 4-tuple of hash ``h`` (:func:`tuple_hash`) is used more than once:
+        exactly when :meth:`bound` gives a bound for its records."""
+        self.freeze()
+        i = bisect.bisect_left(self._repeated, h)
+        return i < len(self._repeated) and self._repeated[i] == h
+
     def bound(self, r: HandshakeRecord) -> tuple[float, float | None] | None:
         """(this connection's start, the next one's start on the same 4-tuple or None)
         when the record's 4-tuple repeats, else None."""
         self.freeze()
         if not self._repeated:
             return None
-        h = tuple_hash(r)
+        return self.bound_of(tuple_hash(r), r.ts)
+
+    def bound_of(self, h: int, ts: float) -> tuple[float, float | None] | None:
+        """:meth:`bound` of a record whose 4-tuple hash is ``h`` and start time ``ts``."""
+        self.freeze()
         lo = bisect.bisect_left(self._repeated, h)
         if lo == len(self._repeated) or self._repeated[lo] != h:
             return None
         hi = bisect.bisect_right(self._repeated, h, lo)
-        i = bisect.bisect_right(self._repeated_starts, r.ts, lo, hi)
-        return r.ts, self._repeated_starts[i] if i < hi else None
+        i = bisect.bisect_right(self._repeated_starts, ts, lo, hi)
+        return ts, self._repeated_starts[i] if i < hi else None

@@ -3,14 +3,14 @@
 Plan: each input file is one task; a file of at least ``limits.SHARD_MIN_BYTES`` is split
 into ``N`` shard tasks instead (each worker reads the whole file and analyzes only the
 connections of its shard, see :mod:`analyzer.scale.shard`). This process runs one task
-itself and a pool of ``N - 1`` worker processes the others (``forkserver`` start method
-where there is one, else ``spawn``: never plain ``fork`` of a process that may hold
-threads), largest first. Each worker sorts its
+itself and a pool of ``N - 1`` worker processes the others, largest first (how the
+workers start: :func:`_context`). Each worker sorts its
 records into a file of runs (:mod:`analyzer.sorted_records`) and builds the
 cross-connection evidence of its records; the parent merges the evidence (SPEC §5) and
 the files, in ``(ts, uid)`` order: the same records, ``uid``s included, as one process
 makes, with a bounded number of records in memory in every process whatever the number
-of connections.
+of connections. For a JSONL output the workers render the lines too, and the parent writes
+most of them as they come (:func:`collect_jsonl_parallel`, :mod:`analyzer.scale.lines`).
 
 Why every worker re-reads the file, measured on the 1 GB benchmark capture (1.06 M frames,
 bench/scale.py, bench/RESULTS.md): one process takes 10.8 CPU seconds; each of two shards
@@ -31,11 +31,13 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions
@@ -43,6 +45,14 @@ from analyzer.diagnosis.cross import Evidence
 from analyzer.pipeline import PathArg, Progress, Run, analyze_files, as_list
 from analyzer.record import HandshakeRecord
 from analyzer.scale import transport
+from analyzer.scale.lines import (
+    Rendered,
+    SortedLines,
+    final_lines,
+    line_entry,
+    merge_lines,
+    rendered,
+)
 from analyzer.scale.work import (
     Merged,
     Part,
@@ -52,9 +62,11 @@ from analyzer.scale.work import (
     merge_parts,
     plan_parts,
 )
-from analyzer.sorted_records import Runs, SortedRecords, merge
+from analyzer.sorted_records import Runs, SortedItems, SortedRecords, merge
 from analyzer.sources import expand_paths
 from analyzer.tls.keylog import KeyLog
+
+T = TypeVar("T")
 
 
 def cores() -> int:
@@ -113,29 +125,60 @@ def _size(path: Path) -> int:
         return 0
 
 
-def analyze_part_packed(part: Part, runs_path: str | None = None) -> bytes:
+def analyze_part_packed(part: Part, runs_path: str | None = None, lines: bool = False) -> bytes:
     """:func:`analyze_part` in a worker: its result pickled the fast way
     (:mod:`analyzer.scale.transport`). With ``runs_path``, the records are sorted into
-    that file (:class:`~analyzer.sorted_records.SortedRecords`) and the result carries
+    that file (:class:`~analyzer.sorted_records.SortedRecords`; with ``lines``, their
+    JSONL lines, :class:`~analyzer.scale.lines.SortedLines`) and the result carries
     where they are and their cross-connection evidence instead: the worker and the
     parent each hold a bounded number of records whatever the capture."""
     if runs_path is None:
         return transport.dumps(analyze_part(part))
-    store = SortedRecords(path=runs_path)
+    if lines:
+        result = _analyze_sorted(part, SortedLines(path=runs_path), line_entry)
+    else:
+        result = _analyze_sorted(part, SortedRecords(path=runs_path), _same)
+    return transport.dumps(result)
+
+
+def _same(record: HandshakeRecord) -> HandshakeRecord:
+    return record
+
+
+def _analyze_sorted(
+    part: Part, store: SortedItems[T], entry: Callable[[HandshakeRecord], T]
+) -> PartResult:
+    """:func:`analyze_part` with each record's ``entry`` sorted into ``store``
+    (handed over) and the records' cross-connection evidence."""
     evidence = Evidence()
 
     def sink(record: HandshakeRecord) -> None:
         evidence.add(record)
-        store.add(record)
+        store.add(entry(record))
 
     result = analyze_part(part, sink)
     result.runs = store.hand_over()
     result.evidence = evidence
-    return transport.dumps(result)
+    return result
 
 
 def _context() -> multiprocessing.context.BaseContext:
+    """How the pool starts its workers: plain ``fork`` on Linux when this process runs no
+    other thread; else ``forkserver`` where there is one, else ``spawn`` (never ``fork``
+    of a process that may hold threads: a lock another thread holds stays held in the
+    child).
+
+    A forked worker starts at once. A forkserver first imports the analyzer in a new
+    interpreter, and this process waits for it in ``submit`` before it starts its own
+    part: 0.35 s of a two-worker run of 8 s on the benchmark capture, with one core
+    idle. Standard output and error are flushed before a fork, so that no buffered text
+    is written twice."""
     methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None under pythonw
+                stream.flush()
+        return multiprocessing.get_context("fork")
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["analyzer.scale.work"])
@@ -175,13 +218,14 @@ def run_parts(
     progress: Progress | None = None,
     spill_dir: str | None = None,
     here: Callable[[Part], PartResult] | None = None,
+    lines: bool = False,
 ) -> list[PartResult]:
     """Run the parts on ``workers`` processes; a part whose worker fails gets an error
     result. With ``spill_dir``, each part's records are left sorted in a file there
-    (``PartResult.runs``, with their ``evidence``) instead of coming back. With ``here``,
-    this process is one of the workers: it runs the last part with ``here`` while a pool
-    of ``workers - 1`` runs the others (one process fewer to start, and that part's
-    records never leave this process)."""
+    (``PartResult.runs``, with their ``evidence``; with ``lines``, their JSONL lines)
+    instead of coming back. With ``here``, this process is one of the workers: it runs
+    the last part with ``here`` while a pool of ``workers - 1`` runs the others (one
+    process fewer to start, and that part's records never leave this process)."""
     results: list[PartResult] = []
     done: dict[int, int] = {}
     report: Callable[[PartResult], None] = lambda r: None  # noqa: E731
@@ -202,7 +246,8 @@ def run_parts(
     with ProcessPoolExecutor(max_workers=size, mp_context=_context()) as pool:
         with _main_not_imported():  # the pool starts its processes on submit
             futures: dict[Future[bytes], Part] = {
-                pool.submit(analyze_part_packed, p, _runs_path(spill_dir, p)): p for p in order
+                pool.submit(analyze_part_packed, p, _runs_path(spill_dir, p), lines): p
+                for p in order
             }
         if mine is not None and here is not None:
             try:
@@ -247,8 +292,56 @@ def collect_parallel(
     ``limits.SHARD_MIN_BYTES``). Records come sorted by ``(ts, uid)``, with
     cross-connection evidence from every record of the run; the parent keeps them as
     :func:`analyzer.api.collect_sorted` does (bounded memory, the rest on disk)."""
-
     opts = options or DiagnosisOptions()
+    files, n, parts = _plan(paths, run, workers, tls_ports, opts, shard_bytes, keylog)
+    if n == 1 or len(parts) < 2:
+        yield from _one_process(files, run, tls_ports, opts, progress, keylog)
+        return
+    with _run_sorted(parts, n, run, progress, SortedRecords(), _same, False) as (
+        evidence,
+        sources,
+    ):
+        for record in merge(sources):
+            yield evidence.sharpen(record)
+
+
+def collect_jsonl_parallel(
+    paths: PathArg,
+    run: Run,
+    *,
+    workers: int | None = None,
+    tls_ports: Iterable[int] = (),
+    options: DiagnosisOptions | None = None,
+    progress: Progress | None = None,
+    shard_bytes: int | None = None,
+    keylog: KeyLog | None = None,
+) -> Iterator[Rendered]:
+    """The JSONL lines of :func:`collect_parallel`'s records, each with whether its
+    record failed: the same lines, but rendered by the workers
+    (:mod:`analyzer.scale.lines`), so that the parent's serial part stays small."""
+    opts = options or DiagnosisOptions()
+    files, n, parts = _plan(paths, run, workers, tls_ports, opts, shard_bytes, keylog)
+    if n == 1 or len(parts) < 2:
+        for record in _one_process(files, run, tls_ports, opts, progress, keylog):
+            yield rendered(record)
+        return
+    with _run_sorted(parts, n, run, progress, SortedLines(), line_entry, True) as (
+        evidence,
+        sources,
+    ):
+        yield from final_lines(merge_lines(sources), evidence)
+
+
+def _plan(
+    paths: PathArg,
+    run: Run,
+    workers: int | None,
+    tls_ports: Iterable[int],
+    options: DiagnosisOptions,
+    shard_bytes: int | None,
+    keylog: KeyLog | None,
+) -> tuple[list[Path], int, list[Part]]:
+    """The input files (errors go to ``run``), the number of workers and the parts."""
     files, errors = expand_paths(as_list(paths))
     run.errors.extend(errors)
     n = default_workers(files) if workers is None else max(1, workers)
@@ -256,31 +349,57 @@ def collect_parallel(
         [str(f) for f in files],
         n,
         tls_ports=tls_ports,
-        options=opts,
+        options=options,
         keylog=keylog,
         shard_bytes=shard_bytes,
     )
-    if n == 1 or len(parts) < 2:
-        evidence = Evidence()
-        records = SortedRecords()
-        found = analyze_files(
-            files, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
-        )
-        for record in found:
-            evidence.add(record)
-            records.add(record)
-        for record in records:
-            yield evidence.sharpen(record)
-        return
+    return files, n, parts
+
+
+def _one_process(
+    files: list[Path],
+    run: Run,
+    tls_ports: Iterable[int],
+    options: DiagnosisOptions,
+    progress: Progress | None,
+    keylog: KeyLog | None,
+) -> Iterator[HandshakeRecord]:
+    """The sorted, sharpened records, all made in this process."""
+    evidence = Evidence()
+    records = SortedRecords()
+    found = analyze_files(
+        files, run, tls_ports=tls_ports, options=options, progress=progress, keylog=keylog
+    )
+    for record in found:
+        evidence.add(record)
+        records.add(record)
+    for record in records:
+        yield evidence.sharpen(record)
+
+
+@contextmanager
+def _run_sorted(
+    parts: Sequence[Part],
+    n: int,
+    run: Run,
+    progress: Progress | None,
+    kept: SortedItems[T],
+    entry: Callable[[HandshakeRecord], T],
+    lines: bool,
+) -> Iterator[tuple[Evidence, list[Runs | SortedItems[T]]]]:
+    """Run the parts on ``n`` processes, this one included, each sorting its records'
+    ``entry`` (the workers' in files, this process's in ``kept``); gives the evidence of
+    the whole run and the sorted sources to merge, in input order. ``lines``: the
+    workers make :class:`~analyzer.scale.lines.SortedLines` (``entry`` must be
+    :func:`~analyzer.scale.lines.line_entry`), else records (``entry`` returns them)."""
     spill_dir = tempfile.mkdtemp(prefix="tlsa-runs-")
-    kept = SortedRecords()  # the records of the part this process analyzes itself
     kept_evidence = Evidence()
     mine: list[Part] = []
 
     def here(part: Part) -> PartResult:
         def sink(record: HandshakeRecord) -> None:
             kept_evidence.add(record)
-            kept.add(record)
+            kept.add(entry(record))
 
         result = analyze_part(part, sink)
         result.evidence = kept_evidence
@@ -288,7 +407,7 @@ def collect_parallel(
         return result
 
     try:
-        results = run_parts(parts, n, progress, spill_dir, here)
+        results = run_parts(parts, n, progress, spill_dir, here, lines)
         merged: Merged = merge_parts(results)
         run.errors.extend(merged.errors)
         run.warnings.extend(merged.warnings)
@@ -301,13 +420,12 @@ def collect_parallel(
         # In input order: records with equal (ts, uid) (one connection in two inputs of
         # the same name) come out in the order one process gives them.
         done = sorted(results, key=lambda r: (r.part.index, r.part.shard))
-        sources: list[Runs | SortedRecords] = [
+        sources: list[Runs | SortedItems[T]] = [
             r.runs if r.runs is not None else kept
             for r in done
             if r.runs is not None or r.part in mine
         ]
-        for record in merge(sources):
-            yield evidence.sharpen(record)
+        yield evidence, sources
     finally:
         kept.close()
         shutil.rmtree(spill_dir, ignore_errors=True)
