@@ -288,3 +288,11 @@ def test_live_capture_runs_its_tools_without_a_shell() -> None:
                 func = node.func
                 if isinstance(func, ast.Attribute) and func.attr in ("system", "popen"):
                     assert not (isinstance(func.value, ast.Name) and func.value.id == "os"), path
+
+
+@pytest.mark.parametrize("text", ["del\x7f.example", "csi\x9b.example", "rlo\u202e.example"])
+def test_a_line_escapes_an_unsafe_character_in_otherwise_plain_text(text: str) -> None:
+    from analyzer.output import json_line
+
+    line = json_line({"sni": text, "n": 1})
+    assert not has_control(line) and json.loads(line)["sni"] == text
