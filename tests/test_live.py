@@ -283,12 +283,16 @@ def test_duration_table_prints_one_line_per_record(ns: Any, tmp_path: Path) -> N
     assert "failed 1 (tcp_refused 1)" in summary
 
 
-HELD = 8443
-"""Server port of the connection held open while ``tlsa live`` is stopped."""
+HELD = 6443
+"""Server port of the connection held open while ``tlsa live`` is stopped (no other test
+of this module's namespace uses it)."""
 
 _HOLD_OPEN = f"""
 import socket, ssl, sys, time
-server = socket.socket(); server.bind(("127.0.0.1", {HELD})); server.listen()
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", {HELD}))
+server.listen()
 client = socket.create_connection(("127.0.0.1", {HELD}))
 incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
 tls = ssl.create_default_context().wrap_bio(incoming, outgoing,
