@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -243,3 +244,20 @@ def test_without_a_failed_attempt_no_candidate_is_kept() -> None:
         f.add(judged(tcp(uid=f"Ct{i}", client_port=50000 + i)))
     f.freeze()
     assert f.kept() == 0
+
+
+def test_fallback_candidates_handed_over_in_a_file(tmp_path: Path) -> None:
+    records = _spread(30)
+    expected = cross_connection(records, OPTS)
+    merged = QuicFallbacks(in_memory=5)
+    for i, share in enumerate((records[0::2], records[1::2])):
+        worker = QuicFallbacks(in_memory=3)
+        for r in share:
+            worker.add(r)
+        handed = tmp_path / f"worker{i}.fallbacks"
+        worker.hand_over(str(handed))
+        blob = pickle.dumps(worker)
+        assert b"Ct1" not in blob and handed.stat().st_size > 0  # the entries are in the file
+        merged.merge(pickle.loads(blob))
+        assert not handed.exists()
+    assert _fallbacks_seen(merged, records) == expected

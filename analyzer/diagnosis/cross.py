@@ -144,6 +144,12 @@ class Evidence:
         while len(self._trusted) >= LIVE_EVIDENCE_SERVERS:
             del self._trusted[next(iter(self._trusted))]
 
+    def hand_over(self, path: str) -> None:
+        """Before this evidence is pickled to another process: move what may be large (the
+        possible QUIC fallbacks) to the file ``path``; :meth:`merge` there reads it and
+        removes it."""
+        self._fallbacks.hand_over(path)
+
     def merge(self, other: Evidence) -> None:
         """Add what another :class:`Evidence` saw (over other records of the same run)."""
         self._tuples.merge(other._tuples)

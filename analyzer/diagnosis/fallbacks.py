@@ -13,16 +13,19 @@ of its client/server pair, its start time and its uid); past ``limits.TUPLES_IN_
 entries they go to a temporary file. :meth:`QuicFallbacks.freeze` then reads them once
 and keeps only the candidates of pairs that have a failed attempt: a capture without one,
 or a flood of hellos, keeps nothing. Pair hashes are BLAKE2b, the same in every process,
-so workers' entries merge in the parent; two pairs that share a hash (about one in 10^11
-among a million pairs) can only make a candidate of a connection to another server, which
-the attempt's own pairs then have to match by time as well.
+so workers' entries merge in the parent (a worker hands them over in a file,
+:meth:`QuicFallbacks.hand_over`, not in its pickle); two pairs that share a hash (about
+one in 10^11 among a million pairs) can only make a candidate of a connection to another
+server, which the attempt's own pairs then have to match by time as well.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import hashlib
+import os
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +47,11 @@ _ENTRY = struct.Struct("<qd24s")
 the engine's uids have 17 characters)."""
 _UID_BYTES = 24
 _READ_ENTRIES = 4096
+
+
+_State = tuple[int, dict[Pair, list[tuple[float, float, str, str]]],
+               list[tuple[int, float, str]], str | bytes]
+"""A pickled :class:`QuicFallbacks`: see its ``__getstate__``."""
 
 
 def pairs(r: HandshakeRecord) -> list[Pair]:
@@ -76,6 +84,8 @@ class QuicFallbacks:
         self._long: list[tuple[int, float, str]] = []
         """Candidates whose uid does not fit an entry (never the engine's)."""
         self._file: IO[bytes] | None = None
+        self._handed: str | None = None
+        """After :meth:`hand_over`: the file holding the candidates' entries."""
         self._tcp: dict[int, list[tuple[float, str]]] | None = None
         """After :meth:`freeze`: (ts, uid) of the candidates of pairs with an attempt, by
         pair hash, sorted."""
@@ -95,9 +105,7 @@ class QuicFallbacks:
         if len(raw) > _UID_BYTES or raw.endswith(b"\0"):
             self._long.append((h, ts, uid))
             return
-        self._pending += _ENTRY.pack(h, ts, raw)
-        if len(self._pending) >= self.in_memory * _ENTRY.size:
-            self._spill()
+        self._add_entries(_ENTRY.pack(h, ts, raw))
 
     def _spill(self) -> None:
         if self._file is None:
@@ -105,14 +113,6 @@ class QuicFallbacks:
         self._file.seek(0, 2)
         self._file.write(self._pending)
         self._pending = bytearray()
-
-    def _candidates(self) -> list[tuple[int, float, str]]:
-        """Every candidate, read back (pickling only; :meth:`freeze` streams them)."""
-        out = list(self._long)
-        for block in self._blocks():
-            out.extend((h, ts, raw.rstrip(b"\0").decode())
-                       for h, ts, raw in _ENTRY.iter_unpack(block))
-        return out
 
     def _blocks(self) -> Iterator[bytes]:
         """Every candidate's entry, a block at a time (the file's first, from its start)."""
@@ -123,32 +123,67 @@ class QuicFallbacks:
                 yield block
         yield bytes(self._pending)
 
-    def __getstate__(self) -> tuple[int, dict[Pair, list[tuple[float, float, str, str]]],
-                                    list[tuple[int, float, str]]]:
-        """Pickled with every candidate in memory (a worker sends its part to the parent)."""
-        assert self._tcp is None, "pickled after freeze"
-        return self.in_memory, self.attempts, self._candidates()
+    def _add_entries(self, block: bytes) -> None:
+        self._pending += block
+        if len(self._pending) >= self.in_memory * _ENTRY.size:
+            self._spill()
 
-    def __setstate__(self, state: tuple[int, dict[Pair, list[tuple[float, float, str, str]]],
-                                        list[tuple[int, float, str]]]) -> None:
-        in_memory, attempts, candidates = state
+    def hand_over(self, path: str) -> None:
+        """Move the candidates' entries to the file ``path`` (a worker's may hold millions),
+        so that pickling this instance carries only the file's name; :meth:`merge` in
+        another process reads the entries from it and removes it."""
+        assert self._tcp is None and self._handed is None, "handed over twice or frozen"
+        with open(path, "wb") as f:
+            for block in self._blocks():
+                f.write(block)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._pending = bytearray()
+        self._handed = path
+
+    def __getstate__(self) -> _State:
+        """The attempts, the long-uid candidates, and the other candidates' entries: the
+        name of the file :meth:`hand_over` wrote, else the entries themselves."""
+        assert self._tcp is None, "pickled after freeze"
+        entries: str | bytes = (
+            self._handed if self._handed is not None else b"".join(self._blocks())
+        )
+        return self.in_memory, self.attempts, self._long, entries
+
+    def __setstate__(self, state: _State) -> None:
+        in_memory, attempts, long, entries = state
         self.__init__(in_memory)  # type: ignore[misc]
         self.attempts = attempts
-        for h, ts, uid in candidates:
-            self._add_candidate(h, ts, uid)
+        self._long = long
+        if isinstance(entries, str):
+            self._handed = entries
+        else:
+            self._add_entries(entries)
 
     def merge(self, other: QuicFallbacks) -> None:
-        """Add what another instance saw (over other records of the same run)."""
+        """Add what another instance saw (over other records of the same run); a file it
+        was handed over in is read and removed."""
         for pair, attempts in other.attempts.items():
             self.attempts[pair] = sorted([*self.attempts.get(pair, []), *attempts])
-        for h, ts, uid in other._candidates():
-            self._add_candidate(h, ts, uid)
+        self._long.extend(other._long)
+        if other._handed is not None:
+            with open(other._handed, "rb") as f:
+                while block := f.read(_READ_ENTRIES * _ENTRY.size):
+                    self._add_entries(block)
+            with contextlib.suppress(OSError):
+                os.unlink(other._handed)
+            other._handed = None
+        else:
+            for block in other._blocks():
+                self._add_entries(block)
 
     def freeze(self) -> None:
         """Keep the candidates of pairs with an attempt (before the first :meth:`sharpen`);
         frees the rest."""
         if self._tcp is not None:
             return
+        assert self._handed is None, "frozen after hand_over"
         wanted = {pair_hash(pair) for pair in self.attempts}
         tcp: dict[int, list[tuple[float, str]]] = {}
         if wanted:

@@ -158,6 +158,7 @@ def _analyze_sorted(
 
     result = analyze_part(part, sink)
     result.runs = store.hand_over()
+    evidence.hand_over(result.runs.path + ".evidence")
     result.evidence = evidence
     return result
 
