@@ -14,10 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from analyzer.diagnosis import DiagnosisOptions
-from analyzer.diagnosis.cross import Evidence
-from analyzer.pipeline import CaptureError, PathArg, Progress, Run, analyze_files
+from analyzer.pipeline import CaptureError, PathArg, Progress, Run, analyze_files, analyze_sorted
 from analyzer.record import HandshakeRecord
-from analyzer.sorted_records import SortedRecords
 from analyzer.tls.keylog import KeyLog
 
 KeyLogArg = KeyLog | str | Path | Sequence[str | Path] | None
@@ -96,16 +94,9 @@ def collect_sorted(
             keylog=keylog,
         )
         return
-    evidence = Evidence()
-    records = SortedRecords()
-    found = analyze_files(
+    yield from analyze_sorted(
         paths, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
     )
-    for record in found:
-        evidence.add(record)
-        records.add(record)
-    for record in records:
-        yield evidence.sharpen(record)
 
 
 def analyze(

@@ -2,7 +2,8 @@
 
 :func:`analyze_files` wires the stages together (file source → engine → diagnosis) for
 the inputs of a run, and reports what it found out about the inputs themselves (files
-that cannot be read, file-level problems, per-capture statistics) in a :class:`Run`. The
+that cannot be read, file-level problems, per-capture statistics) in a :class:`Run`;
+:func:`analyze_sorted` gives the same records sorted, with cross-connection evidence. The
 public API (:mod:`analyzer.api`) and the scale-out (:mod:`analyzer.scale`) are built on
 it; it imports neither.
 """
@@ -14,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analyzer.diagnosis import DiagnosisOptions, diagnose
+from analyzer.diagnosis.cross import Evidence
 from analyzer.engine.engine import CaptureStats, Engine
 from analyzer.record import HandshakeRecord
+from analyzer.sorted_records import SortedRecords
 from analyzer.sources import CaptureReader, expand_paths
 from analyzer.sources.base import Frame
 from analyzer.tls.keylog import KeyLog
@@ -79,6 +82,30 @@ def analyze_files(
         for anomaly, detail in reader.anomalies:
             run.warnings.append(f"{path}: {detail or anomaly}")
         run.warnings.extend(detail for _, detail in keys.warnings[warned:])
+
+
+def analyze_sorted(
+    paths: PathArg,
+    run: Run,
+    *,
+    tls_ports: Iterable[int] = (),
+    options: DiagnosisOptions | None = None,
+    progress: Progress | None = None,
+    keylog: KeyLog | None = None,
+) -> Iterator[HandshakeRecord]:
+    """The records of :func:`analyze_files` sorted by ``(ts, uid)``, each with the
+    cross-connection evidence of all of them (SPEC §5); memory bounded by the live
+    connections whatever the number of records (:mod:`analyzer.sorted_records`)."""
+    evidence = Evidence()
+    records = SortedRecords()
+    found = analyze_files(
+        paths, run, tls_ports=tls_ports, options=options, progress=progress, keylog=keylog
+    )
+    for record in found:
+        evidence.add(record)
+        records.add(record)
+    for record in records:
+        yield evidence.sharpen(record)
 
 
 def _with_progress(reader: CaptureReader, name: str, progress: Progress) -> Iterator[Frame]:

@@ -42,7 +42,7 @@ from typing import TypeVar
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.cross import Evidence
-from analyzer.pipeline import PathArg, Progress, Run, analyze_files, as_list
+from analyzer.pipeline import PathArg, Progress, Run, analyze_sorted, as_list
 from analyzer.record import HandshakeRecord
 from analyzer.scale import transport
 from analyzer.scale.lines import (
@@ -296,7 +296,9 @@ def collect_parallel(
     opts = options or DiagnosisOptions()
     files, n, parts = _plan(paths, run, workers, tls_ports, opts, shard_bytes, keylog)
     if n == 1 or len(parts) < 2:
-        yield from _one_process(files, run, tls_ports, opts, progress, keylog)
+        yield from analyze_sorted(
+            files, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
+        )
         return
     with _run_sorted(parts, n, run, progress, SortedRecords(), _same, False) as (
         evidence,
@@ -323,7 +325,9 @@ def collect_jsonl_parallel(
     opts = options or DiagnosisOptions()
     files, n, parts = _plan(paths, run, workers, tls_ports, opts, shard_bytes, keylog)
     if n == 1 or len(parts) < 2:
-        for record in _one_process(files, run, tls_ports, opts, progress, keylog):
+        for record in analyze_sorted(
+            files, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
+        ):
             yield rendered(record)
         return
     with _run_sorted(parts, n, run, progress, SortedLines(), line_entry, True) as (
@@ -355,27 +359,6 @@ def _plan(
         shard_bytes=shard_bytes,
     )
     return files, n, parts
-
-
-def _one_process(
-    files: list[Path],
-    run: Run,
-    tls_ports: Iterable[int],
-    options: DiagnosisOptions,
-    progress: Progress | None,
-    keylog: KeyLog | None,
-) -> Iterator[HandshakeRecord]:
-    """The sorted, sharpened records, all made in this process."""
-    evidence = Evidence()
-    records = SortedRecords()
-    found = analyze_files(
-        files, run, tls_ports=tls_ports, options=options, progress=progress, keylog=keylog
-    )
-    for record in found:
-        evidence.add(record)
-        records.add(record)
-    for record in records:
-        yield evidence.sharpen(record)
 
 
 @contextmanager
