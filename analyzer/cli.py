@@ -273,19 +273,10 @@ def stream_jsonl(
     """The JSONL lines of :func:`stream_inputs`'s records (each with whether its record
     failed); with several workers, the workers render them
     (:func:`analyzer.scale.local.collect_jsonl_parallel`)."""
-    from analyzer.scale.lines import rendered
+    from analyzer.scale.local import collect_jsonl_parallel
 
     options = options_for(ca_bundle, no_verify)
     with progress_bar(True) as bar:
-        if workers == 1:
-            for r in collect_sorted(
-                paths, run, tls_ports=tls_ports or (), options=options, progress=bar,
-                workers=1,
-            ):
-                yield rendered(r)
-            return
-        from analyzer.scale.local import collect_jsonl_parallel
-
         yield from collect_jsonl_parallel(
             paths, run, tls_ports=tls_ports or (), options=options, progress=bar,
             workers=workers,

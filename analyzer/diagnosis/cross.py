@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING
 
 from analyzer.diagnosis import remedies as rm
 from analyzer.diagnosis.certs import INTERCEPTION_HINTS
-from analyzer.diagnosis.fallbacks import FALLBACK_ALPN, QuicFallbacks
+from analyzer.diagnosis.fallbacks import QuicFallbacks, may_fall_back
 from analyzer.diagnosis.rules.certificates import (
     certificate_verdict,
     status_for_alert,
     weak_key_verdict,
 )
 from analyzer.diagnosis.rules.negotiation import cipher_verdict
-from analyzer.diagnosis.tuples import TupleStarts, tuple_hash
+from analyzer.diagnosis.tuples import TupleStarts
 from analyzer.display_filter import display_filter, with_filter
 from analyzer.limits import LIVE_EVIDENCE_SERVERS
 from analyzer.record import HandshakeRecord, evolve
@@ -68,7 +68,7 @@ def sharpen_marks(r: HandshakeRecord) -> int:
     unchanged (:meth:`Evidence.unchanged`): whether it failed, and whether it may be a
     QUIC attempt's fallback."""
     marks = FAILED if r.outcome == "failed" else 0
-    if r.transport == "tcp" and FALLBACK_ALPN.intersection(r.alpn_offered):
+    if may_fall_back(r):
         marks |= FALLBACK_TCP
     return marks
 
@@ -180,30 +180,32 @@ class Evidence:
         """The ``wireshark_filter`` with a time bound of a record whose 4-tuple (hash
         ``h``) repeats, starting at ``ts``; None when it does not repeat."""
         bound = self._tuples.bound_of(h, ts)
-        if bound is None:
-            return None
-        client_ip, client_port, server_ip, server_port, transport = where
-        return display_filter(
-            client_ip=client_ip,
-            client_port=client_port,
-            server_ip=server_ip,
-            server_port=server_port,
-            transport=transport,
-            since=bound[0],
-            until=bound[1],
-        )
+        return None if bound is None else _bounded_filter(where, bound)
 
     def sharpen(self, r: HandshakeRecord) -> HandshakeRecord:
         """The record with what the other connections say about its failure (and about
         its 4-tuple); the very same object when they say nothing. Whatever changes here
         must keep :meth:`unchanged` true to it."""
-        text = None if self._live else self.bounded_filter(tuple_hash(r), r.ts, endpoints(r))
-        if text is not None:
-            r = with_filter(r, text)
+        bound = None if self._live else self._tuples.bound(r)
+        if bound is not None:
+            r = with_filter(r, _bounded_filter(endpoints(r), bound))
         s = self._servers.get((r.capture, r.server_ip, r.server_port))
         if s is not None and r.outcome == "failed":
             r = _others_trust(_sharpen(r, s), s, self._trusted)
         return r if self._live else self._fallbacks.sharpen(r)
+
+
+def _bounded_filter(where: Endpoints, bound: tuple[float, float | None]) -> str:
+    client_ip, client_port, server_ip, server_port, transport = where
+    return display_filter(
+        client_ip=client_ip,
+        client_port=client_port,
+        server_ip=server_ip,
+        server_port=server_port,
+        transport=transport,
+        since=bound[0],
+        until=bound[1],
+    )
 
 
 def _first_cert(certs: dict[str | None, HandshakeRecord], r: HandshakeRecord) -> None:

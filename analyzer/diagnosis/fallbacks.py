@@ -54,6 +54,17 @@ _State = tuple[int, dict[Pair, list[tuple[float, float, str, str]]],
 """A pickled :class:`QuicFallbacks`: see its ``__getstate__``."""
 
 
+def may_fall_back(r: HandshakeRecord) -> bool:
+    """A TCP connection offering HTTP over TLS: it may be a failed QUIC attempt's fallback."""
+    return r.transport == "tcp" and not FALLBACK_ALPN.isdisjoint(r.alpn_offered)
+
+
+def _read_blocks(f: IO[bytes]) -> Iterator[bytes]:
+    """The rest of ``f``, ``_READ_ENTRIES`` entries at a time."""
+    while block := f.read(_READ_ENTRIES * _ENTRY.size):
+        yield block
+
+
 def pairs(r: HandshakeRecord) -> list[Pair]:
     out = [(r.capture, r.client_ip, f"ip:{r.server_ip}")]
     if r.sni:
@@ -95,7 +106,7 @@ class QuicFallbacks:
             for pair in pairs(r):
                 bisect.insort(self.attempts.setdefault(pair, []),
                               (r.ts, r.ts_end, r.uid, r.failure))
-        elif r.transport == "tcp" and FALLBACK_ALPN.intersection(r.alpn_offered):
+        elif may_fall_back(r):
             for pair in pairs(r):
                 self._add_candidate(pair_hash(pair), r.ts, r.uid)
 
@@ -119,8 +130,7 @@ class QuicFallbacks:
         if self._file is not None:
             self._spill()
             self._file.seek(0)
-            while block := self._file.read(_READ_ENTRIES * _ENTRY.size):
-                yield block
+            yield from _read_blocks(self._file)
         yield bytes(self._pending)
 
     def _add_entries(self, block: bytes) -> None:
@@ -169,7 +179,7 @@ class QuicFallbacks:
         self._long.extend(other._long)
         if other._handed is not None:
             with open(other._handed, "rb") as f:
-                while block := f.read(_READ_ENTRIES * _ENTRY.size):
+                for block in _read_blocks(f):
                     self._add_entries(block)
             with contextlib.suppress(OSError):
                 os.unlink(other._handed)
@@ -225,8 +235,7 @@ class QuicFallbacks:
     def attempt_before(self, r: HandshakeRecord) -> tuple[str, float, str] | None:
         """For a TCP connection: the latest failed QUIC attempt it falls back from (uid,
         last packet, failure)."""
-        if not (r.transport == "tcp" and self.attempts and FALLBACK_ALPN.intersection(
-                r.alpn_offered)):
+        if not (self.attempts and may_fall_back(r)):
             return None
         found: tuple[float, float, str, str] | None = None
         for pair in pairs(r):

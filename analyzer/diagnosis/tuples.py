@@ -173,9 +173,7 @@ class TupleStarts:
     def repeats(self, h: int) -> bool:
         """Whether the 4-tuple of hash ``h`` (:func:`tuple_hash`) is used more than once:
         exactly when :meth:`bound` gives a bound for its records."""
-        self.freeze()
-        i = bisect.bisect_left(self._repeated, h)
-        return i < len(self._repeated) and self._repeated[i] == h
+        return self.bound_of(h, 0.0) is not None
 
     def bound(self, r: HandshakeRecord) -> tuple[float, float | None] | None:
         """(this connection's start, the next one's start on the same 4-tuple or None)
