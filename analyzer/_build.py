@@ -39,10 +39,13 @@ COMPILED_MODULES = (
     "analyzer.handshake.build",
     "analyzer.handshake.core",
     "analyzer.handshake.machine",
+    "analyzer.scale.shard",
     "analyzer.sources.pcap",
     "analyzer.tls.cursor",
+    "analyzer.tls.events",
     "analyzer.tls.handshake",
     "analyzer.tls.hello",
+    "analyzer.tls.messages",
     "analyzer.tls.records",
     "analyzer.tls.stream",
 )

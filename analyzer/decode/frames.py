@@ -31,58 +31,54 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Final
 
 from analyzer.anomalies import Anomaly
 from analyzer.decode.icmp import parse_icmp_unreachable
 from analyzer.decode.types import Datagram, Decoded, Segment, Skipped
 from analyzer.limits import MAX_IPV6_EXT_HEADERS, MAX_MPLS_LABELS, MAX_VLAN_TAGS
 
-ETH_IPV4 = 0x0800
-ETH_IPV6 = 0x86DD
-ETH_VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100, 0x9200, 0x9300})
+ETH_IPV4: Final = 0x0800
+ETH_IPV6: Final = 0x86DD
+ETH_VLAN_TAGS: Final = frozenset({0x8100, 0x88A8, 0x9100, 0x9200, 0x9300})
 """802.1Q, 802.1ad, and the pre-standard QinQ values still seen in the wild."""
-ETH_PPPOE_SESSION = 0x8864
-ETH_MPLS = frozenset({0x8847, 0x8848})
-PPP_IPV4 = 0x0021
-PPP_IPV6 = 0x0057
+ETH_PPPOE_SESSION: Final = 0x8864
+ETH_MPLS: Final = frozenset({0x8847, 0x8848})
+PPP_IPV4: Final = 0x0021
+PPP_IPV6: Final = 0x0057
 
-AF_INET = 2
-AF_INET6_VALUES = frozenset({24, 28, 30})
+AF_INET: Final = 2
+AF_INET6_VALUES: Final = frozenset({24, 28, 30})
 """AF_INET6 on NetBSD/OpenBSD/BSD/OS, FreeBSD/DragonFly, and Darwin."""
 
-ARPHRD_NETLINK = 824
+ARPHRD_NETLINK: Final = 824
 """Linux cooked captures of netlink sockets: the protocol field is not an EtherType."""
 
-IPPROTO_ICMP = 1
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_ICMPV6 = 58
-IPV6_EXT_OPTIONS = frozenset({0, 43, 60, 135, 139, 140})
+IPPROTO_ICMP: Final = 1
+IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
+IPPROTO_ICMPV6: Final = 58
+IPV6_EXT_OPTIONS: Final = frozenset({0, 43, 60, 135, 139, 140})
 """Hop-by-hop, routing, destination options, mobility, HIP, shim6: (len + 1) * 8 bytes."""
-IPPROTO_FRAGMENT = 44
-IPPROTO_AH = 51
-IPV6_EXT_HEADERS = IPV6_EXT_OPTIONS | {IPPROTO_FRAGMENT, IPPROTO_AH}
+IPPROTO_FRAGMENT: Final = 44
+IPPROTO_AH: Final = 51
+IPV6_EXT_HEADERS: Final = IPV6_EXT_OPTIONS | {IPPROTO_FRAGMENT, IPPROTO_AH}
 
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = frozenset({101, 12, 14})
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_NULL: Final = 0
+LINKTYPE_ETHERNET: Final = 1
+LINKTYPE_RAW: Final = frozenset({101, 12, 14})
+LINKTYPE_IPV4: Final = 228
+LINKTYPE_IPV6: Final = 229
+LINKTYPE_LOOP: Final = 108
+LINKTYPE_LINUX_SLL: Final = 113
+LINKTYPE_LINUX_SLL2: Final = 276
 
-_ip4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
+_ip4: Final = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
 """IPv4: version/IHL, total length, flags/fragment offset, protocol, source, destination."""
-_tcp = struct.Struct("!HHIIBBH").unpack_from
+_tcp: Final = struct.Struct("!HHIIBBH").unpack_from
 """TCP: ports, sequence, acknowledgment, data offset, flags, window."""
-_udp = struct.Struct("!HHH").unpack_from
-_new = tuple.__new__
-
-
-_eth_ip4 = struct.Struct("!HBxHxxHxB2x4s4s").unpack_from
-"""From offset 12 of an Ethernet frame: ethertype, then the IPv4 fields of ``_ip4``."""
-_tcp_ports_flags = struct.Struct("!HH8xBB").unpack_from
+_udp: Final = struct.Struct("!HHH").unpack_from
+_new: Final = tuple.__new__
 
 
 def tcp_count_view(
@@ -94,16 +90,22 @@ def tcp_count_view(
     connection that is no longer parsed, for a fraction of a full decode."""
     if linktype != LINKTYPE_ETHERNET or len(data) < 54:
         return None
-    etype, vihl, total, frag, proto, src, dst = _eth_ip4(data, 12)
-    if etype != ETH_IPV4 or vihl != 0x45 or proto != IPPROTO_TCP or frag & 0x3FFF:
+    # Bytes read one at a time: native integers in the compiled build, no tuple to unpack.
+    # EtherType 0x0800, version 4 with IHL 5, protocol TCP, no fragment bits.
+    if data[12] != 0x08 or data[13] != 0x00 or data[14] != 0x45 or data[23] != IPPROTO_TCP:
         return None
+    if data[20] & 0x3F or data[21]:
+        return None
+    total = (data[16] << 8) | data[17]
     if 14 + total > len(data):
         return None
-    sport, dport, offset, flags = _tcp_ports_flags(data, 34)
+    offset = data[46]
     payload = total - 20 - ((offset >> 4) << 2)
     if payload < 0 or offset < 0x50:  # a data offset under 5 words: the decoder rejects it
         return None
-    return (src, sport, dst, dport), flags, payload
+    sport = (data[34] << 8) | data[35]
+    dport = (data[36] << 8) | data[37]
+    return (data[26:30], sport, data[30:34], dport), data[47], payload
 
 
 def _cut(ts: float, have: int, wire: int, anomaly: Anomaly) -> Skipped:
@@ -136,7 +138,13 @@ def decode_frame(ts: float, linktype: int, data: bytes, wirelen: int) -> Decoded
     # IPv4
     if off + 20 > n:
         return _cut(ts, n, wire, Anomaly.BAD_IP_HEADER)
-    vihl, total, frag, proto, src, dst = _ip4(data, off)
+    vihl: int
+    total: int
+    frag: int
+    proto: int
+    src: bytes
+    dst: bytes
+    vihl, total, frag, proto, src, dst = _ip4(data, off)  # typed: native ints when compiled
     ihl = (vihl & 0x0F) << 2
     if vihl >> 4 != 4 or ihl < 20:
         return Skipped(ts, Anomaly.BAD_IP_HEADER)
@@ -301,8 +309,7 @@ def _tcp_segment(
         return Skipped(ts, Anomaly.BAD_TCP_HEADER)
     if at + 20 > n:
         return Skipped(ts, Anomaly.SNAPLEN_TRUNCATED)
-    sport, dport, seq, ack, offset, flags, window = _tcp(data, at)
-    start = at + ((offset >> 4) << 2)
+    start = at + ((data[at + 12] >> 4) << 2)
     if start < at + 20 or start > end:
         return Skipped(ts, Anomaly.BAD_TCP_HEADER)
     if end <= n:
@@ -311,6 +318,7 @@ def _tcp_segment(
     else:
         payload = data[start:n]
         truncated = True
+    sport, dport, seq, ack, _offset, flags, window = _tcp(data, at)
     return _new(Segment, (ts, src, dst, sport, dport, seq, ack, flags, window, payload, truncated))
 
 

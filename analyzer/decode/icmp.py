@@ -94,8 +94,8 @@ UNREACHABLE_NAMES: Final = (
 """The closed list of what an error says, the same words for ICMPv4 and ICMPv6
 (``unreachable``: a code no registry entry above names)."""
 
-_C4 = Icmp4UnreachableCode
-_C6 = Icmp6UnreachableCode
+_C4: Final = Icmp4UnreachableCode
+_C6: Final = Icmp6UnreachableCode
 _NAMES4: Final[dict[int, str]] = {
     _C4.NET_UNREACHABLE: "net_unreachable",
     _C4.DESTINATION_NETWORK_UNKNOWN: "net_unreachable",

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -42,7 +43,7 @@ from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 from analyzer.tls.keylog import KeyLog
 
-_EXPIRY_INTERVAL = 1.0
+_EXPIRY_INTERVAL: Final = 1.0
 """Seconds of packet time between two scans for idle connections."""
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Set
+from typing import Final
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import (
@@ -44,12 +45,12 @@ from analyzer.limits import (
     MAX_UNACKED_TOTAL,
 )
 
-SEQ_MASK = 0xFFFFFFFF
+SEQ_MASK: Final = 0xFFFFFFFF
 """TCP sequence numbers are 32-bit and wrap around (RFC 9293 §3.4)."""
 
-_HALF = 1 << 31
+_HALF: Final = 1 << 31
 
-MAX_WINDOW = 0xFFFF << 14
+MAX_WINDOW: Final = 0xFFFF << 14
 """The largest window TCP can advertise (RFC 7323 §2.3): no segment or acknowledgement of
 this stream can be further ahead of what was seen in order."""
 
@@ -63,7 +64,7 @@ __all__ = [
     "seq_diff",
 ]
 
-_NO_ANOMALIES: frozenset[Anomaly] = frozenset()
+_NO_ANOMALIES: Final[frozenset[Anomaly]] = frozenset()
 """Shared by every reassembler that has seen nothing odd (most): no empty set per object."""
 
 
@@ -77,9 +78,9 @@ class Budget:
         self.used = 0
 
 
-OOO_BUDGET = Budget(MAX_OOO_TOTAL)
+OOO_BUDGET: Final = Budget(MAX_OOO_TOTAL)
 """Out-of-order bytes buffered by every reassembler."""
-UNACKED_BUDGET = Budget(MAX_UNACKED_TOTAL)
+UNACKED_BUDGET: Final = Budget(MAX_UNACKED_TOTAL)
 """Delivered, not yet acknowledged bytes kept by every reassembler."""
 
 

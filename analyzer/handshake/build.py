@@ -16,12 +16,13 @@ import ipaddress
 from base64 import b32encode
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from analyzer import limits
 from analyzer.display_filter import display_filter
 from analyzer.fingerprints import client_fingerprints, ja3s
 from analyzer.handshake.core import HandshakeCore, is_tls13
-from analyzer.record import HandshakeRecord
+from analyzer.record import HandshakeRecord, new_record
 from analyzer.text import printable
 from analyzer.tls.certificate import LeafFacts, chain_sha256, describe_leaf, name_matches
 from analyzer.tls.enums import is_grease
@@ -215,7 +216,7 @@ def build_record(
     if core.cert is not None and core.cert.certificates:
         rec.update(_certificate_fields(tuple(core.cert.certificates[: limits.MAX_CHAIN_CERTS]),
                                        ch.sni if ch is not None else None))
-    return HandshakeRecord(**rec)  # type: ignore[arg-type]
+    return new_record(rec)
 
 
 def _certificate_fields(chain: tuple[bytes, ...], sni: str | None) -> dict[str, object]:
@@ -240,7 +241,7 @@ def _certificate_fields(chain: tuple[bytes, ...], sni: str | None) -> dict[str, 
     return out
 
 
-_JA4_TRANSPORT = {"tcp": "t", "quic": "q", "dtls": "d"}
+_JA4_TRANSPORT: Final = {"tcp": "t", "quic": "q", "dtls": "d"}
 
 
 @functools.lru_cache(maxsize=65536)
@@ -285,8 +286,8 @@ def _names_of(
     return tuple(namer(c) for c in codes if not (skip_grease and is_grease(c)))
 
 
-_cached_names = functools.lru_cache(maxsize=limits.MAX_INTERNED)(_names_of)
-_MAX_CACHED_NAMES = limits.MAX_INTERNED_LENGTH // 2
+_cached_names: Final = functools.lru_cache(maxsize=limits.MAX_INTERNED)(_names_of)
+_MAX_CACHED_NAMES: Final = limits.MAX_INTERNED_LENGTH // 2
 """Codes in the longest list whose names are remembered (as many as interned lists hold)."""
 
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_CAPLEN, MAX_RESYNC_SCAN
 from analyzer.sources.base import Frame
 from analyzer.sources.stream import ByteWindow, Sink
 
-FILE_HEADER_LEN = 24
+FILE_HEADER_LEN: Final = 24
 
 
 class PcapVariant(NamedTuple):
@@ -42,7 +42,7 @@ class PcapVariant(NamedTuple):
     """Bytes of each record header (16, or 24 in the modified format)."""
 
 
-PCAP_MAGICS: dict[bytes, PcapVariant] = {
+PCAP_MAGICS: Final[dict[bytes, PcapVariant]] = {
     b"\xd4\xc3\xb2\xa1": PcapVariant("<", 1e6, 16),
     b"\xa1\xb2\xc3\xd4": PcapVariant(">", 1e6, 16),
     b"\x4d\x3c\xb2\xa1": PcapVariant("<", 1e9, 16),
@@ -70,13 +70,19 @@ def _records(
 ) -> Iterator[Frame]:
     unpack = struct.Struct(variant.order + "IIII").unpack_from
     new = tuple.__new__
-    ticks = variant.ticks
-    head = variant.record_header
-    max_caplen = MAX_CAPLEN
+    frame_type = Frame
+    ticks: float = variant.ticks
+    head: int = variant.record_header
+    max_caplen: int = MAX_CAPLEN
     last_ts = float("-inf")
-    buf = window.buf
+    buf: bytes = window.buf
     end = len(buf)
-    pos = FILE_HEADER_LEN
+    pos: int = FILE_HEADER_LEN
+    # Typed: native numbers in the compiled build instead of objects compared generically.
+    sec: int
+    frac: int
+    caplen: int
+    wirelen: int
     while True:
         # Fast path: whole records inside the buffer.
         while pos + head <= end:
@@ -90,7 +96,7 @@ def _records(
                 sink.time_backwards(ts, last_ts)
             last_ts = ts
             sink.packets += 1
-            yield new(Frame, (ts, linktype, buf[start:nxt], wirelen))
+            yield new(frame_type, (ts, linktype, buf[start:nxt], wirelen))
             pos = nxt
         # Slow path: a corrupt header, or a record running past the buffer.
         need = head

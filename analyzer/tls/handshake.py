@@ -18,6 +18,7 @@ RFCs: 8446 §4 (Handshake), §4.4.2 (Certificate, TLS 1.3 form); 5246 §7.4.2 (C
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_CHAIN_CERTS, MAX_HANDSHAKE_MESSAGE
@@ -32,7 +33,7 @@ from analyzer.tls.hello import (
 )
 from analyzer.tls.messages import CertificateChain, ParsedMessage, ServerKeyExchange
 
-HANDSHAKE_HEADER = 4
+HANDSHAKE_HEADER: Final = 4
 """HandshakeType (1) + uint24 length."""
 
 
@@ -96,7 +97,7 @@ def parse_server_key_exchange(body: bytes) -> ServerKeyExchange:
     return ServerKeyExchange(named_curve=None)
 
 
-_BODY_PARSERS: dict[int, Callable[[bytes], ParsedMessage | ParseAnomaly]] = {
+_BODY_PARSERS: Final[dict[int, Callable[[bytes], ParsedMessage | ParseAnomaly]]] = {
     HandshakeType.client_hello: parse_client_hello,
     HandshakeType.server_hello: parse_server_hello,
     HandshakeType.hello_retry_request: parse_hello_retry_request,
@@ -116,25 +117,27 @@ def parse_handshake_body(msg_type: int, body: bytes) -> ParsedMessage | ParseAno
 def handshake_events(msg_type: int, body: bytes, records: int) -> list[HandshakeMsg | ParseAnomaly]:
     """Events for one whole message: its anomalies first, then the message."""
     parsed = parse_handshake_body(msg_type, body)
-    what = _type_name(msg_type)
     if isinstance(parsed, ParseAnomaly):
-        problem = ParseAnomaly(anomaly=parsed.anomaly, detail=f"{what}: {parsed.detail}")
+        detail = f"{_type_name(msg_type)}: {parsed.detail}"
+        problem = ParseAnomaly(anomaly=parsed.anomaly, detail=detail)
         return [problem, HandshakeMsg(msg_type=msg_type, length=len(body), records=records)]
     stepped_over = (
         () if parsed is None or isinstance(parsed, ServerKeyExchange) else parsed.anomalies
     )
-    events: list[HandshakeMsg | ParseAnomaly] = [
-        ParseAnomaly(anomaly=anomaly, detail=what) for anomaly in stepped_over
-    ]
+    events: list[HandshakeMsg | ParseAnomaly] = []
+    if stepped_over:
+        what = _type_name(msg_type)
+        events = [ParseAnomaly(anomaly=anomaly, detail=what) for anomaly in stepped_over]
     events.append(HandshakeMsg(msg_type=msg_type, length=len(body), parsed=parsed, records=records))
     return events
 
 
+_TYPE_NAMES: Final = {t.value: t.name for t in HandshakeType}
+
+
 def _type_name(msg_type: int) -> str:
-    try:
-        return HandshakeType(msg_type).name
-    except ValueError:
-        return f"handshake type {msg_type}"
+    name = _TYPE_NAMES.get(msg_type)
+    return name if name is not None else f"handshake type {msg_type}"
 
 
 class HandshakeReassembler:

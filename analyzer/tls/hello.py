@@ -26,7 +26,7 @@ E.2; 6066 §3 (server_name); 7301 (ALPN); 8422 §5.1.2 (ec_point_formats); 5077
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_INTERNED, MAX_INTERNED_LENGTH
@@ -41,10 +41,12 @@ from analyzer.tls.messages import (
     ServerHello,
 )
 
-HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+HRR_RANDOM: Final = bytes.fromhex(
+    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+)
 """SHA-256("HelloRetryRequest"): the random of a HelloRetryRequest (RFC 8446 §4.1.3)."""
 
-MAX_SESSION_ID = 32
+MAX_SESSION_ID: Final = 32
 """RFC 5246 §7.4.1.2: ``SessionID session_id<0..32>``."""
 
 
@@ -205,7 +207,7 @@ def parse_alpn(data: bytes) -> tuple[bytes, ...] | ParseAnomaly:
 _Reader = Callable[[Cursor], Any]
 """An extension body reader; its value goes into the hello field named next to it."""
 
-_CLIENT_EXTENSIONS: dict[int, tuple[str, _Reader]] = {
+_CLIENT_EXTENSIONS: Final[dict[int, tuple[str, _Reader]]] = {
     ExtensionType.server_name: ("sni", _server_name),
     ExtensionType.supported_versions: ("supported_versions", _supported_versions),
     ExtensionType.supported_groups: ("supported_groups", _supported_groups),
@@ -219,25 +221,25 @@ _CLIENT_EXTENSIONS: dict[int, tuple[str, _Reader]] = {
     ExtensionType.encrypted_client_hello: ("ech", _present),
 }
 
-_SERVER_EXTENSIONS: dict[int, tuple[str, _Reader]] = {
+_SERVER_EXTENSIONS: Final[dict[int, tuple[str, _Reader]]] = {
     ExtensionType.supported_versions: ("selected_version", _selected_version),
     ExtensionType.key_share: ("key_share_group", _key_share_entry),
     ExtensionType.key_share_old: ("key_share_group", _key_share_entry),
     ExtensionType.application_layer_protocol_negotiation: ("alpn", _alpn_selected),
 }
 
-_HRR_EXTENSIONS: dict[int, tuple[str, _Reader]] = {
+_HRR_EXTENSIONS: Final[dict[int, tuple[str, _Reader]]] = {
     **_SERVER_EXTENSIONS,
     ExtensionType.key_share: ("key_share_group", _key_share_hello_retry_request),
     ExtensionType.key_share_old: ("key_share_group", _key_share_hello_retry_request),
 }
 
 
-_EXTENSIONS: dict[tuple[int, bytes], Extension] = {}
+_EXTENSIONS: Final[dict[tuple[int, bytes], Extension]] = {}
 """Raw extensions already seen: most are the same on every connection of a client
 (groups, signature algorithms, ALPN...), so they are shared rather than copied."""
 
-_PER_CONNECTION = frozenset(
+_PER_CONNECTION: Final = frozenset(
     {
         ExtensionType.server_name,
         ExtensionType.session_ticket,
@@ -264,7 +266,7 @@ def _extension(ext_type: int, data: bytes) -> Extension:
     return known
 
 
-_VALUES: dict[tuple[_Reader, bytes], Any] = {}
+_VALUES: Final[dict[tuple[_Reader, bytes], Any]] = {}
 """Typed values of the shared extensions already read (same bytes, same value)."""
 
 
@@ -418,7 +420,7 @@ def parse_server_hello(body: bytes) -> ServerHello | ParseAnomaly:
     )
 
 
-_ENCRYPTED_EXTENSIONS: dict[int, tuple[str, _Reader]] = {
+_ENCRYPTED_EXTENSIONS: Final[dict[int, tuple[str, _Reader]]] = {
     ExtensionType.application_layer_protocol_negotiation: ("alpn", _alpn_selected),
 }
 

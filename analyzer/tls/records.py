@@ -20,19 +20,20 @@ or handle DTLS. At most one partial record stays buffered between calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_TLS_RECORD
 from analyzer.tls.enums import TLS_CONTENT_TYPES, HandshakeType
 from analyzer.tls.events import NotTLS, ParseAnomaly
 
-RECORD_HEADER = 5
+RECORD_HEADER: Final = 5
 """ContentType (1) + ProtocolVersion (2) + uint16 length."""
 
-SSLV2_HELLO_FIXED = 9
+SSLV2_HELLO_FIXED: Final = 9
 """RFC 5246 E.2: msg_type, version and three uint16 lengths precede the variable parts."""
 
-NOT_TLS_PREFIX = 64
+NOT_TLS_PREFIX: Final = 64
 """Bytes kept as evidence when a stream turns out not to be TLS (enough for an HTTP
 status line or an SMTP greeting)."""
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from analyzer.anomalies import Anomaly
 from analyzer.tls.enums import AlertLevel, ContentType, HandshakeType
@@ -57,8 +57,15 @@ if TYPE_CHECKING:
 KeySource = Callable[[], "DirectionKeys | None"]
 """Called once, at this direction's first encrypted record: its keys, or None."""
 
-ALERT_LENGTH = 2
+ALERT_LENGTH: Final = 2
 """A plaintext alert: AlertLevel (1) + AlertDescription (1)."""
+
+# Content types as plain ints: compared natively in the compiled build (an enum member is
+# looked up and compared as an object on every record).
+_HANDSHAKE: Final[int] = ContentType.handshake.value
+_CHANGE_CIPHER_SPEC: Final[int] = ContentType.change_cipher_spec.value
+_ALERT: Final[int] = ContentType.alert.value
+_APPLICATION_DATA: Final[int] = ContentType.application_data.value
 
 
 def parse_alert(fragment: bytes) -> Alert | ParseAnomaly:
@@ -154,7 +161,7 @@ class TLSStream:
 
     def _record(self, record: Record) -> Iterator[TLSEvent]:
         ctype, fragment = record.content_type, record.fragment
-        if ctype == ContentType.handshake:
+        if ctype == _HANDSHAKE:
             if not self.encrypted:
                 yield from self._handshake.add(fragment)
                 return
@@ -166,14 +173,14 @@ class TLSStream:
         if self._handshake.buffered:
             detail = f"content type {ctype} inside a handshake message"
             yield ParseAnomaly(anomaly=Anomaly.INTERLEAVED_RECORD, detail=detail)
-        if ctype == ContentType.change_cipher_spec:
+        if ctype == _CHANGE_CIPHER_SPEC:
             yield ChangeCipherSpec()
-        elif ctype == ContentType.alert:
+        elif ctype == _ALERT:
             if self.encrypted and self._can_open():
                 yield from self._open_alert(record)
             else:
                 yield parse_alert(fragment)
-        elif ctype == ContentType.application_data:
+        elif ctype == _APPLICATION_DATA:
             if self._tls13 and self._can_open():
                 opened = list(self._open(record))
                 failed = bool(opened) and isinstance(opened[0], ParseAnomaly) and (
