@@ -1,5 +1,6 @@
 """``analyzer.record.evolve``: the copy-with-changes every diagnosis makes, checked
-against :func:`dataclasses.replace` on real records (the sample captures)."""
+against :func:`dataclasses.replace` on real records (the sample captures); and
+``new_record``, the engine's constructor, against ``HandshakeRecord(**fields)``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.api import analyze
-from analyzer.record import HandshakeRecord, evolve
+from analyzer.record import HandshakeRecord, evolve, new_record
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
 NAMES = tuple(f.name for f in dataclasses.fields(HandshakeRecord))
@@ -40,3 +41,31 @@ def test_evolve_refuses_unknown_fields_and_stays_frozen(records: list[HandshakeR
         evolve(records[0], outcom="failed")
     with pytest.raises(dataclasses.FrozenInstanceError):
         evolve(records[0]).outcome = "failed"  # type: ignore[misc]
+
+
+def test_new_record_is_the_constructor(records: list[HandshakeRecord]) -> None:
+    required = [f.name for f in dataclasses.fields(HandshakeRecord)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    for i, r in enumerate(records):
+        full = {name: getattr(r, name) for name in NAMES}
+        assert new_record(full) == HandshakeRecord(**full) == r
+        # Only the required fields (and one optional): defaults and factories as there.
+        some = {name: full[name] for name in required} | {NAMES[-1 - i]: full[NAMES[-1 - i]]}
+        built, expected = new_record(dict(some)), HandshakeRecord(**some)
+        assert built == expected
+        assert pickle.loads(pickle.dumps(built)) == built
+        again = new_record(dict(some))
+        for f in dataclasses.fields(HandshakeRecord):  # a new list each time, as there
+            if f.default_factory is not dataclasses.MISSING and f.name not in some:
+                assert getattr(built, f.name) is not getattr(again, f.name)
+
+
+def test_new_record_refuses_unknown_and_missing_fields(records: list[HandshakeRecord]) -> None:
+    full = {name: getattr(records[0], name) for name in NAMES}
+    with pytest.raises(TypeError, match="no field 'outcom'"):
+        new_record(full | {"outcom": "failed"})
+    del full["uid"]
+    with pytest.raises(TypeError, match="needs the field 'uid'"):
+        new_record(full)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new_record({name: getattr(records[0], name) for name in NAMES}).outcome = "x"  # type: ignore[misc]
