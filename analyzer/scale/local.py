@@ -42,7 +42,7 @@ from typing import TypeVar
 from analyzer import limits
 from analyzer.diagnosis import DiagnosisOptions
 from analyzer.diagnosis.cross import Evidence
-from analyzer.pipeline import PathArg, Progress, Run, analyze_sorted, as_list
+from analyzer.pipeline import PathArg, Progress, Run, analyze_files, analyze_sorted, as_list
 from analyzer.record import HandshakeRecord
 from analyzer.scale import transport
 from analyzer.scale.lines import (
@@ -51,7 +51,6 @@ from analyzer.scale.lines import (
     final_lines,
     line_entry,
     merge_lines,
-    rendered,
 )
 from analyzer.scale.work import (
     Merged,
@@ -325,10 +324,20 @@ def collect_jsonl_parallel(
     opts = options or DiagnosisOptions()
     files, n, parts = _plan(paths, run, workers, tls_ports, opts, shard_bytes, keylog)
     if n == 1 or len(parts) < 2:
-        for record in analyze_sorted(
-            files, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
-        ):
-            yield rendered(record)
+        # One process sorts lines too: most records are rendered once and never pickled
+        # (sorting records pickles every one past the in-memory limit).
+        evidence = Evidence()
+        kept = SortedLines()
+        try:
+            found = analyze_files(
+                files, run, tls_ports=tls_ports, options=opts, progress=progress, keylog=keylog
+            )
+            for record in found:
+                evidence.add(record)
+                kept.add(line_entry(record))
+            yield from final_lines(iter(kept), evidence)
+        finally:
+            kept.close()
         return
     with _run_sorted(parts, n, run, progress, SortedLines(), line_entry, True) as (
         evidence,
