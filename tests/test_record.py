@@ -1,14 +1,19 @@
 """``analyzer.record.evolve``: the copy-with-changes every diagnosis makes, checked
 against :func:`dataclasses.replace` on real records (the sample captures); and
-``new_record``, the engine's constructor, against ``HandshakeRecord(**fields)``."""
+``new_record``, the engine's constructor, against ``HandshakeRecord(**fields)``; the uid's
+base 32 against ``base64``."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import pickle
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer.api import analyze
 from analyzer.record import HandshakeRecord, evolve, new_record
@@ -69,3 +74,21 @@ def test_new_record_refuses_unknown_and_missing_fields(records: list[HandshakeRe
         new_record(full)
     with pytest.raises(dataclasses.FrozenInstanceError):
         new_record({name: getattr(records[0], name) for name in NAMES}).outcome = "x"  # type: ignore[misc]
+
+
+@settings(max_examples=300)
+@given(st.binary(min_size=0, max_size=40).map(lambda b: b[: len(b) // 5 * 5]))
+def test_uid_base32_is_rfc4648(digest: bytes) -> None:
+    from analyzer.handshake.build import _base32
+
+    assert _base32(digest) == base64.b32encode(digest).decode().lower()
+
+
+def test_uids_as_before() -> None:
+    from analyzer.handshake.build import make_uid
+
+    # The uid of a connection of the sample captures, as every earlier version wrote it.
+    key = (bytes([10, 0, 0, 1]), 50000, bytes([10, 0, 0, 2]), 443)
+    assert make_uid("x.pcap", key, 1.5) == "C" + base64.b32encode(
+        hashlib.blake2b(b"x.pcap|0a000001|50000|0a000002|443|1.500000", digest_size=10).digest()
+    ).decode().lower()

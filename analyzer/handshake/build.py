@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-from base64 import b32encode
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -32,7 +31,7 @@ Key = tuple[bytes, int, bytes, int]
 """(client address, client port, server address, server port); addresses as packed bytes."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: a frozen one is built by object.__setattr__
 class TransportFacts:
     """What a transport adapter knows of its connection, for the record (SPEC §3)."""
 
@@ -255,7 +254,22 @@ def make_uid(capture: str, key: Key, ts: float) -> str:
     src, sport, dst, dport = key
     h = hashlib.blake2b(digest_size=10)
     h.update(f"{capture}|{src.hex()}|{sport}|{dst.hex()}|{dport}|{ts:.6f}".encode())
-    return "C" + b32encode(h.digest()).decode().lower()
+    return "C" + _base32(h.digest())
+
+
+_BASE32: Final = "abcdefghijklmnopqrstuvwxyz234567"
+"""RFC 4648 base 32, lower case."""
+
+
+def _base32(digest: bytes) -> str:
+    """``b32encode(digest).decode().lower()`` for a digest of whole 5-byte groups (no
+    padding), each group read as one integer (``base64``'s encoder loops in Python)."""
+    out: list[str] = []
+    for at in range(0, len(digest), 5):
+        group = int.from_bytes(digest[at : at + 5], "big")
+        for shift in (35, 30, 25, 20, 15, 10, 5, 0):
+            out.append(_BASE32[(group >> shift) & 31])
+    return "".join(out)
 
 
 @functools.lru_cache(maxsize=1024)

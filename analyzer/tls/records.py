@@ -38,7 +38,7 @@ NOT_TLS_PREFIX: Final = 64
 status line or an SMTP greeting)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: a frozen one is built by object.__setattr__
 class Record:
     """One TLSPlaintext/TLSCiphertext record (RFC 8446 §5.1)."""
 
