@@ -246,9 +246,8 @@ class Engine:
 
     def run(self, frames: Iterable[Frame]) -> Iterator[HandshakeRecord]:
         """Feed every frame, then finish; yield records as connections end."""
-        feed = self.feed
         for frame in frames:
-            records = feed(frame)
+            records = self.feed(frame)  # a native call when compiled (a bound method is not)
             if records:
                 yield from records
         yield from self.drain()
