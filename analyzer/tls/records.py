@@ -37,6 +37,10 @@ NOT_TLS_PREFIX: Final = 64
 """Bytes kept as evidence when a stream turns out not to be TLS (enough for an HTTP
 status line or an SMTP greeting)."""
 
+_CONTENT_TYPES: Final[frozenset[int]] = TLS_CONTENT_TYPES
+_MAX_TLS_RECORD: Final[int] = MAX_TLS_RECORD
+"""Module constants of this compiled module: read from C statics, not looked up by name."""
+
 
 @dataclass(slots=True, kw_only=True)  # not frozen: a frozen one is built by object.__setattr__
 class Record:
@@ -107,15 +111,15 @@ class RecordReader:
                 return first
         buf, pos = self._buf, self._pos
         avail = len(buf) - pos
-        if avail >= 1 and buf[pos] not in TLS_CONTENT_TYPES:
+        if avail >= 1 and buf[pos] not in _CONTENT_TYPES:
             return self._stop(Anomaly.UNKNOWN_CONTENT_TYPE, f"content type {buf[pos]}")
         if avail >= 2 and buf[pos + 1] != 3:
             # Only the major byte is judged (it may be all that has arrived).
             return self._stop(Anomaly.BAD_RECORD_VERSION, f"record major version {buf[pos + 1]}")
         if avail < RECORD_HEADER:
             return None
-        length = int.from_bytes(buf[pos + 3 : pos + 5])
-        if length > MAX_TLS_RECORD:
+        length = (buf[pos + 3] << 8) | buf[pos + 4]
+        if length > _MAX_TLS_RECORD:
             return self._stop(Anomaly.RECORD_TOO_LONG, f"record length {length}")
         end = pos + RECORD_HEADER + length
         if len(buf) < end:
@@ -123,7 +127,7 @@ class RecordReader:
         self._pos = end
         return Record(
             content_type=buf[pos],
-            version=int.from_bytes(buf[pos + 1 : pos + 3]),
+            version=(buf[pos + 1] << 8) | buf[pos + 2],
             fragment=bytes(buf[pos + RECORD_HEADER : end]),
         )
 
