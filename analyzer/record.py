@@ -8,6 +8,7 @@ engine fills the facts; :mod:`analyzer.diagnosis` fills the judgement (``outcome
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from operator import attrgetter
 from typing import Any, Literal, TypeVar
@@ -385,41 +386,23 @@ def evolve(record: HandshakeRecord, **changes: Any) -> HandshakeRecord:
             raise TypeError(f"HandshakeRecord has no field {name!r}")
         set_slot(out, value)
     return out
-_MISSING = object()
-_PLAN = tuple(
-    (
-        f.name,
-        _SLOT_SETTERS[f.name],
-        _MISSING if f.default is MISSING else f.default,
-        None if f.default_factory is MISSING else f.default_factory,
+
+
+NO_VALUE: Any = object()
+"""A value not given; in ``FIELD_PLAN``, the default of a field that has none."""
+FIELD_PLAN: tuple[tuple[str, Callable[[Any, Any], None], Any, Callable[[], Any] | None], ...] = (
+    tuple(
+        (
+            f.name,
+            _SLOT_SETTERS[f.name],
+            NO_VALUE if f.default is MISSING else f.default,
+            None if f.default_factory is MISSING else f.default_factory,
+        )
+        for f in fields(HandshakeRecord)
     )
-    for f in fields(HandshakeRecord)
 )
-"""Per field in order: name, slot setter, default (or ``_MISSING``), default factory."""
-
-
-def new_record(values: dict[str, Any]) -> HandshakeRecord:
-    """``HandshakeRecord(**values)`` without ``__init__`` (as in :func:`evolve`: a frozen
-    dataclass sets its 112 fields one by one, ~50 µs a record): the slots are set from
-    ``values``, defaults and default factories as there; a missing required field or an
-    unknown name raises :class:`TypeError`, as there."""
-    out = object.__new__(HandshakeRecord)
-    used = 0
-    for name, set_slot, default, factory in _PLAN:
-        value = values.get(name, _MISSING)
-        if value is not _MISSING:
-            used += 1
-        elif factory is not None:
-            value = factory()
-        elif default is _MISSING:
-            raise TypeError(f"HandshakeRecord needs the field {name!r}")
-        else:
-            value = default
-        set_slot(out, value)
-    if used != len(values):
-        unknown = sorted(set(values) - set(_SLOT_SETTERS))
-        raise TypeError(f"HandshakeRecord has no field {unknown[0]!r}")
-    return out
+"""Per field in order: name, slot setter, default (or ``NO_VALUE``), default factory (for
+:func:`analyzer.handshake.build.new_record`, which builds records without ``__init__``)."""
 
 
 _LIST_FIELDS = tuple(

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.api import analyze
-from analyzer.record import HandshakeRecord, evolve, new_record
+from analyzer.handshake.build import new_record
+from analyzer.record import HandshakeRecord, evolve
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
 NAMES = tuple(f.name for f in dataclasses.fields(HandshakeRecord))

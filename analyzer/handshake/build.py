@@ -21,7 +21,7 @@ from analyzer import limits
 from analyzer.display_filter import display_filter
 from analyzer.fingerprints import client_fingerprints, ja3s
 from analyzer.handshake.core import HandshakeCore, is_tls13
-from analyzer.record import HandshakeRecord, new_record
+from analyzer.record import FIELD_PLAN, NO_VALUE, HandshakeRecord
 from analyzer.text import printable
 from analyzer.tls.certificate import LeafFacts, chain_sha256, describe_leaf, name_matches
 from analyzer.tls.enums import is_grease
@@ -216,6 +216,30 @@ def build_record(
         rec.update(_certificate_fields(tuple(core.cert.certificates[: limits.MAX_CHAIN_CERTS]),
                                        ch.sni if ch is not None else None))
     return new_record(rec)
+
+
+def new_record(values: dict[str, object]) -> HandshakeRecord:
+    """``HandshakeRecord(**values)`` without ``__init__``: a frozen dataclass sets its 112
+    fields one by one through ``object.__setattr__`` (~200k instructions a record); here
+    each slot is set once, in compiled code. Defaults and default factories as there; a
+    missing required field or an unknown name raises :class:`TypeError`, as there."""
+    out: HandshakeRecord = object.__new__(HandshakeRecord)
+    used = 0
+    for name, set_slot, default, factory in FIELD_PLAN:
+        value = values.get(name, NO_VALUE)
+        if value is not NO_VALUE:
+            used += 1
+        elif factory is not None:
+            value = factory()
+        elif default is NO_VALUE:
+            raise TypeError(f"HandshakeRecord needs the field {name!r}")
+        else:
+            value = default
+        set_slot(out, value)
+    if used != len(values):
+        unknown = sorted(set(values) - {plan[0] for plan in FIELD_PLAN})
+        raise TypeError(f"HandshakeRecord has no field {unknown[0]!r}")
+    return out
 
 
 def _certificate_fields(chain: tuple[bytes, ...], sni: str | None) -> dict[str, object]:
