@@ -41,6 +41,7 @@ COMPILED_MODULES = (
     "analyzer.handshake.machine",
     "analyzer.scale.shard",
     "analyzer.sources.pcap",
+    "analyzer.sources.pcapng",
     "analyzer.tls.cursor",
     "analyzer.tls.events",
     "analyzer.tls.handshake",

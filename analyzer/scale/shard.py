@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator
+from typing import Final
 
 from analyzer.decode import decode_frame
 from analyzer.decode.types import Datagram, IcmpUnreachable, Segment
@@ -48,17 +49,17 @@ from analyzer.engine.engine import _EXPIRY_INTERVAL, Engine
 from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 
-_ETHERNET = 1
-_RAW = frozenset({101, 12, 14})
-_IPV4_ONLY = 228
-_IPV6_ONLY = 229
-_SLL = 113
-_SLL2 = 276
-_ICMP = 1
-_TCP = 6
-_UDP = 17
+_ETHERNET: Final = 1
+_RAW: Final = frozenset({101, 12, 14})
+_IPV4_ONLY: Final = 228
+_IPV6_ONLY: Final = 229
+_SLL: Final = 113
+_SLL2: Final = 276
+_ICMP: Final = 1
+_TCP: Final = 6
+_UDP: Final = 17
 
-_ipv4_tcp = struct.Struct("!B5xHxB2xIIHH").unpack_from
+_ipv4_tcp: Final = struct.Struct("!B5xHxB2xIIHH").unpack_from
 """IPv4 without options, then the first four bytes after it: version/IHL, flags/fragment
 offset, protocol, source, destination, and the two ports if it is TCP or UDP."""
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Iterator
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import (
@@ -44,28 +44,28 @@ from analyzer.limits import (
 from analyzer.sources.base import Frame
 from analyzer.sources.stream import ByteWindow, Sink
 
-SHB_MAGIC = b"\x0a\x0d\x0d\x0a"
-SHB = 0x0A0D0D0A
-IDB = 0x00000001
-PB = 0x00000002
-SPB = 0x00000003
-EPB = 0x00000006
-DSB = 0x0000000A
-BYTE_ORDER_MAGIC = 0x1A2B3C4D
+SHB_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
+SHB: Final = 0x0A0D0D0A
+IDB: Final = 0x00000001
+PB: Final = 0x00000002
+SPB: Final = 0x00000003
+EPB: Final = 0x00000006
+DSB: Final = 0x0000000A
+BYTE_ORDER_MAGIC: Final = 0x1A2B3C4D
 
-OPT_ENDOFOPT = 0
-IF_TSRESOL = 9
-IF_TSOFFSET = 14
+OPT_ENDOFOPT: Final = 0
+IF_TSRESOL: Final = 9
+IF_TSOFFSET: Final = 14
 
-MIN_BLOCK_LEN = {SHB: 28, IDB: 20, PB: 32, SPB: 16, EPB: 32}
+MIN_BLOCK_LEN: Final = {SHB: 28, IDB: 20, PB: 32, SPB: 16, EPB: 32}
 """Smallest legal total length per parsed block type (other blocks: 12)."""
 
-DSB_HEADER = 16
+DSB_HEADER: Final = 16
 """Block type, total length, secrets type, secrets length."""
-SECRETS_TLS_KEY_LOG = 0x544C534B
+SECRETS_TLS_KEY_LOG: Final = 0x544C534B
 """DSB secrets type ``TLSK``: NSS key log text (§4.7)."""
 
-_RESYNC_TYPES = {
+_RESYNC_TYPES: Final = {
     "<": re.compile(rb"[\x01-\x06]\x00\x00\x00|\x0a\x0d\x0d\x0a"),
     ">": re.compile(rb"\x00\x00\x00[\x01-\x06]|\x0a\x0d\x0d\x0a"),
 }
@@ -172,6 +172,7 @@ class _Walker:
         window = self.window
         sink = self.sink
         new = tuple.__new__
+        frame_type = Frame
         max_caplen = MAX_CAPLEN
         pos = 0
         buf = window.buf
@@ -202,7 +203,7 @@ class _Walker:
                     sink.time_backwards(ts, last_ts)
                 last_ts = ts
                 sink.packets += 1
-                yield new(Frame, (ts, linktype, buf[pos + 28 : pos + 28 + caplen], wirelen))
+                yield new(frame_type, (ts, linktype, buf[pos + 28 : pos + 28 + caplen], wirelen))
                 pos = nxt
             self.last_ts = last_ts
             # Slow path: any other block, a refill, corruption or the end.
