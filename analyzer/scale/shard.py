@@ -44,20 +44,21 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from analyzer.decode import decode_frame
+from analyzer.decode.frames import (
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_RAW,
+)
 from analyzer.decode.types import Datagram, IcmpUnreachable, Segment
 from analyzer.engine.engine import _EXPIRY_INTERVAL, Engine
 from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
-
-_ETHERNET: Final = 1
-_RAW: Final = frozenset({101, 12, 14})
-_IPV4_ONLY: Final = 228
-_IPV6_ONLY: Final = 229
-_SLL: Final = 113
-_SLL2: Final = 276
-_ICMP: Final = 1
-_TCP: Final = 6
-_UDP: Final = 17
 
 _ipv4_tcp: Final = struct.Struct("!B5xHxB2xIIHH").unpack_from
 """IPv4 without options, then the first four bytes after it: version/IHL, flags/fragment
@@ -85,9 +86,9 @@ def _ip_key(data: bytes, off: int, version: int) -> int | None:
     if version == 4:
         if off + 24 <= n:
             vihl, frag, proto, src, dst, sport, dport = _ipv4_tcp(data, off)
-            if vihl == 0x45 and not frag & 0x3FFF and proto == _TCP:
+            if vihl == 0x45 and not frag & 0x3FFF and proto == IPPROTO_TCP:
                 return _mix(src, dst, sport ^ dport)
-            if vihl == 0x45 and not frag & 0x3FFF and proto == _UDP:
+            if vihl == 0x45 and not frag & 0x3FFF and proto == IPPROTO_UDP:
                 return _udp_key(src, sport, dst, dport)
         if off + 20 > n:
             return None
@@ -96,21 +97,21 @@ def _ip_key(data: bytes, off: int, version: int) -> int | None:
         dst = int.from_bytes(data[off + 16 : off + 20], "big")
         at = off + ihl
         frag = ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF
-        if data[off + 9] == _ICMP and not frag:
+        if data[off + 9] == IPPROTO_ICMP and not frag:
             return None  # maybe an error about a TCP segment: decode
-        if frag or data[off + 9] not in (_TCP, _UDP) or ihl < 20 or at + 4 > n:
+        if frag or data[off + 9] not in (IPPROTO_TCP, IPPROTO_UDP) or ihl < 20 or at + 4 > n:
             return _mix(src, dst, 0)
         sport, dport = (data[at] << 8) | data[at + 1], (data[at + 2] << 8) | data[at + 3]
-        if data[off + 9] == _UDP:
+        if data[off + 9] == IPPROTO_UDP:
             return _udp_key(src, sport, dst, dport)
         return _mix(src, dst, sport ^ dport)
-    if off + 44 > n or data[off + 6] not in (_TCP, _UDP):
+    if off + 44 > n or data[off + 6] not in (IPPROTO_TCP, IPPROTO_UDP):
         return None  # short, an extension header (maybe a fragment), ICMPv6, no ports: decode
     at = off + 40
     sport, dport = (data[at] << 8) | data[at + 1], (data[at + 2] << 8) | data[at + 3]
     src = int.from_bytes(data[off + 8 : off + 24], "big")
     dst = int.from_bytes(data[off + 24 : off + 40], "big")
-    if data[off + 6] == _UDP:
+    if data[off + 6] == IPPROTO_UDP:
         return _udp_key(src, sport, dst, dport)
     return _mix(src, dst, sport ^ dport)
 
@@ -118,25 +119,27 @@ def _ip_key(data: bytes, off: int, version: int) -> int | None:
 def _network(linktype: int, data: bytes) -> tuple[int, int] | None:
     """(IP version, offset) for the link layers read at fixed offsets, else None."""
     n = len(data)
-    if linktype == _ETHERNET:
+    if linktype == LINKTYPE_ETHERNET:
         if n < 15:
             return None
         et = data[12:14]
         return (4, 14) if et == b"\x08\x00" else (6, 14) if et == b"\x86\xdd" else None
-    if linktype == _SLL2:
+    if linktype == LINKTYPE_LINUX_SLL2:
         if n < 21 or data[8:10] == b"\x03\x38":  # ARPHRD_NETLINK: not IP
             return None
         et = data[0:2]
         return (4, 20) if et == b"\x08\x00" else (6, 20) if et == b"\x86\xdd" else None
-    if linktype == _SLL:
+    if linktype == LINKTYPE_LINUX_SLL:
         if n < 17 or data[2:4] == b"\x03\x38":
             return None
         et = data[14:16]
         return (4, 16) if et == b"\x08\x00" else (6, 16) if et == b"\x86\xdd" else None
-    if linktype in _RAW or linktype in (_IPV4_ONLY, _IPV6_ONLY):
+    if linktype in LINKTYPE_RAW or linktype in (LINKTYPE_IPV4, LINKTYPE_IPV6):
         if n < 1:
             return None
-        version = 4 if linktype == _IPV4_ONLY else 6 if linktype == _IPV6_ONLY else data[0] >> 4
+        version = (
+            4 if linktype == LINKTYPE_IPV4 else 6 if linktype == LINKTYPE_IPV6 else data[0] >> 4
+        )
         return (version, 0) if version in (4, 6) else None
     return None
 
@@ -145,10 +148,10 @@ def frame_key(frame: Frame) -> int:
     """The shard hash of a frame (0 for frames that carry no IP packet)."""
     data = frame.data
     linktype = frame.linktype
-    if linktype == _ETHERNET and len(data) >= 38 and data[12:14] == b"\x08\x00":
+    if linktype == LINKTYPE_ETHERNET and len(data) >= 38 and data[12:14] == b"\x08\x00":
         # The common case inline: Ethernet, IPv4 without options, TCP or UDP.
         vihl, frag, proto, src, dst, sport, dport = _ipv4_tcp(data, 14)
-        if vihl == 0x45 and not frag & 0x3FFF and proto == _TCP:
+        if vihl == 0x45 and not frag & 0x3FFF and proto == IPPROTO_TCP:
             mixed: int = ((src ^ dst) * 0x9E3779B1 + (sport ^ dport)) * 0x85EBCA77 >> 29
             return mixed  # _mix, inline
         key = _ip_key(data, 14, 4)
@@ -229,9 +232,14 @@ class ShardEngine(Engine):
         k: int
         for frame in frames:
             data = frame.data
-            if frame.linktype == _ETHERNET and len(data) >= 38 and data[12] == 8 and not data[13]:
+            if (
+                frame.linktype == LINKTYPE_ETHERNET
+                and len(data) >= 38
+                and data[12] == 8  # EtherType 0x0800
+                and not data[13]
+            ):
                 vihl, frag, proto, src, dst, sport, dport = unpack(data, 14)
-                if vihl == 0x45 and not frag & 0x3FFF and proto == _TCP:
+                if vihl == 0x45 and not frag & 0x3FFF and proto == IPPROTO_TCP:
                     k = ((src ^ dst) * 0x9E3779B1 + (sport ^ dport)) * 0x85EBCA77 >> 29
                 else:
                     k = frame_key(frame)
