@@ -10,7 +10,9 @@ merges the entries (:func:`merge_lines`) and writes a worker's line as it is whe
 :meth:`Evidence.unchanged <analyzer.diagnosis.cross.Evidence.unchanged>` says the
 evidence of the whole run cannot change the record (most records: those that did not
 fail, on a 4-tuple used once); only the others are unpickled, sharpened and, if sharpening
-changed them, rendered again (:func:`final_lines`).
+changed them, rendered again (:func:`final_lines`). One process (``--workers 1``) sorts
+the same entries: a record past the in-memory limit is then written to the run as its
+line (and, if it may change, its pickle) instead of being pickled and unpickled whole.
 
 A record with no marks (it did not fail, and is no possible QUIC fallback) can only get a
 time bound in its ``wireshark_filter``, when its 4-tuple repeats: its entry carries, in

@@ -320,7 +320,8 @@ def collect_jsonl_parallel(
 ) -> Iterator[Rendered]:
     """The JSONL lines of :func:`collect_parallel`'s records, each with whether its
     record failed: the same lines, but rendered by the workers
-    (:mod:`analyzer.scale.lines`), so that the parent's serial part stays small."""
+    (:mod:`analyzer.scale.lines`), so that the parent's serial part stays small; with one
+    worker, sorted as lines in this process."""
     opts = options or DiagnosisOptions()
     files, n, parts = _plan(paths, run, workers, tls_ports, opts, shard_bytes, keylog)
     if n == 1 or len(parts) < 2:
