@@ -148,7 +148,7 @@ class Lab:
     """s_client/gnutls-cli output per scenario id."""
     streams: dict[int, list[TcpStream]] = field(default_factory=dict)
     """Connections by server port."""
-    tshark: dict[int, tuple[Side, Side]] = field(default_factory=dict)
+    tshark: dict[tuple[int, int], tuple[Side, Side]] = field(default_factory=dict)
     """tshark's view per client port."""
     followed: list[int] = field(default_factory=list)
     """Entries a followed key log held after each curl run."""
@@ -241,7 +241,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def _check_against_tshark(lab: Lab, stream: TcpStream, mine: Transcript) -> None:
-    theirs = lab.tshark[stream.client_port]
+    theirs = lab.tshark[(stream.client_port, stream.server_port)]
     for side, their_side in zip((mine.client, mine.server), theirs, strict=True):
         assert side.handshake == their_side.handshake
         assert side.alerts == their_side.alerts

@@ -517,13 +517,13 @@ def ours(r: HandshakeRecord, sender: str) -> tuple[list[int], list[int]]:
 
 
 @pytest.fixture(scope="module")
-def tshark_view(lab: Lab) -> dict[int, Any]:
+def tshark_view(lab: Lab) -> dict[tuple[int, int], Any]:
     return tshark_transcripts(lab.capture, lab.all_keys, sorted({c.port for c in CASES}))
 
 
 @pytest.mark.parametrize("case_id", _ids())
 def test_decrypted_messages_and_alerts_agree_with_tshark(
-        lab: Lab, keyed: list[HandshakeRecord], tshark_view: dict[int, Any],
+        lab: Lab, keyed: list[HandshakeRecord], tshark_view: dict[tuple[int, int], Any],
         case_id: str) -> None:
     """Per direction, the handshake messages and alerts we read (plaintext and decrypted)
     are those tshark shows with the key log: all of them for a handshake that failed, the
@@ -531,7 +531,7 @@ def test_decrypted_messages_and_alerts_agree_with_tshark(
     settled: later tickets and close_notify are not needed)."""
     case = _case(lab, case_id)
     for r in of(keyed, case):
-        theirs = tshark_view[r.client_port]
+        theirs = tshark_view[(r.client_port, r.server_port)]
         for sender, side in zip(("client", "server"), theirs, strict=True):
             types, alerts = ours(r, sender)
             if r.outcome == "failed" and not r.established:

@@ -221,8 +221,9 @@ def transcript(stream: TcpStream, keylog: KeyLog) -> Transcript:
 
 def tshark_transcripts(
     path: Path, keylog_file: Path, server_ports: Iterable[int]
-) -> dict[int, tuple[Side, Side]]:
-    """Per client port: (client side, server side) as tshark decrypts them with the file,
+) -> dict[tuple[int, int], tuple[Side, Side]]:
+    """Per (client port, server port): (client side, server side) as tshark decrypts them
+    with the file (a client port alone can serve two connections of one capture),
     the server ports decoded as TLS whatever tshark would guess (4420 is NVMe/TCP's).
 
     Empty when tshark is missing.
@@ -236,14 +237,14 @@ def tshark_transcripts(
             "-e", "tcp.dstport", "-e", "tcp.flags.syn", "-e", "tls.handshake.type",
             "-e", "tls.alert_message.desc"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    result: dict[int, tuple[Side, Side]] = {}
+    result: dict[tuple[int, int], tuple[Side, Side]] = {}
     servers = _server_ports(path)
     for line in out.splitlines():
         sport, dport, _syn, types, alerts = (line.split("\t") + [""] * 5)[:5]
         src, dst = int(sport), int(dport)
         from_client = (dst, src) in servers
-        client_port = src if from_client else dst
-        sides = result.setdefault(client_port, (Side(), Side()))
+        pair = (src, dst) if from_client else (dst, src)
+        sides = result.setdefault(pair, (Side(), Side()))
         side = sides[0] if from_client else sides[1]
         side.handshake.extend(int(t) for t in types.split(",") if t)
         side.alerts.extend(int(a) for a in alerts.split(",") if a)
