@@ -179,7 +179,7 @@ def _relay_worker(conn: object, out: object, name: str) -> None:
     from analyzer.scale.shard import ShardEngine
     from analyzer.sources.base import Frame
 
-    engine = ShardEngine(name)
+    engine = ShardEngine(name, 0, 1)  # fed and skipped directly, not through a reader
     feed, skip = engine.feed, engine.skip
     found = []
     started = time.process_time()

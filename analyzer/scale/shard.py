@@ -31,7 +31,9 @@ A worker still has to see the time of the frames it skips: idle expiry runs on p
 time every ``_EXPIRY_INTERVAL`` seconds of it, and the capture's last timestamp decides
 ``capture_end`` judgements. :class:`ShardEngine` advances its clock on every skipped frame
 exactly as :meth:`Engine.feed` does, so a connection expires at the same packet as in a
-single process and its record is identical.
+single process and its record is identical. It does so as the reader's filter
+(:meth:`ShardEngine.wants`): a skipped frame that only moves the last timestamp goes no
+further than the reader, which halves the frames a shard's loop handles.
 
 Not identical to one process only past the flow-table and closed-tuple limits
 (``limits.MAX_FLOWS``, ``limits.MAX_CLOSED_TUPLES``): those bound each worker's memory.
@@ -40,7 +42,7 @@ Not identical to one process only past the flow-table and closed-tuple limits
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from analyzer.decode import decode_frame
@@ -59,6 +61,7 @@ from analyzer.decode.types import Datagram, IcmpUnreachable, Segment
 from analyzer.engine.engine import _EXPIRY_INTERVAL, Engine
 from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
+from analyzer.tls.keylog import KeyLog
 
 _ipv4_tcp: Final = struct.Struct("!B5xHxB2xIIHH").unpack_from
 """IPv4 without options, then the first four bytes after it: version/IHL, flags/fragment
@@ -188,17 +191,49 @@ def shard_of(frame: Frame, shards: int) -> int:
     return frame_key(frame) % shards
 
 
-def selector(shard: int, shards: int) -> Callable[[Frame], bool]:
-    """A predicate: does this frame belong to ``shard`` of ``shards``?"""
-
-    def mine(frame: Frame) -> bool:
-        return frame_key(frame) % shards == shard
-
-    return mine
-
-
 class ShardEngine(Engine):
-    """An :class:`Engine` that also sees the time of frames it does not analyze."""
+    """An :class:`Engine` for ``shard`` of ``shards``: it analyzes the frames of its shard
+    and only sees the time of the others.
+
+    :meth:`wants` is the filter a reader applies (``CaptureReader.keep``), so the frames of
+    other shards are mostly left in the reader; :meth:`run_shard` takes what passes it.
+    """
+
+    def __init__(
+        self,
+        capture: str,
+        shard: int,
+        shards: int,
+        *,
+        tls_ports: Iterable[int] = (),
+        keylog: KeyLog | None = None,
+    ) -> None:
+        super().__init__(capture, tls_ports=tls_ports, keylog=keylog)
+        self.shard = shard
+        self.shards = shards
+        self._mine = False
+        """What :meth:`wants` said of the frame it saw last: it belongs to this shard."""
+
+    def wants(self, frame: Frame) -> bool:
+        """Whether a frame must reach :meth:`run_shard`: one of this shard, or one of
+        another shard that moves the clock beyond its last timestamp (the first frame, or
+        one at which idle expiry is due; see :meth:`skip`). Any other frame's time is
+        taken here, and the frame is left behind.
+
+        :meth:`run_shard` relies on this being called for each frame it gets, just before
+        it gets it (as a reader's filter or ``filter(engine.wants, frames)`` do)."""
+        if frame_key(frame) % self.shards == self.shard:
+            self._mine = True
+            return True
+        self._mine = False
+        ts = frame.ts
+        st = self.stats
+        last = st.last_ts
+        if last is None or ts >= self._next_expiry:
+            return True
+        if ts > last:
+            st.last_ts = ts
+        return False
 
     def skip(self, ts: float) -> list[HandshakeRecord]:
         """A frame of another shard at packet time ``ts``: the clock moves exactly as in
@@ -217,29 +252,11 @@ class ShardEngine(Engine):
             return out
         return []
 
-    def run_shard(
-        self, frames: Iterable[Frame], shard: int, shards: int
-    ) -> Iterator[HandshakeRecord]:
-        """Feed this shard's frames, skip the others', then finish.
-
-        A frame that moves no clock is skipped here rather than through :meth:`skip`: with
-        half the frames skipped, the per-frame cost of skipping is what the shard pays
-        beyond its share of the work.
-        """
-        st = self.stats
+    def run_shard(self, frames: Iterable[Frame]) -> Iterator[HandshakeRecord]:
+        """Feed this shard's frames, skip the others' (``frames`` as :meth:`wants` let them
+        through), then finish."""
         for frame in frames:
-            k = frame_key(frame)  # a native call in the compiled build
-            if k % shards == shard:
-                records = self.feed(frame)
-            else:
-                ts = frame.ts
-                last = st.last_ts
-                if last is None or ts >= self._next_expiry:
-                    records = self.skip(ts)
-                else:
-                    if ts > last:
-                        st.last_ts = ts
-                    continue
+            records = self.feed(frame) if self._mine else self.skip(frame.ts)
             if records:
                 yield from records
         yield from self.drain()

@@ -137,8 +137,12 @@ def analyze_part(
         engine = Engine(name, tls_ports=part.tls_ports, keylog=keylog)
         found: Iterable[HandshakeRecord] = engine.run(reader)
     else:
-        engine = ShardEngine(name, tls_ports=part.tls_ports, keylog=keylog)
-        found = engine.run_shard(reader, part.shard, part.shards)
+        sharded = ShardEngine(
+            name, part.shard, part.shards, tls_ports=part.tls_ports, keylog=keylog
+        )
+        reader.keep = sharded.wants  # other shards' frames stay in the reader
+        found = sharded.run_shard(reader)
+        engine = sharded
     opts = part.options
     records: list[HandshakeRecord] = []
     keep = records.append if sink is None else sink

@@ -9,6 +9,7 @@ made per packet and tuple construction is the cheapest immutable value in CPytho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -41,3 +42,9 @@ class Tick(NamedTuple):
     """Packet time advanced without a packet (live capture on a quiet interface)."""
 
     ts: float
+
+
+FrameFilter = Callable[[Frame], bool]
+"""Which frames a file reader hands over (``CaptureReader.keep``): the others are read,
+counted and timed like any frame, and left there, so a shard worker does not pay for a
+generator hand-off per frame of another shard (:meth:`analyzer.scale.shard.ShardEngine.wants`)."""

@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_FILE_ANOMALIES
-from analyzer.sources.base import Frame
+from analyzer.sources.base import Frame, FrameFilter
 from analyzer.sources.pcap import PCAP_MAGICS, open_pcap
 from analyzer.sources.pcapng import SHB_MAGIC, SecretsSink, open_pcapng
 from analyzer.sources.stream import GZIP_MAGIC, ByteWindow
@@ -123,6 +123,9 @@ class CaptureReader:
         self.path = Path(path)
         self.name = os.fspath(path)
         self.secrets = secrets
+        self.keep: FrameFilter | None = None
+        """When set, iteration yields only the frames it accepts (every frame is still read,
+        counted and checked for time order)."""
         self.error: str | None = None
         """One line, naming the file, when it cannot be read at all."""
         self.anomalies: list[tuple[Anomaly, str]] = []
@@ -209,10 +212,10 @@ class CaptureReader:
         frames: Iterator[Frame] | str
         if head in PCAP_MAGICS:
             self.format = "pcap"
-            frames = open_pcap(window, self)
+            frames = open_pcap(window, self, self.keep)
         elif head == SHB_MAGIC:
             self.format = "pcapng"
-            frames = open_pcapng(window, self, self.secrets, self.name)
+            frames = open_pcapng(window, self, self.secrets, self.name, self.keep)
         else:
             raw.close()
             if not head:

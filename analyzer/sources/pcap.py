@@ -25,7 +25,7 @@ from typing import Final, NamedTuple
 
 from analyzer.anomalies import Anomaly
 from analyzer.limits import MAX_CAPLEN, MAX_RESYNC_SCAN
-from analyzer.sources.base import Frame
+from analyzer.sources.base import Frame, FrameFilter
 from analyzer.sources.stream import ByteWindow, Sink
 
 FILE_HEADER_LEN: Final = 24
@@ -53,20 +53,22 @@ PCAP_MAGICS: Final[dict[bytes, PcapVariant]] = {
 """File magic (as the first four bytes of the file) -> variant."""
 
 
-def open_pcap(window: ByteWindow, sink: Sink) -> Iterator[Frame] | str:
-    """Read the file header; return the frame iterator, or a one-line reason the file
-    cannot be read at all."""
+def open_pcap(
+    window: ByteWindow, sink: Sink, keep: FrameFilter | None = None
+) -> Iterator[Frame] | str:
+    """Read the file header; return the frame iterator (only the frames ``keep`` accepts,
+    when given), or a one-line reason the file cannot be read at all."""
     if not window.refill(0, FILE_HEADER_LEN):
         return f"truncated pcap file header ({len(window.buf)} of {FILE_HEADER_LEN} bytes)"
     variant = PCAP_MAGICS.get(window.buf[:4])
     if variant is None:
         return f"not a pcap file (magic 0x{window.buf[:4].hex()})"
     _snaplen, network = struct.unpack_from(variant.order + "II", window.buf, 16)
-    return _records(window, sink, variant, network & 0xFFFF)
+    return _records(window, sink, variant, network & 0xFFFF, keep)
 
 
 def _records(
-    window: ByteWindow, sink: Sink, variant: PcapVariant, linktype: int
+    window: ByteWindow, sink: Sink, variant: PcapVariant, linktype: int, keep: FrameFilter | None
 ) -> Iterator[Frame]:
     unpack = struct.Struct(variant.order + "IIII").unpack_from
     new = tuple.__new__
@@ -96,7 +98,9 @@ def _records(
                 sink.time_backwards(ts, last_ts)
             last_ts = ts
             sink.packets += 1
-            yield new(frame_type, (ts, linktype, buf[start:nxt], wirelen))
+            frame = new(frame_type, (ts, linktype, buf[start:nxt], wirelen))
+            if keep is None or keep(frame):
+                yield frame
             pos = nxt
         # Slow path: a corrupt header, or a record running past the buffer.
         need = head

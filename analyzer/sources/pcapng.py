@@ -41,7 +41,7 @@ from analyzer.limits import (
     MAX_RESYNC_SCAN,
     MAX_SECRETS_BLOCK,
 )
-from analyzer.sources.base import Frame
+from analyzer.sources.base import Frame, FrameFilter
 from analyzer.sources.stream import ByteWindow, Sink
 
 SHB_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
@@ -100,11 +100,16 @@ def section_byte_order(magic: bytes) -> str | None:
 
 
 def open_pcapng(
-    window: ByteWindow, sink: Sink, secrets: SecretsSink | None = None, source: str = "pcapng"
+    window: ByteWindow,
+    sink: Sink,
+    secrets: SecretsSink | None = None,
+    source: str = "pcapng",
+    keep: FrameFilter | None = None,
 ) -> Iterator[Frame] | str:
-    """Check the first section header; return the frame iterator, or a one-line reason
-    the file cannot be read at all. TLS key log secrets blocks go to ``secrets`` as the
-    walk reaches them; ``source`` names the file in what they report."""
+    """Check the first section header; return the frame iterator (only the frames ``keep``
+    accepts, when given), or a one-line reason the file cannot be read at all. TLS key log
+    secrets blocks go to ``secrets`` as the walk reaches them; ``source`` names the file in
+    what they report."""
     if not window.refill(0, 12):
         return f"truncated pcapng section header block ({len(window.buf)} bytes)"
     buf = window.buf
@@ -122,7 +127,7 @@ def open_pcapng(
     major, minor = struct.unpack_from(order + "HH", buf, 12)
     if major != 1:
         return f"unsupported pcapng version {major}.{minor}"
-    return _Walker(window, sink, secrets, source).frames()
+    return _Walker(window, sink, secrets, source, keep).frames()
 
 
 def parse_interface(buf: bytes, pos: int, length: int, order: str) -> Interface | None:
@@ -152,9 +157,15 @@ class _Walker:
     """State of one walk over a pcapng file: byte order and interfaces of the section."""
 
     def __init__(
-        self, window: ByteWindow, sink: Sink, secrets: SecretsSink | None, source: str
+        self,
+        window: ByteWindow,
+        sink: Sink,
+        secrets: SecretsSink | None,
+        source: str,
+        keep: FrameFilter | None,
     ) -> None:
         self.window = window
+        self.keep = keep
         self.sink = sink
         self.secrets = secrets
         self.source = source
@@ -174,6 +185,7 @@ class _Walker:
         new = tuple.__new__
         frame_type = Frame
         max_caplen = MAX_CAPLEN
+        keep = self.keep
         pos = 0
         buf = window.buf
         end = len(buf)
@@ -203,7 +215,9 @@ class _Walker:
                     sink.time_backwards(ts, last_ts)
                 last_ts = ts
                 sink.packets += 1
-                yield new(frame_type, (ts, linktype, buf[pos + 28 : pos + 28 + caplen], wirelen))
+                read = new(frame_type, (ts, linktype, buf[pos + 28 : pos + 28 + caplen], wirelen))
+                if keep is None or keep(read):
+                    yield read
                 pos = nxt
             self.last_ts = last_ts
             # Slow path: any other block, a refill, corruption or the end.
@@ -218,7 +232,8 @@ class _Walker:
                     sink.time_backwards(frame.ts, self.last_ts)
                 self.last_ts = frame.ts
                 sink.packets += 1
-                yield frame
+                if keep is None or keep(frame):
+                    yield frame
 
     def _set_order(self, order: str) -> None:
         self.order = order
