@@ -369,7 +369,10 @@ def start(
         from dask.delayed import delayed
 
         base: Any = dask.base
-        local: list[PartResult] = list(base.compute(*[delayed(analyze_part)(p) for p in parts]))
+        # The local threaded scheduler by name: a closed client can leave Dask's global
+        # setting at "dask.distributed", which would fail here with no client running.
+        tasks = [delayed(analyze_part)(p) for p in parts]
+        local: list[PartResult] = list(base.compute(*tasks, scheduler="threads"))
         for result in local:
             summary = summarize(result)
             infos.append(summary.info)
