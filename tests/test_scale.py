@@ -371,8 +371,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
     finally:
         try:
-            with distributed.Client(state_address(state), timeout=10) as client:
-                client.shutdown()
+            # Not in a ``with``: shutting down inside one leaves Dask's global scheduler
+            # setting at "dask.distributed" for every later test of the session.
+            distributed.Client(state_address(state), timeout=10).shutdown()
         except Exception:
             pass
         for p in reversed(procs):
