@@ -207,6 +207,31 @@ def test_iterating_twice_reads_again(tmp_path: Path) -> None:
     assert reader.packets == 2
 
 
+
+def test_a_filter_leaves_frames_in_the_reader(tmp_path: Path) -> None:
+    """``keep`` (a shard worker's filter) sees every frame in order; only the frames it
+    accepts come out, and every frame is still counted and checked for time order."""
+    packets = [(T0 + 5, 0, b"a", 1), (T0 + 3, 0, b"b", 1), (T0 + 4, 0, b"c", 1),
+               (T0 + 1, 0, b"d", 1)]
+    seen: list[bytes] = []
+
+    def keep(frame: Frame) -> bool:
+        seen.append(frame.data)
+        return frame.data in (b"a", b"d")
+
+    reader = CaptureReader(write(tmp_path, "back.pcap", pcap_file(packets)))
+    reader.keep = keep
+    assert [f.data for f in reader] == [b"a", b"d"]
+    assert seen == [b"a", b"b", b"c", b"d"] and reader.packets == 4
+    assert kinds(reader) == [Anomaly.TIME_BACKWARDS]
+    assert "packet 2" in reader.anomalies[0][1] and "2 packets in all" in reader.anomalies[0][1]
+    # pcapng: the fast path (EPBs) and the other packet blocks (SPB, obsolete PB).
+    data, expected = two_sections()
+    ng = CaptureReader(write(tmp_path, "two.pcapng", data))
+    ng.keep = lambda frame: frame.linktype == 113
+    assert list(ng) == [f for f in expected if f.linktype == 113]
+    assert ng.packets == len(expected) and ng.position() == len(data)
+
 # -- damaged pcap ------------------------------------------------------------------------
 
 
