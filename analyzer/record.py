@@ -388,6 +388,14 @@ def evolve(record: HandshakeRecord, **changes: Any) -> HandshakeRecord:
     return out
 
 
+TIMELINE_SETTERS: tuple[Callable[[Any, Any], None], ...] = tuple(
+    getattr(TimelineEntry, f.name).__set__ for f in fields(TimelineEntry)
+)
+"""The slot setters of :class:`TimelineEntry` (``t``, ``sender``, ``what``), for
+:meth:`analyzer.handshake.core.HandshakeCore.note`, which makes one per step of every
+connection without the frozen dataclass's ``__init__``."""
+
+
 NO_VALUE: Any = object()
 """A value not given; in ``FIELD_PLAN``, the default of a field that has none."""
 FIELD_PLAN: tuple[tuple[str, Callable[[Any, Any], None], Any, Callable[[], Any] | None], ...] = (

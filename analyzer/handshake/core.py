@@ -44,7 +44,7 @@ from analyzer import limits
 from analyzer.anomalies import Anomaly
 from analyzer.handshake import machine
 from analyzer.handshake.machine import CCS, FIN
-from analyzer.record import AlertInfo, Side, TimelineEntry
+from analyzer.record import TIMELINE_SETTERS, AlertInfo, Side, TimelineEntry
 from analyzer.text import first_line
 from analyzer.tls import events as ev
 from analyzer.tls.enums import HandshakeType as H
@@ -69,6 +69,7 @@ TLS13: Final = 0x0304
 PRE_SHARED_KEY_EXT: Final = 41
 ENCRYPT_THEN_MAC_EXT: Final = 22
 _ZERO_SESSION_ID: Final = bytes(32)
+_TIMELINE_SETTERS: Final = TIMELINE_SETTERS
 _SERVER_DATA_RECORDS: Final = 4
 """TLS <= 1.2: the server's data records looked at, after the handshake, for the client's
 first one (whether the client sent data decides whether it accepted the server)."""
@@ -189,9 +190,14 @@ class HandshakeCore:
     def note(self, ts: float, sender: str, what: str) -> None:
         """A step for ``tlsa show``'s timeline (the transport notes its own steps too)."""
         if len(self.timeline) < limits.MAX_TIMELINE:
-            self.timeline.append(
-                TimelineEntry(t=ts - self.first_ts, sender=sender, what=sys.intern(what))  # type: ignore[arg-type]
-            )
+            # TimelineEntry(t=..., sender=..., what=...) without the frozen dataclass's
+            # __init__ (object.__setattr__ per field): 4,000 -> ~1,800 instructions a step.
+            entry = object.__new__(TimelineEntry)
+            set_t, set_sender, set_what = _TIMELINE_SETTERS
+            set_t(entry, ts - self.first_ts)
+            set_sender(entry, sender)
+            set_what(entry, sys.intern(what))
+            self.timeline.append(entry)
 
     def anomaly(self, code: Anomaly | str) -> None:
         if self.anomalies is None:
