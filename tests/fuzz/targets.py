@@ -312,7 +312,10 @@ def analyse_file(path: str) -> list[HandshakeRecord]:
 def capture(data: bytes) -> None:
     with open(_FILE, "wb") as f:
         f.write(data)
-    analyse_file(_FILE)
+    try:
+        analyse_file(_FILE)
+    finally:
+        os.unlink(_FILE)  # left behind only by a hard crash (atheris keeps the input then)
 
 
 KEY_SUITES = (
