@@ -15,6 +15,7 @@ Parquet dataset; a corrupt file is reported by name and every other record still
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import os
@@ -370,12 +371,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             client.wait_for_workers(2, timeout=60)
         yield address
     finally:
-        try:
-            # Not in a ``with``: shutting down inside one leaves Dask's global scheduler
-            # setting at "dask.distributed" for every later test of the session.
+        # Not in a ``with``: shutting down inside one leaves Dask's global scheduler
+        # setting at "dask.distributed" for every later test of the session.
+        with contextlib.suppress(Exception):
             distributed.Client(state_address(state), timeout=10).shutdown()
-        except Exception:
-            pass
         for p in reversed(procs):
             try:
                 p.wait(timeout=15)
