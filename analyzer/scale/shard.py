@@ -45,6 +45,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Final
 
+from mypy_extensions import i64
+
 from analyzer.decode import decode_frame
 from analyzer.decode.frames import (
     IPPROTO_ICMP,
@@ -71,15 +73,15 @@ offset, protocol, source, destination, and the two ports if it is TCP or UDP."""
 def _mix(a: int, b: int, ports: int) -> int:
     """A symmetric hash of two addresses and ``sport ^ dport`` (0 without ports).
 
-    32-bit steps (IPv6 addresses folded to 32 bits first): every product stays below
-    2**63, so the compiled build computes it with machine integers, not Python's long
-    arithmetic."""
-    x: int = a ^ b
+    32-bit steps (IPv6 addresses folded to 32 bits first) in 64-bit machine integers
+    (``i64``: plain C arithmetic in the compiled build; every product stays below 2**59)."""
+    x = a ^ b
     if x >> 32:
         x = (x ^ (x >> 32) ^ (x >> 64) ^ (x >> 96)) & 0xFFFFFFFF
-    x = (((x >> 16) ^ x ^ ports) * 0x45D9F3B) & 0xFFFFFFFF
-    x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
-    return (x >> 16) ^ x
+    h = i64(x)
+    h = (((h >> 16) ^ h ^ i64(ports)) * 0x45D9F3B) & 0xFFFFFFFF
+    h = (((h >> 16) ^ h) * 0x45D9F3B) & 0xFFFFFFFF
+    return int((h >> 16) ^ h)
 
 
 def _udp_key(src: int, sport: int, dst: int, dport: int) -> int:
