@@ -31,13 +31,15 @@ from typing import Any
 
 import dpkt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from analyzer import cli, limits
 from analyzer.api import Run, collect
 from analyzer.record import HandshakeRecord
 from analyzer.scale import local
-from analyzer.scale.shard import frame_key, shard_of
+from analyzer.scale.shard import _mix, frame_key, shard_of
 from analyzer.scale.work import Part, analyze_part, merge_stats
 from analyzer.sources import CaptureReader
 from analyzer.sources.base import Frame
@@ -184,6 +186,19 @@ def test_shard_key_ipv6_and_fragments() -> None:
     arp = _eth(b"\x00" * 28, 0x0806)
     assert shard_of(_frame(arp), 2) == 0 and shard_of(_frame(b"", 1), 3) == 0
 
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 2**128 - 1), st.integers(0, 2**128 - 1), st.integers(0, 2**16 - 1))
+def test_the_shard_hash_is_the_integer_formula(a: int, b: int, ports: int) -> None:
+    """The hash runs in 64-bit machine integers when compiled: every step must stay in
+    range, so it equals the same formula in Python integers, for IPv6-sized inputs too."""
+    x = a ^ b
+    if x >> 32:
+        x = (x ^ (x >> 32) ^ (x >> 64) ^ (x >> 96)) & 0xFFFFFFFF
+    x = (((x >> 16) ^ x ^ ports) * 0x45D9F3B) & 0xFFFFFFFF
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+    assert _mix(a, b, ports) == (x >> 16) ^ x == _mix(b, a, ports)
 
 # ---------------------------------------------------------------------- local workers
 
