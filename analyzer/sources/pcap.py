@@ -20,6 +20,7 @@ Not here: opening files, gzip, pcapng (see :mod:`analyzer.sources.files`,
 from __future__ import annotations
 
 import struct
+import types
 from collections.abc import Iterator
 from typing import Final, NamedTuple
 
@@ -80,7 +81,7 @@ def _records(
     buf: bytes = window.buf
     end = len(buf)
     pos: int = FILE_HEADER_LEN
-    little = variant.order == "<"
+    little = variant.order == "<" and _COMPILED
     # Typed: native numbers in the compiled build instead of objects compared generically.
     sec: int
     frac: int
@@ -141,6 +142,12 @@ def _u32le(buf: bytes, at: int) -> int:
     """The little-endian unsigned 32-bit number at ``buf[at:at + 4]``."""
     value: int = buf[at] | buf[at + 1] << 8 | buf[at + 2] << 16 | buf[at + 3] << 24
     return value
+
+
+_COMPILED: Final = not isinstance(_u32le, types.FunctionType)
+"""This module runs compiled: reading header bytes one at a time is then native and
+cheaper than ``struct``'s call; in pure Python it is the other way round (six times
+dearer), so the pure build keeps ``struct``."""
 
 
 def _resync(
