@@ -12,12 +12,12 @@ makes, with a bounded number of records in memory in every process whatever the 
 of connections. For a JSONL output the workers render the lines too, and the parent writes
 most of them as they come (:func:`collect_jsonl_parallel`, :mod:`analyzer.scale.lines`).
 
-Why every worker re-reads the file, measured on the 1 GB benchmark capture (1.06 M frames,
-bench/scale.py, bench/RESULTS.md): one process takes 10.8 CPU seconds; each of two shards
-6.3–6.7 s (half the analysis, plus about 1.9 µs a frame to read and key the other half's
-frames), 13 s in all. One reader piping frames to two workers (a prototype in
-bench/scale.py) took 3.5 s in the reader and 6.0 s in each worker: 15.6 s in all, so on
-two cores it is the slower split.
+Why every worker re-reads the file: its reader keys every frame and leaves the other
+shards' frames behind (:meth:`analyzer.scale.shard.ShardEngine.wants`), so a shard costs
+its half of the analysis plus reading the file. Counted in instructions on the 47 MB
+benchmark capture, each of two shards is 57–58 % of the whole file's work. One reader
+piping frames to two workers instead (a prototype in bench/scale.py; figures in
+bench/RESULTS.md) costs more CPU in all, so on two cores it is the slower split.
 
 A file that cannot be read, or whose worker dies, becomes one line in ``run.errors``
 naming it; every other file's records still come out.
