@@ -220,9 +220,9 @@ class ShardEngine(Engine):
 
     def wants(self, frame: Frame) -> bool:
         """Whether a frame must reach :meth:`run_shard`: one of this shard, or one of
-        another shard that moves the clock beyond its last timestamp (the first frame, or
-        one at which idle expiry is due; see :meth:`skip`). Any other frame's time is
-        taken here, and the frame is left behind.
+        another shard that does more to the clock than move its last timestamp (the first
+        frame, or one at which idle expiry is due; see :meth:`skip`). Of any other frame
+        only the time is taken, here, and the frame is left behind.
 
         :meth:`run_shard` relies on this being called for each frame it gets, just before
         it gets it (as a reader's filter or ``filter(engine.wants, frames)`` do)."""
