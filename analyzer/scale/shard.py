@@ -41,7 +41,6 @@ Not identical to one process only past the flow-table and closed-tuple limits
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Iterator
 from typing import Final
 
@@ -65,10 +64,6 @@ from analyzer.record import HandshakeRecord
 from analyzer.sources.base import Frame
 from analyzer.tls.keylog import KeyLog
 
-_ipv4_tcp: Final = struct.Struct("!B5xHxB2xIIHH").unpack_from
-"""IPv4 without options, then the first four bytes after it: version/IHL, flags/fragment
-offset, protocol, source, destination, and the two ports if it is TCP or UDP."""
-
 
 def _mix(a: int, b: int, ports: int) -> int:
     """A symmetric hash of two addresses and ``sport ^ dport`` (0 without ports).
@@ -91,33 +86,43 @@ def _udp_key(src: int, sport: int, dst: int, dport: int) -> int:
     return _mix(src, 0, sport) if sport < dport else _mix(dst, 0, dport)
 
 
-def _ip_key(data: bytes, off: int, version: int) -> int | None:
-    """Hash of the endpoints of the IP packet at ``off``, or None to decode instead."""
+_DECODE: Final = -1
+"""What :func:`_ip_key` returns for a packet whose endpoints the decoder must find (hashes
+are never negative)."""
+
+
+def _be32(data: bytes, at: int) -> int:
+    """The big-endian unsigned 32-bit number at ``data[at:at + 4]``, read byte by byte
+    (native in the compiled build, where a slice and ``int.from_bytes`` are calls)."""
+    value: int = data[at] << 24 | data[at + 1] << 16 | data[at + 2] << 8 | data[at + 3]
+    return value
+
+
+def _ip_key(data: bytes, off: int, version: int) -> int:
+    """Hash of the endpoints of the IP packet at ``off``, or ``_DECODE`` to decode instead
+    (a native integer either way in the compiled build: no boxing per frame)."""
     n = len(data)
+    proto: int  # typed: native integers in the compiled build
+    sport: int
+    dport: int
     if version == 4:
-        if off + 24 <= n:
-            vihl, frag, proto, src, dst, sport, dport = _ipv4_tcp(data, off)
-            if vihl == 0x45 and not frag & 0x3FFF and proto == IPPROTO_TCP:
-                return _mix(src, dst, sport ^ dport)
-            if vihl == 0x45 and not frag & 0x3FFF and proto == IPPROTO_UDP:
-                return _udp_key(src, sport, dst, dport)
         if off + 20 > n:
-            return None
+            return _DECODE
         ihl = (data[off] & 0x0F) << 2
-        src = int.from_bytes(data[off + 12 : off + 16], "big")
-        dst = int.from_bytes(data[off + 16 : off + 20], "big")
         at = off + ihl
         frag = ((data[off + 6] << 8) | data[off + 7]) & 0x3FFF
-        if data[off + 9] == IPPROTO_ICMP and not frag:
-            return None  # maybe an error about a TCP segment: decode
-        if frag or data[off + 9] not in (IPPROTO_TCP, IPPROTO_UDP) or ihl < 20 or at + 4 > n:
+        proto = data[off + 9]
+        if proto == IPPROTO_ICMP and not frag:
+            return _DECODE  # maybe an error about a TCP segment: decode
+        src, dst = _be32(data, off + 12), _be32(data, off + 16)
+        if frag or (proto != IPPROTO_TCP and proto != IPPROTO_UDP) or ihl < 20 or at + 4 > n:
             return _mix(src, dst, 0)
         sport, dport = (data[at] << 8) | data[at + 1], (data[at + 2] << 8) | data[at + 3]
-        if data[off + 9] == IPPROTO_UDP:
+        if proto == IPPROTO_UDP:
             return _udp_key(src, sport, dst, dport)
         return _mix(src, dst, sport ^ dport)
     if off + 44 > n or data[off + 6] not in (IPPROTO_TCP, IPPROTO_UDP):
-        return None  # short, an extension header (maybe a fragment), ICMPv6, no ports: decode
+        return _DECODE  # short, an extension header (maybe a fragment), ICMPv6, no ports: decode
     at = off + 40
     sport, dport = (data[at] << 8) | data[at + 1], (data[at + 2] << 8) | data[at + 3]
     src = int.from_bytes(data[off + 8 : off + 24], "big")
@@ -161,18 +166,12 @@ def frame_key(frame: Frame) -> int:
     linktype = frame.linktype
     sport: int  # typed: native integers in the compiled build
     dport: int
-    if linktype == LINKTYPE_ETHERNET and len(data) >= 38 and data[12] == 8 and not data[13]:
-        # The common case first: Ethernet, IPv4 without options, not a fragment, TCP; the
-        # bytes read one at a time (native in the compiled build; a struct call is not).
-        if data[14] == 0x45 and not data[20] & 0x3F and not data[21] and data[23] == IPPROTO_TCP:
-            x = ((data[26] ^ data[30]) << 24 | (data[27] ^ data[31]) << 16
-                 | (data[28] ^ data[32]) << 8 | (data[29] ^ data[33]))
-            return _mix(x, 0, (data[34] ^ data[36]) << 8 | (data[35] ^ data[37]))
-        key = _ip_key(data, 14, 4)
+    if linktype == LINKTYPE_ETHERNET and len(data) >= 15 and data[12] == 8 and not data[13]:
+        key = _ip_key(data, 14, 4)  # the common case, without _network's slices
     else:
         net = _network(linktype, data)
-        key = _ip_key(data, net[1], net[0]) if net is not None else None
-    if key is not None:
+        key = _ip_key(data, net[1], net[0]) if net is not None else _DECODE
+    if key != _DECODE:
         return key
     seg = decode_frame(frame.ts, linktype, data, frame.wirelen)
     if type(seg) is Segment:
