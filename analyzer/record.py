@@ -366,9 +366,15 @@ RECORD_FIELDS: tuple[str, ...] = tuple(
 _record_values = attrgetter(*RECORD_FIELDS)
 _ALL_FIELDS = tuple(f.name for f in fields(HandshakeRecord))
 _all_values = attrgetter(*_ALL_FIELDS)
-_SLOT_SETTERS: dict[str, Any] = {
-    name: getattr(HandshakeRecord, name).__set__ for name in _ALL_FIELDS
-}
+
+
+def _slot_setters(cls: type) -> dict[str, Callable[[Any, Any], None]]:
+    """Each field's slot setter (the member descriptor's ``__set__``), in field order: it
+    sets a frozen slotted dataclass's field without ``__init__`` or ``__setattr__``."""
+    return {f.name: getattr(cls, f.name).__set__ for f in fields(cls)}
+
+
+_SLOT_SETTERS = _slot_setters(HandshakeRecord)
 _SETTERS_IN_ORDER = tuple(_SLOT_SETTERS.values())
 
 
@@ -381,16 +387,14 @@ def evolve(record: HandshakeRecord, **changes: Any) -> HandshakeRecord:
     for set_slot, value in zip(_SETTERS_IN_ORDER, _all_values(record), strict=True):
         set_slot(out, value)
     for name, value in changes.items():
-        set_slot = _SLOT_SETTERS.get(name)
-        if set_slot is None:
+        setter = _SLOT_SETTERS.get(name)
+        if setter is None:
             raise TypeError(f"HandshakeRecord has no field {name!r}")
-        set_slot(out, value)
+        setter(out, value)
     return out
 
 
-TIMELINE_SETTERS: tuple[Callable[[Any, Any], None], ...] = tuple(
-    getattr(TimelineEntry, f.name).__set__ for f in fields(TimelineEntry)
-)
+TIMELINE_SETTERS = tuple(_slot_setters(TimelineEntry).values())
 """The slot setters of :class:`TimelineEntry` (``t``, ``sender``, ``what``), for
 :meth:`analyzer.handshake.core.HandshakeCore.note`, which makes one per step of every
 connection without the frozen dataclass's ``__init__``."""
